@@ -1,0 +1,3 @@
+from dermaseg_app.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of ``dermaseg``: each module exposes ``register(subparsers)``."""
