@@ -1,0 +1,351 @@
+"""Reading images and masks, writing masks: the only place that decodes files.
+
+Conventions (see docs/DESIGN.md):
+
+* ``read_image`` returns an HxWx3 ``uint8`` RGB array for JPEG, PNG, BMP and TIFF files.
+  - 16-bit samples are scaled to 8 bit over the full range (``round(v * 255 / 65535)``), never
+    truncated to the low byte; float TIFFs in [0, 1] are scaled by 255 (others clipped to 0..255).
+  - Grey images are repeated into three channels.
+  - Images with an alpha channel are **composited on black** (``rgb * alpha``): transparent
+    parts become black, like the dark vignette of a dermoscope, whatever colour the hidden pixels
+    held. Fully opaque images are unchanged.
+  - The EXIF orientation tag (JPEG, TIFF, PNG eXIf) is honoured: the array is what a viewer shows.
+* ``read_mask`` returns an HxW ``bool`` array. A pixel is lesion when its value is above half of
+  the type's range (> 127 for 8-bit, > 32767 for 16-bit, > 0.5 for float); a mask holding only
+  the values 0 and 1 is read as a 0/1 label mask (1 = lesion). Colour masks use the maximum over
+  the colour channels (alpha ignored). The same EXIF orientation rule applies.
+* ``write_mask_png`` writes a single-channel 8-bit PNG with 0 and 255, atomically.
+* Every failure a user can cause raises :class:`ImageReadError` naming the file and the reason.
+
+Files are read as bytes and decoded in memory (``cv2.imdecode``), so paths with non-ASCII
+characters work on every platform.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from dermaseg_app.core.atomic import atomic_write_bytes
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageReadError",
+    "image_size",
+    "read_image",
+    "read_mask",
+    "write_image",
+    "write_mask_png",
+]
+
+IMAGE_EXTENSIONS: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".jpe", ".png", ".bmp", ".tif", ".tiff"}
+)
+
+_EXIF_ORIENTATION = 0x0112
+
+
+class ImageReadError(Exception):
+    """An image or mask file could not be read. ``.path`` and ``.reason`` say which and why."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"cannot read {self.path}: {self.reason}"
+
+    def __reduce__(self) -> tuple[type, tuple[Path, str]]:  # picklable across processes
+        return (type(self), (self.path, self.reason))
+
+
+# --------------------------------------------------------------------------------------------
+# bytes -> array
+
+
+def _sniff(data: bytes) -> str | None:
+    """The container format from the first bytes, or None when not recognised."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if data[:2] == b"BM":
+        return "BMP"
+    if data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF"
+    return None
+
+
+def _other_format(data: bytes) -> str | None:
+    """Names a recognised but unsupported format, for a helpful message."""
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
+        return "HEIC/AVIF"
+    if data[:4] == b"%PDF":
+        return "PDF"
+    if data[:2] == b"\x00\x00" and data[2:4] in (b"\x01\x00", b"\x02\x00"):
+        return "ICO/CUR"
+    return None
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        if path.is_dir():
+            raise ImageReadError(path, "it is a folder, not an image file")
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageReadError(path, "the file does not exist") from None
+    except PermissionError:
+        raise ImageReadError(path, "permission denied") from None
+    except IsADirectoryError:
+        raise ImageReadError(path, "it is a folder, not an image file") from None
+    except OSError as err:
+        raise ImageReadError(path, f"the file cannot be read ({err.strerror or err})") from None
+    if not data:
+        raise ImageReadError(path, "the file is empty (0 bytes)")
+    return data
+
+
+def _pil_orientation(data: bytes) -> int:
+    """EXIF orientation (1..8) from the header via Pillow; 1 when absent or unreadable."""
+    try:
+        from PIL import Image
+
+        with Image.open(io.BytesIO(data)) as im:
+            value = im.getexif().get(_EXIF_ORIENTATION, 1)
+        value = int(value)
+    except Exception:  # a broken EXIF block must not make a readable image unreadable
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def _apply_orientation(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """Transform ``arr`` (HxW or HxWxC) the way EXIF ``orientation`` says a viewer must."""
+    if orientation == 2:
+        out = arr[:, ::-1]
+    elif orientation == 3:
+        out = arr[::-1, ::-1]
+    elif orientation == 4:
+        out = arr[::-1]
+    elif orientation == 5:
+        out = np.swapaxes(arr, 0, 1)
+    elif orientation == 6:
+        out = np.rot90(arr, -1)
+    elif orientation == 7:
+        out = np.swapaxes(arr[::-1, ::-1], 0, 1)
+    elif orientation == 8:
+        out = np.rot90(arr, 1)
+    else:
+        return arr
+    return np.ascontiguousarray(out)
+
+
+def _jpeg_is_truncated(data: bytes) -> bool:
+    """True when a JPEG stream lacks its end-of-image marker and Pillow agrees it is truncated.
+
+    Some cameras append data after the EOI marker, so a missing trailing EOI alone is not
+    proof; in that case the stream is decoded by Pillow, which refuses truncated data.
+    """
+    if data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
+        return False
+    try:
+        from PIL import Image, ImageFile
+
+        if ImageFile.LOAD_TRUNCATED_IMAGES:  # someone relaxed Pillow globally: trust EOI only
+            return True
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+    except Exception:
+        return True
+    return False
+
+
+def _decode(path: Path, data: bytes) -> np.ndarray:
+    """Decode to the native array (dtype and channels as stored, BGR order), EXIF applied."""
+    fmt = _sniff(data)
+    if fmt is None:
+        other = _other_format(data)
+        if other:
+            raise ImageReadError(
+                path, f"unsupported format {other} (supported: JPEG, PNG, BMP, TIFF)"
+            )
+        raise ImageReadError(
+            path, "not an image: the content is not JPEG, PNG, BMP or TIFF data"
+        )
+    if fmt == "JPEG" and _jpeg_is_truncated(data):
+        raise ImageReadError(path, "the JPEG file is truncated (incomplete download or copy?)")
+    buf = np.frombuffer(data, dtype=np.uint8)
+    try:
+        arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    except cv2.error as err:
+        raise ImageReadError(path, f"corrupt {fmt} data ({str(err).strip()[:200]})") from None
+    if arr is None or arr.size == 0:
+        raise ImageReadError(path, f"corrupt or truncated {fmt} data: the decoder failed")
+    return _apply_orientation(arr, _pil_orientation(data))
+
+
+def _to_unit_range(arr: np.ndarray, path: Path) -> np.ndarray:
+    """float32 in [0, 1] from an integer or float array."""
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) / 65535.0
+    if arr.dtype in (np.float32, np.float64):
+        a = np.nan_to_num(arr.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+        if a.size and float(a.max()) > 1.0:
+            a = a / 255.0
+        return np.clip(a, 0.0, 1.0)
+    raise ImageReadError(path, f"unsupported sample type {arr.dtype}")
+
+
+def _to_uint8(arr: np.ndarray, path: Path) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == np.uint16:
+        # round(v * 255 / 65535) == round(v / 257), exact in integer arithmetic
+        return ((arr.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    return np.round(_to_unit_range(arr, path) * 255.0).astype(np.uint8)
+
+
+def _bgr_any_to_rgb8(arr: np.ndarray, path: Path) -> np.ndarray:
+    if arr.ndim == 2:
+        g = _to_uint8(arr, path)
+        return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2))
+    if arr.ndim != 3:
+        raise ImageReadError(path, f"unexpected image layout with shape {arr.shape}")
+    channels = arr.shape[2]
+    if channels == 1:
+        return _bgr_any_to_rgb8(arr[:, :, 0], path)
+    if channels == 2:  # grey + alpha
+        grey = _to_unit_range(arr[:, :, 0], path) * _to_unit_range(arr[:, :, 1], path)
+        g = np.round(grey * 255.0).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2))
+    if channels == 3:
+        return np.ascontiguousarray(_to_uint8(arr, path)[:, :, ::-1])
+    if channels == 4:
+        alpha = arr[:, :, 3]
+        full = np.iinfo(arr.dtype).max if arr.dtype.kind == "u" else 1.0
+        bgr = arr[:, :, :3]
+        if arr.dtype.kind == "u" and bool((alpha == full).all()):
+            return np.ascontiguousarray(_to_uint8(bgr, path)[:, :, ::-1])
+        a = _to_unit_range(alpha, path)[:, :, None]
+        rgb = _to_unit_range(bgr, path)[:, :, ::-1] * a
+        return np.ascontiguousarray(np.round(rgb * 255.0).astype(np.uint8))
+    raise ImageReadError(path, f"unsupported number of channels: {channels}")
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an image file as an HxWx3 uint8 RGB array (see the module docstring).
+
+    Raises ImageReadError naming the file and the reason: missing, a folder, permission denied,
+    empty, not an image, unsupported format, truncated or corrupt data.
+    """
+    p = Path(path)
+    data = _read_bytes(p)
+    return _bgr_any_to_rgb8(_decode(p, data), p)
+
+
+def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a mask file as an HxW bool array (lesion = True; rules in the module docstring)."""
+    p = Path(path)
+    data = _read_bytes(p)
+    arr = _decode(p, data)
+    if arr.ndim == 3:
+        colour = arr[:, :, :3] if arr.shape[2] >= 3 else arr[:, :, :1]
+        arr = colour.max(axis=2)
+    if arr.dtype == np.bool_:
+        return arr.copy()
+    if arr.dtype.kind in "ui":
+        peak = int(arr.max()) if arr.size else 0
+        if peak <= 1:
+            return arr > 0
+        half = 127 if arr.dtype.itemsize == 1 else 32767
+        return arr > half
+    if arr.dtype.kind == "f":
+        return np.nan_to_num(arr, nan=0.0) > 0.5
+    raise ImageReadError(p, f"unsupported mask sample type {arr.dtype}")
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """(width, height) as read_image would return them, from the header only (cheap).
+
+    EXIF orientations 5..8 swap width and height. Raises ImageReadError like read_image.
+    """
+    p = Path(path)
+    try:
+        from PIL import Image, UnidentifiedImageError
+
+        with Image.open(p) as im:
+            w, h = im.size
+            try:
+                orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
+            except Exception:
+                orientation = 1
+    except FileNotFoundError:
+        raise ImageReadError(p, "the file does not exist") from None
+    except PermissionError:
+        raise ImageReadError(p, "permission denied") from None
+    except IsADirectoryError:
+        raise ImageReadError(p, "it is a folder, not an image file") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        # Fall back to a full decode, which produces the precise reason.
+        h, w = read_image(p).shape[:2]
+        return int(w), int(h)
+    if orientation in (5, 6, 7, 8):
+        w, h = h, w
+    return int(w), int(h)
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+
+
+def _encode(ext: str, arr: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(ext, arr)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode an image as {ext}")
+    return buf.tobytes()
+
+
+def write_mask_png(path: str | os.PathLike[str], mask: np.ndarray) -> None:
+    """Write ``mask`` (HxW; bool, or numbers where nonzero = lesion) as a 0/255 8-bit PNG.
+
+    The write is atomic (core.atomic); errors are AtomicWriteError naming the path.
+    """
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ValueError(f"a mask must be 2-D (HxW), got shape {m.shape}")
+    out = np.where(m.astype(bool), np.uint8(255), np.uint8(0))
+    atomic_write_bytes(path, _encode(".png", out))
+
+
+def write_image(path: str | os.PathLike[str], rgb: np.ndarray, jpeg_quality: int = 95) -> None:
+    """Write an HxWx3 uint8 RGB (or HxW grey) array atomically; format from the extension
+    (.png, .jpg/.jpeg, .bmp, .tif/.tiff)."""
+    p = Path(path)
+    ext = p.suffix.lower()
+    if ext not in IMAGE_EXTENSIONS:
+        raise ValueError(f"cannot write {p}: unsupported extension {ext or '(none)'}")
+    a = np.asarray(rgb)
+    if a.dtype != np.uint8:
+        raise ValueError(f"cannot write {p}: expected uint8 samples, got {a.dtype}")
+    if a.ndim == 3 and a.shape[2] == 3:
+        a = np.ascontiguousarray(a[:, :, ::-1])
+    elif a.ndim != 2:
+        raise ValueError(f"cannot write {p}: expected HxWx3 or HxW, got shape {a.shape}")
+    if ext in (".jpg", ".jpeg", ".jpe"):
+        ok, buf = cv2.imencode(".jpg", a, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)])
+        if not ok:
+            raise ValueError(f"OpenCV could not encode {p} as JPEG")
+        data = buf.tobytes()
+    else:
+        data = _encode(".tif" if ext == ".tiff" else ext, a)
+    atomic_write_bytes(p, data)
