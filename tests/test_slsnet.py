@@ -118,3 +118,37 @@ def test_registry_builds_and_rejects_unknown() -> None:
         build_generator("unet", None)
     with pytest.raises(ValueError, match="known: slsnet"):
         build_discriminator("nope", None)
+
+
+def test_mac_counts_match_the_paper(generator: SLSNetGenerator) -> None:
+    from dermaseg_app.ml.complexity import count_macs, mac_breakdown
+
+    conv = count_macs(generator, 128)
+    assert abs(conv - 0.894e9) / 0.894e9 < 0.01, conv
+    total = count_macs(generator, 128, include_attention=True)
+    assert 2.0e9 < total < 2.2e9, total
+    # convolution MACs scale with the pixel count; attention products faster (N^2)
+    small = mac_breakdown(generator, 64)
+    assert small.conv * 4 == conv
+    assert small.attention * 4 < total - conv
+    assert generator.training is False
+
+
+def test_count_parameters_and_describe(generator: SLSNetGenerator) -> None:
+    from dermaseg_app.ml.complexity import count_parameters, describe, stage_table
+
+    assert count_parameters(generator) == _nparams(generator)
+    rows = stage_table(generator, 64)
+    assert [r.name for r in rows][:3] == ["multiscale", "down1", "down2"]
+    assert rows[-1].output_shape == (1, 64, 64)
+    assert sum(r.params for r in rows) == count_parameters(generator)
+    text = describe(generator, 64)
+    assert "bridge" in text and "2,347,872" in text and "MACs at 64x64" in text
+
+
+def test_count_macs_keeps_training_mode() -> None:
+    from dermaseg_app.ml.complexity import count_macs
+
+    d = SLSNetDiscriminator().train()
+    assert count_macs(d, 64) > 0
+    assert d.training is True
