@@ -1,0 +1,125 @@
+"""The window's menus and keyboard shortcuts.
+
+Review keys are single letters (A accept, C needs correction, R reject, X exclude, U unreviewed);
+navigation uses N / P, Page Down / Page Up and the arrow keys in the list, so they never clash.
+Text fields (the note) take their letters first: typing a note never changes a status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
+
+from dermaseg_app.core.imageio import IMAGE_EXTENSIONS
+from dermaseg_app.gui.widgets.review_panel import STATUS_KEYS
+
+if TYPE_CHECKING:
+    from dermaseg_app.gui.main_window import MainWindow
+
+SHORTCUTS_HELP = """<table>
+<tr><td><b>N</b>, Page Down</td><td>next image</td></tr>
+<tr><td><b>P</b>, Page Up</td><td>previous image</td></tr>
+<tr><td><b>A</b> / <b>C</b> / <b>R</b> / <b>X</b> / <b>U</b></td>
+<td>accepted / needs correction / rejected / excluded / unreviewed</td></tr>
+<tr><td><b>G</b></td><td>ground-truth comparison on/off</td></tr>
+<tr><td><b>H</b></td><td>probability heat-map on/off</td></tr>
+<tr><td><b>M</b></td><td>mask on/off</td></tr>
+<tr><td><b>F</b></td><td>fit the image to the window</td></tr>
+<tr><td><b>1</b></td><td>100% (one image pixel per screen pixel)</td></tr>
+<tr><td><b>+</b> / <b>-</b>, mouse wheel</td><td>zoom; drag to pan</td></tr>
+</table>"""
+
+
+@dataclass
+class Menus:
+    window: MainWindow
+    recent: QMenu
+
+    def refresh_recent(self) -> None:
+        self.recent.clear()
+        folders = self.window.settings.recent_folders
+        for folder in folders:
+            act = self.recent.addAction(folder)
+            act.triggered.connect(lambda _=False, f=folder: self.window.open_paths([Path(f)]))
+        self.recent.setEnabled(bool(folders))
+
+
+def _action(window: MainWindow, menu: QMenu, text: str, slot, keys: tuple[str, ...] = (),
+            checkable: bool = False) -> QAction:
+    act = QAction(text, window)
+    if keys:
+        act.setShortcuts([QKeySequence(k) for k in keys])
+    act.setCheckable(checkable)
+    act.triggered.connect(slot)
+    menu.addAction(act)
+    window.addAction(act)  # shortcuts work while the menu bar is hidden too
+    return act
+
+
+def build_menus(w: MainWindow) -> Menus:
+    bar = w.menuBar()
+    file = bar.addMenu("&File")
+    _action(w, file, "Open &Images…", lambda: _open_images(w), ("Ctrl+O",))
+    _action(w, file, "Open &Folder…", lambda: _open_folder(w), ("Ctrl+Shift+O",))
+    sub = _action(w, file, "Include Subfolders", lambda on: _set_recursive(w, on), checkable=True)
+    sub.setChecked(w.settings.include_subfolders)
+    recent = file.addMenu("&Recent Folders")
+    file.addSeparator()
+    _action(w, file, "&Quit", w.close, ("Ctrl+Q",))
+
+    view = bar.addMenu("&View")
+    _action(w, view, "&Fit to Window", w.canvas.fit, ("F",))
+    _action(w, view, "&100%", w.canvas.zoom_100, ("1",))
+    _action(w, view, "Zoom &In", lambda: w.canvas.zoom_by(1.25), ("+", "="))
+    _action(w, view, "Zoom &Out", lambda: w.canvas.zoom_by(0.8), ("-",))
+    view.addSeparator()
+    _action(w, view, "Ground-Truth &Comparison", w.controls.compare.toggle, ("G",))
+    _action(w, view, "Probability &Heat-map", w.controls.heatmap.toggle, ("H",))
+    _action(w, view, "&Mask", w.controls.show_mask.toggle, ("M",))
+
+    go = bar.addMenu("&Go")
+    _action(w, go, "&Next Image", lambda: w.case_list.step(1), ("N", "PgDown"))
+    _action(w, go, "&Previous Image", lambda: w.case_list.step(-1), ("P", "PgUp"))
+
+    review = bar.addMenu("&Review")
+    for status, key in STATUS_KEYS.items():
+        _action(w, review, status.label.capitalize(), lambda _=False, s=status: w.set_status(s), (key,))
+    review.addSeparator()
+    _action(w, review, "Choose Project Folder…", w.choose_project_folder)
+    _action(w, review, "Cancel Background Prediction", w.session.cancel_predictions, ("Esc",))
+
+    help_menu = bar.addMenu("&Help")
+    _action(w, help_menu, "Open the Bundled &Samples", lambda: _open_samples(w))
+    _action(w, help_menu, "&Keyboard Shortcuts",
+            lambda: QMessageBox.information(w, "Keyboard shortcuts", SHORTCUTS_HELP))
+    menus = Menus(w, recent)
+    menus.refresh_recent()
+    return menus
+
+
+def _open_images(w: MainWindow) -> None:
+    pattern = " ".join(f"*{ext}" for ext in sorted(IMAGE_EXTENSIONS))
+    files, _ = QFileDialog.getOpenFileNames(w, "Open images", "", f"Images ({pattern});;All files (*)")
+    if files:
+        w.open_paths([Path(f) for f in files])
+
+
+def _open_folder(w: MainWindow) -> None:
+    folder = QFileDialog.getExistingDirectory(w, "Open a folder of images")
+    if folder:
+        w.open_paths([Path(folder)])
+
+
+def _set_recursive(w: MainWindow, on: bool) -> None:
+    w.settings.include_subfolders = bool(on)
+    w.settings.save()
+
+
+def _open_samples(w: MainWindow) -> None:
+    from dermaseg_app import paths
+
+    w.open_paths([paths.samples_dir()])

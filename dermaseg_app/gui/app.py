@@ -1,0 +1,134 @@
+"""Start the review window: ``run_app(args)`` (called by ``dermaseg [PATH...]``).
+
+``args``: ``paths`` (images or folders), ``model``, ``device``, ``masks``, ``screenshot`` (a PNG to
+save once the first image and its prediction -- and with ``compare`` the ground-truth colouring --
+are drawn, then exit) and ``compare``. torch is imported in the background after the window shows.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer
+from PySide6.QtWidgets import QApplication
+
+from dermaseg_app import __version__
+
+SCREENSHOT_TIMEOUT_S = 180.0
+SCREENSHOT_SIZE = (1440, 900)
+
+
+def _arg(args: Any, name: str, default: Any = None) -> Any:
+    return getattr(args, name, default)
+
+
+class ScreenshotTaker(QObject):
+    """Saves the window once the first image is drawn with its prediction, then quits."""
+
+    def __init__(self, window, path: Path, compare: bool, timeout_s: float = SCREENSHOT_TIMEOUT_S) -> None:
+        super().__init__(window)
+        self.window = window
+        self.path = path
+        self.compare = compare
+        self.exit_code: int | None = None
+        self.reason = ""
+        self._saving = False
+        window.view.drawn.connect(self._drawn)
+        window.session.model_failed.connect(self._model_failed)
+        window.session.image_failed.connect(self._image_failed)
+        window.session.cases_opened.connect(self._maybe_compare)
+        QTimer.singleShot(int(timeout_s * 1000), lambda: self._save(1, "timed out waiting for the prediction"))
+
+    def _maybe_compare(self) -> None:
+        if self.compare:
+            self.window.controls.compare.setChecked(True)
+
+    def _drawn(self, row: int, has_prediction: bool, compared: bool) -> None:
+        images = self.window.session.current_images()
+        wants_compare = self.compare and images is not None and images.gt is not None
+        if has_prediction and (compared or not wants_compare):
+            self._save(0, "")
+        elif has_prediction and self.compare and images is not None and images.gt is None:
+            self._save(0, "")
+
+    def _model_failed(self, reason: str) -> None:
+        # Still show the image with the message; save once it is drawn.
+        self.reason = reason
+        if self.window.session.current_images() is not None:
+            QTimer.singleShot(200, lambda: self._save(1, reason))
+        else:
+            self.window.view.drawn.connect(lambda *a: self._save(1, reason))
+
+    def _image_failed(self, row: int, reason: str) -> None:
+        if row == self.window.session.current:
+            QTimer.singleShot(200, lambda: self._save(1, reason))
+
+    def _save(self, code: int, reason: str) -> None:
+        if self._saving:
+            return
+        self._saving = True
+        # let the last paint land before grabbing
+        QTimer.singleShot(150, lambda: self._grab(code, reason))
+
+    def _grab(self, code: int, reason: str) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        pixmap = self.window.grab()
+        if not pixmap.save(str(self.path), "PNG"):
+            code, reason = 1, f"cannot write {self.path}"
+        self.exit_code = code
+        self.reason = reason
+        if reason:
+            print(f"dermaseg: screenshot {self.path}: {reason}", file=sys.stderr)
+        self.window.close()
+        QApplication.instance().exit(code)
+
+
+def make_app() -> QApplication:
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("DermaSeg")
+    app.setOrganizationName("DermaSeg")
+    app.setApplicationVersion(__version__)
+    return app
+
+
+def build_window(args: Any):
+    """The session and its window for ``args`` (no event loop): used by run_app and the tests."""
+    from dermaseg_app.gui.main_window import MainWindow
+    from dermaseg_app.gui.session import ReviewSession
+
+    session = ReviewSession(model_path=_arg(args, "model"), device=_arg(args, "device"))
+    window = MainWindow(session)
+    window.masks_dir = _arg(args, "masks")
+    return window
+
+
+def run_app(args: Any) -> int:
+    t0 = time.perf_counter()
+    app = make_app()
+    window = build_window(args)
+    paths = [Path(p) for p in (_arg(args, "paths") or [])]
+    missing = [p for p in paths if not p.exists()]
+    shooter = None
+    screenshot = _arg(args, "screenshot")
+    if screenshot:
+        shooter = ScreenshotTaker(window, Path(screenshot), bool(_arg(args, "compare")))
+    window.show()
+    if screenshot:
+        window.resize(*SCREENSHOT_SIZE)  # the same picture on any screen (offscreen: 800x800)
+    window.session.start_model()  # torch loads in the background while the window paints
+    if missing:
+        window.notice.show_notice("Not found: " + ", ".join(str(p) for p in missing), True)
+    found = [p for p in paths if p.exists()]
+    if found:
+        QTimer.singleShot(0, lambda: window.open_paths(found))
+    elif screenshot:
+        QTimer.singleShot(300, lambda: shooter._save(1, "nothing to open"))
+    if os.environ.get("DERMASEG_TIMING"):  # benchmarks: when each redraw lands
+        window.view.drawn.connect(lambda r, p, c: print(f"drawn row={r} prediction={p} "
+                                                        f"t={time.perf_counter() - t0:.2f}s", flush=True))
+    code = app.exec()
+    return shooter.exit_code if shooter is not None and shooter.exit_code is not None else code

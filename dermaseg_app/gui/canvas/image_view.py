@@ -1,0 +1,173 @@
+"""The image canvas: the full-resolution image, an overlay, the contour, zoom and pan.
+
+The view knows nothing about cases or models: it shows arrays it is given (see
+``canvas.renderer``) and reports the zoom. Wheel zooms about the cursor, dragging pans,
+``fit()`` fits the image to the window and ``zoom_100()`` shows one image pixel per screen pixel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen, QPolygonF, QWheelEvent
+from PySide6.QtWidgets import QFrame, QGraphicsPathItem, QGraphicsScene, QGraphicsView, QLabel, QWidget
+
+from dermaseg_app.gui.canvas.layers import FullSource, LodImageItem
+from dermaseg_app.gui.canvas.legend import LegendWidget
+from dermaseg_app.gui.canvas.overlay import CONTOUR_COLOUR
+
+MIN_ZOOM = 0.02
+MAX_ZOOM = 32.0
+
+
+def contours_to_path(contours: Sequence[np.ndarray]) -> QPainterPath:
+    path = QPainterPath()
+    for c in contours:
+        if len(c) < 2:
+            continue
+        path.addPolygon(QPolygonF([QPointF(float(x), float(y)) for x, y in c]))
+        path.closeSubpath()
+    return path
+
+
+class ImageCanvas(QGraphicsView):
+    zoom_changed = Signal(float)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("canvas")
+        self._scene = QGraphicsScene(self)
+        self.setScene(self._scene)
+        self.setBackgroundBrush(QColor(38, 38, 38))
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorUnderMouse)
+        self.setResizeAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.setDragMode(QGraphicsView.DragMode.ScrollHandDrag)
+        self.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.FullViewportUpdate)
+        self.image_item = LodImageItem()
+        self.overlay_item = LodImageItem()
+        self.overlay_item.setZValue(1)
+        self.contour_item = QGraphicsPathItem()
+        self.contour_item.setZValue(2)
+        pen = QPen(QColor(*CONTOUR_COLOUR))
+        pen.setWidthF(2.0)
+        pen.setCosmetic(True)  # the same width on screen at every zoom
+        self.contour_item.setPen(pen)
+        for item in (self.image_item, self.overlay_item, self.contour_item):
+            self._scene.addItem(item)
+        self._fit_mode = True
+        self._image_size = (0, 0)
+
+        self.legend = LegendWidget(parent=self.viewport())
+        self.legend.move(10, 10)
+        self.legend.hide()
+        self.message = QLabel(self.viewport())
+        self.message.setObjectName("canvasMessage")
+        self.message.setWordWrap(True)
+        self.message.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.message.hide()
+
+    # -------------------------------------------------------------- content
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self._image_size
+
+    def set_image(self, size: tuple[int, int], preview: np.ndarray, full: np.ndarray | FullSource) -> None:
+        new_size = size != self._image_size
+        self._image_size = size
+        self.image_item.set_content(size, preview, full)
+        self._scene.setSceneRect(QRectF(0, 0, size[0], size[1]))
+        if new_size or self._fit_mode:
+            self.fit()
+
+    def set_overlay(self, preview: np.ndarray | None, full: np.ndarray | FullSource | None = None) -> None:
+        if preview is None:
+            self.overlay_item.clear()
+        else:
+            self.overlay_item.set_content(self._image_size, preview, full)
+
+    def set_contours(self, contours: Sequence[np.ndarray]) -> None:
+        self.contour_item.setPath(contours_to_path(contours))
+
+    def clear(self) -> None:
+        self.image_item.clear()
+        self.overlay_item.clear()
+        self.contour_item.setPath(QPainterPath())
+        self._image_size = (0, 0)
+
+    def show_legend(self, visible: bool) -> None:
+        self.legend.setVisible(visible)
+        if visible:
+            self.legend.raise_()
+
+    def show_message(self, text: str, error: bool = False) -> None:
+        """A message over the canvas (loading, no model, unreadable image); "" hides it."""
+        if not text:
+            self.message.hide()
+            return
+        colour = "#ffd7d7" if error else "#f0f0f0"
+        border = "#d04040" if error else "#707070"
+        self.message.setStyleSheet(
+            f"#canvasMessage {{ background: rgba(20,20,20,225); color: {colour}; border: 1px solid {border};"
+            " border-radius: 6px; padding: 10px; }"
+        )
+        self.message.setText(text)
+        self._place_message()
+        self.message.show()
+        self.message.raise_()
+
+    def _place_message(self) -> None:
+        vp = self.viewport().rect()
+        width = min(560, max(200, vp.width() - 40))
+        self.message.setFixedWidth(width)
+        self.message.adjustSize()
+        self.message.move((vp.width() - width) // 2, vp.height() - self.message.height() - 16)
+
+    # -------------------------------------------------------------- zoom and pan
+    @property
+    def zoom(self) -> float:
+        return float(self.transform().m11())
+
+    def fit(self) -> None:
+        self._fit_mode = True
+        w, h = self._image_size
+        if w and h:
+            self.fitInView(QRectF(0, 0, w, h), Qt.AspectRatioMode.KeepAspectRatio)
+        self.zoom_changed.emit(self.zoom)
+
+    def zoom_100(self) -> None:
+        self.set_zoom(1.0)
+
+    def set_zoom(self, factor: float, anchor_center: bool = True) -> None:
+        self._fit_mode = False
+        factor = min(MAX_ZOOM, max(MIN_ZOOM, factor))
+        old_anchor = self.transformationAnchor()
+        if anchor_center:
+            self.setTransformationAnchor(QGraphicsView.ViewportAnchor.AnchorViewCenter)
+        self.scale(factor / self.zoom, factor / self.zoom)
+        self.setTransformationAnchor(old_anchor)
+        self.zoom_changed.emit(self.zoom)
+
+    def zoom_by(self, step: float) -> None:
+        self.set_zoom(self.zoom * step)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt API
+        delta = event.angleDelta().y()
+        if not delta or not self._image_size[0]:
+            return
+        step = 1.0015 ** delta  # one notch (120) = x1.2
+        target = min(MAX_ZOOM, max(MIN_ZOOM, self.zoom * step))
+        self._fit_mode = False
+        self.scale(target / self.zoom, target / self.zoom)
+        self.zoom_changed.emit(self.zoom)
+        event.accept()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        if self._fit_mode:
+            self.fit()
+        if self.message.isVisible():
+            self._place_message()

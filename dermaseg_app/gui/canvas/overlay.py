@@ -1,0 +1,107 @@
+"""Overlay images composed in NumPy (no Qt): prediction fill, probability heat-map, and the
+ground-truth comparison (TP yellow, FP red, FN green, TN transparent -- the convention of the
+comparison figures in the skin-lesion segmentation literature).
+
+Every function returns an HxWx4 uint8 RGBA array, straight (not premultiplied) alpha, that the
+canvas draws over the image. Keeping composition here makes it testable pixel by pixel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+RGB = tuple[int, int, int]
+
+TP_COLOUR: RGB = (255, 255, 0)  # yellow: lesion found
+FP_COLOUR: RGB = (255, 0, 0)  # red: marked but not lesion
+FN_COLOUR: RGB = (0, 255, 0)  # green: lesion missed
+FILL_COLOUR: RGB = (0, 140, 255)  # the prediction alone
+CONTOUR_COLOUR: RGB = (0, 229, 255)
+
+
+@dataclass(frozen=True)
+class LegendEntry:
+    label: str
+    colour: RGB
+
+
+COMPARISON_LEGEND: tuple[LegendEntry, ...] = (
+    LegendEntry("true positive", TP_COLOUR),
+    LegendEntry("false positive (model only)", FP_COLOUR),
+    LegendEntry("false negative (missed)", FN_COLOUR),
+)
+
+
+def _alpha(opacity: float) -> int:
+    return int(round(255 * min(1.0, max(0.0, float(opacity)))))
+
+
+def prediction_overlay(mask: np.ndarray, opacity: float, colour: RGB = FILL_COLOUR) -> np.ndarray:
+    """The predicted mask as a semi-transparent fill; transparent elsewhere."""
+    mask = np.asarray(mask, dtype=bool)
+    out = np.zeros(mask.shape + (4,), np.uint8)
+    out[mask, :3] = colour
+    out[mask, 3] = _alpha(opacity)
+    return out
+
+
+def comparison_overlay(pred: np.ndarray, gt: np.ndarray, opacity: float) -> np.ndarray:
+    """TP yellow, FP red, FN green at ``opacity``; true negatives transparent (the image shows)."""
+    pred = np.asarray(pred, dtype=bool)
+    gt = np.asarray(gt, dtype=bool)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in size")
+    out = np.zeros(pred.shape + (4,), np.uint8)
+    a = _alpha(opacity)
+    for where, colour in ((pred & gt, TP_COLOUR), (pred & ~gt, FP_COLOUR), (~pred & gt, FN_COLOUR)):
+        out[where, :3] = colour
+        out[where, 3] = a
+    return out
+
+
+def heatmap_overlay(prob_u8: np.ndarray, opacity: float, floor: int = 13) -> np.ndarray:
+    """The probability map in the 'inferno' colour scale; probabilities below ``floor``/255 are
+    transparent so the skin stays visible, the rest fade in with the probability."""
+    prob_u8 = np.asarray(prob_u8, dtype=np.uint8)
+    bgr = cv2.applyColorMap(prob_u8, cv2.COLORMAP_INFERNO)
+    out = np.empty(prob_u8.shape + (4,), np.uint8)
+    out[..., 0] = bgr[..., 2]
+    out[..., 1] = bgr[..., 1]
+    out[..., 2] = bgr[..., 0]
+    a = prob_u8.astype(np.float32) * (_alpha(opacity) / 255.0)
+    a = np.maximum(a, np.where(prob_u8 >= floor, 0.35 * _alpha(opacity), 0))
+    out[..., 3] = np.where(prob_u8 >= floor, a, 0).astype(np.uint8)
+    return out
+
+
+def threshold_u8(prob_u8: np.ndarray, threshold: float) -> np.ndarray:
+    """mask = prob >= threshold on an 8-bit map (probability * 255)."""
+    return np.asarray(prob_u8) >= int(np.ceil(float(threshold) * 255.0 - 1e-6))
+
+
+def border_uncertainty(prob_u8: np.ndarray, threshold: float = 0.5, low: float = 0.3, high: float = 0.7,
+                       work_size: int = 256) -> float:
+    """How unsure the model is about the lesion's border, in [0, 1].
+
+    The share of pixels in a band around the predicted border whose probability lies between
+    ``low`` and ``high``. The band is the predicted mask's morphological gradient widened to about
+    3% of the image's size; with no border at all (empty or full mask) the whole image counts.
+    Computed on a copy at most ``work_size`` pixels on its long side.
+    """
+    prob = np.asarray(prob_u8, dtype=np.uint8)
+    h, w = prob.shape
+    scale = min(1.0, work_size / max(h, w))
+    if scale < 1.0:
+        prob = cv2.resize(prob, (max(1, round(w * scale)), max(1, round(h * scale))),
+                          interpolation=cv2.INTER_AREA)
+    mask = threshold_u8(prob, threshold).astype(np.uint8)
+    k = max(3, int(round(0.03 * max(prob.shape))) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    band = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, kernel).astype(bool)
+    unsure = (prob > low * 255) & (prob < high * 255)
+    if not band.any():
+        return float(unsure.mean())
+    return float(unsure[band].mean())

@@ -1,0 +1,75 @@
+"""What the canvas draws for one case under the current display options (NumPy only).
+
+``render(images, options)`` returns the overlay at preview resolution, a function that makes it at
+full resolution (called only when the user zooms in that far), and the contour at the threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+
+import cv2
+import numpy as np
+
+from dermaseg_app.gui.canvas.overlay import (
+    comparison_overlay,
+    heatmap_overlay,
+    prediction_overlay,
+    threshold_u8,
+)
+from dermaseg_app.gui.case_images import CaseImages
+
+
+@dataclass(frozen=True)
+class DisplayOptions:
+    threshold: float = 0.5
+    opacity: float = 0.45
+    heatmap: bool = False
+    compare: bool = False
+    show_mask: bool = True
+
+
+@dataclass
+class Rendered:
+    overlay_preview: np.ndarray | None
+    overlay_full: object  # Callable[[], np.ndarray] | None
+    contours: list[np.ndarray]
+    compared: bool  # the ground-truth colouring is drawn
+
+
+def _overlay(prob: np.ndarray, gt: np.ndarray | None, options: DisplayOptions) -> np.ndarray:
+    if options.heatmap:
+        return heatmap_overlay(prob, options.opacity)
+    mask = threshold_u8(prob, options.threshold)
+    if options.compare and gt is not None:
+        return comparison_overlay(mask, gt, options.opacity)
+    return prediction_overlay(mask, options.opacity)
+
+
+def mask_contours(mask: np.ndarray, scale: float = 1.0) -> list[np.ndarray]:
+    """Outlines of a bool mask as (N, 2) float arrays of (x, y) pixel-edge coordinates, scaled."""
+    found, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+    out = []
+    for c in found:
+        pts = c.reshape(-1, 2).astype(np.float32)
+        out.append((pts + 0.5) * np.float32(scale))
+    return out
+
+
+CONTOUR_FULL_RES_MAX_PIXELS = 4_000_000
+
+
+def render(images: CaseImages, options: DisplayOptions) -> Rendered:
+    if images.prob is None or images.prob_preview is None or not options.show_mask:
+        return Rendered(None, None, [], False)
+    compared = options.compare and images.gt is not None and not options.heatmap
+    preview = _overlay(images.prob_preview, images.gt_preview, options)
+    full = partial(_overlay, images.prob, images.gt, options)
+    h, w = images.prob.shape
+    if h * w <= CONTOUR_FULL_RES_MAX_PIXELS:
+        contours = mask_contours(threshold_u8(images.prob, options.threshold))
+    else:  # large images: trace the preview mask, scaled to image coordinates
+        ph, pw = images.prob_preview.shape
+        contours = mask_contours(threshold_u8(images.prob_preview, options.threshold), w / pw)
+    return Rendered(preview, full, contours, compared)

@@ -1,0 +1,85 @@
+"""The pixels of one case, ready to draw: the image, its preview, the ground truth, the prediction.
+
+Decoding a 3072x2304 image takes longer than the 150 ms a move to the next image may take, so the
+window keeps these records in a small LRU (``lru.LRU``) and decodes the neighbours of the current
+image in the background. No Qt here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from dermaseg_app.core.dataset import Case
+from dermaseg_app.core.imageio import read_image, read_mask
+
+PREVIEW_MAX_SIDE = 1600  # the display copy; full resolution is drawn when zoomed in past it
+
+
+def downscale(arr: np.ndarray, max_side: int = PREVIEW_MAX_SIDE) -> np.ndarray:
+    h, w = arr.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1.0:
+        return arr
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(arr, size, interpolation=cv2.INTER_AREA)
+
+
+def downscale_mask(mask: np.ndarray, max_side: int = PREVIEW_MAX_SIDE) -> np.ndarray:
+    if max(mask.shape) <= max_side:
+        return mask
+    return downscale(mask.astype(np.uint8) * 255, max_side) >= 128
+
+
+@dataclass
+class CaseImages:
+    rgb: np.ndarray  # HxWx3 uint8, full resolution
+    preview: np.ndarray  # the display copy, at most PREVIEW_MAX_SIDE on its long side
+    gt: np.ndarray | None = None  # HxW bool, or None when there is no usable ground truth
+    gt_preview: np.ndarray | None = None
+    gt_problem: str = ""  # why a ground-truth file is not used (unreadable, other size)
+    prob: np.ndarray | None = None  # HxW uint8 probability * 255, when predicted
+    prob_preview: np.ndarray | None = None
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height)."""
+        return int(self.rgb.shape[1]), int(self.rgb.shape[0])
+
+    def set_prob(self, prob_u8: np.ndarray) -> None:
+        if prob_u8.shape != self.rgb.shape[:2]:
+            raise ValueError(f"probability map {prob_u8.shape} does not match the image {self.rgb.shape[:2]}")
+        self.prob = prob_u8
+        self.prob_preview = downscale(prob_u8, max(self.preview.shape[:2]))
+
+
+def load_case_images(case: Case, prob_u8: np.ndarray | None = None) -> CaseImages:
+    """Decode a case's image and ground truth (raises ImageReadError for an unreadable image)."""
+    rgb = read_image(case.image)
+    preview = downscale(rgb)
+    images = CaseImages(rgb=rgb, preview=preview)
+    if case.ground_truth is not None:
+        try:
+            gt = read_mask(case.ground_truth)
+        except Exception as exc:  # noqa: BLE001 - a bad mask must not hide the image
+            images.gt_problem = f"ground truth {case.ground_truth.name} cannot be read: {_reason(exc)}"
+        else:
+            if gt.shape != rgb.shape[:2]:
+                images.gt_problem = (
+                    f"ground truth {case.ground_truth.name} is {gt.shape[1]}x{gt.shape[0]}, "
+                    f"the image {rgb.shape[1]}x{rgb.shape[0]}: not compared"
+                )
+            else:
+                images.gt = gt
+                images.gt_preview = downscale_mask(gt, max(preview.shape[:2]))
+    if prob_u8 is not None and prob_u8.shape == rgb.shape[:2]:
+        images.set_prob(prob_u8)
+    return images
+
+
+def _reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    return reason if isinstance(reason, str) and reason else (str(exc) or type(exc).__name__)

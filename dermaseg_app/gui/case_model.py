@@ -1,0 +1,191 @@
+"""The cases of the opened folder as a Qt table model, with sorting and a status filter.
+
+``CaseEntry`` is the record the window keeps per image (no pixels); ``CaseTableModel`` shows the
+entries; ``CaseFilterProxy`` sorts (name, status, JSC, DSC, uncertainty) and filters by status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
+
+from dermaseg_app.core.dataset import Case
+from dermaseg_app.core.metrics import Scores
+from dermaseg_app.core.project import ReviewStatus
+
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+ROW_ROLE = Qt.ItemDataRole.UserRole + 2
+
+STATUS_COLOURS: dict[ReviewStatus, QColor] = {
+    ReviewStatus.UNREVIEWED: QColor(140, 140, 140),
+    ReviewStatus.ACCEPTED: QColor(40, 160, 60),
+    ReviewStatus.NEEDS_CORRECTION: QColor(220, 150, 0),
+    ReviewStatus.REJECTED: QColor(200, 40, 40),
+    ReviewStatus.EXCLUDED: QColor(90, 90, 160),
+}
+STATUS_ORDER = {s: i for i, s in enumerate(ReviewStatus)}
+UNREADABLE_FILTER = "unreadable"
+
+
+class Column(IntEnum):
+    NAME = 0
+    STATUS = 1
+    JSC = 2
+    DSC = 3
+    UNCERTAINTY = 4
+
+
+HEADERS = {
+    Column.NAME: "Image",
+    Column.STATUS: "Status",
+    Column.JSC: "JSC",
+    Column.DSC: "DSC",
+    Column.UNCERTAINTY: "Unsure",
+}
+HEADER_TIPS = {
+    Column.JSC: "Jaccard index against the ground truth, at the model's threshold",
+    Column.DSC: "Dice coefficient against the ground truth, at the model's threshold",
+    Column.UNCERTAINTY: "Share of pixels along the predicted border with probability between 0.3 and 0.7",
+}
+
+
+@dataclass
+class CaseEntry:
+    case: Case
+    status: ReviewStatus = ReviewStatus.UNREVIEWED
+    note: str = ""
+    error: str = ""  # why the image cannot be shown; "" when fine
+    predicted: bool = False
+    prediction_error: str = ""
+    scores: Scores | None = None  # against the ground truth at the model's threshold
+    confusion: Any = None
+    uncertainty: float | None = None
+    seconds: float | None = None  # prediction time of this image (None when from the cache)
+    thumbnail: QImage | None = None
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.case.image.name
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else f"{value:.3f}"
+
+
+class CaseTableModel(QAbstractTableModel):
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.entries: list[CaseEntry] = []
+        self._icons: dict[int, QIcon] = {}
+
+    def set_entries(self, entries: list[CaseEntry]) -> None:
+        self.beginResetModel()
+        self.entries = entries
+        self._icons.clear()
+        self.endResetModel()
+
+    def entry_changed(self, row: int) -> None:
+        self._icons.pop(row, None)
+        self.dataChanged.emit(self.index(row, 0), self.index(row, len(Column) - 1))
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802
+        return 0 if parent.isValid() else len(self.entries)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802
+        return 0 if parent.isValid() else len(Column)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: N802
+        if orientation != Qt.Orientation.Horizontal:
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return HEADERS[Column(section)]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return HEADER_TIPS.get(Column(section))
+        return None
+
+    def _icon(self, row: int, entry: CaseEntry) -> QIcon | None:
+        if entry.thumbnail is None:
+            return None
+        icon = self._icons.get(row)
+        if icon is None:
+            icon = QIcon(QPixmap.fromImage(entry.thumbnail))
+            self._icons[row] = icon
+        return icon
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        row, col = index.row(), Column(index.column())
+        e = self.entries[row]
+        if role == ROW_ROLE:
+            return row
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == Column.NAME:
+                return e.name
+            if col == Column.STATUS:
+                return "unreadable" if e.error else e.status.label
+            if col == Column.JSC:
+                return _fmt(e.scores.jsc) if e.scores else ("—" if e.case.ground_truth is None else "")
+            if col == Column.DSC:
+                return _fmt(e.scores.dsc) if e.scores else ("—" if e.case.ground_truth is None else "")
+            if col == Column.UNCERTAINTY:
+                return "" if e.uncertainty is None else f"{100 * e.uncertainty:.0f}%"
+        if role == SORT_ROLE:
+            missing = float("inf")
+            if col == Column.NAME:
+                return e.name.lower()
+            if col == Column.STATUS:
+                return -1 if e.error else STATUS_ORDER[e.status]
+            if col == Column.JSC:
+                return e.scores.jsc if e.scores else missing
+            if col == Column.DSC:
+                return e.scores.dsc if e.scores else missing
+            if col == Column.UNCERTAINTY:
+                return -e.uncertainty if e.uncertainty is not None else missing  # most unsure first
+        if role == Qt.ItemDataRole.DecorationRole and col == Column.NAME:
+            return self._icon(row, e)
+        if role == Qt.ItemDataRole.ForegroundRole:
+            if e.error:
+                return QColor(200, 40, 40)
+            if col == Column.STATUS:
+                return STATUS_COLOURS[e.status]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if e.error:
+                return f"{e.case.image}\ncannot be opened: {e.error}"
+            tip = str(e.case.image)
+            if e.case.ground_truth is None:
+                tip += "\nno ground truth: reviewed without comparison"
+            if e.prediction_error:
+                tip += f"\nprediction failed: {e.prediction_error}"
+            if e.note:
+                tip += f"\nnote: {e.note}"
+            return tip
+        return None
+
+
+class CaseFilterProxy(QSortFilterProxyModel):
+    """Sorts by SORT_ROLE; shows all cases, one status, or the unreadable ones."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setSortRole(SORT_ROLE)
+        self.setDynamicSortFilter(True)
+        self._status: str | None = None
+
+    def set_status_filter(self, status: str | None) -> None:
+        self._status = status
+        self.invalidateFilter()
+
+    def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:  # noqa: N802
+        if self._status is None:
+            return True
+        model = self.sourceModel()
+        entry: CaseEntry = model.entries[source_row]
+        if self._status == UNREADABLE_FILTER:
+            return bool(entry.error)
+        return not entry.error and entry.status.value == self._status

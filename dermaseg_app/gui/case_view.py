@@ -1,0 +1,121 @@
+"""Shows the session's current case on the canvas and in the metrics panel.
+
+Redraws when the case changes, when its pixels or prediction arrive, and when a display option
+moves (the threshold re-cuts the stored probability map; nothing is predicted again). Emits
+``drawn(row, has_prediction, compared)`` after each redraw (the screenshot mode waits for it).
+"""
+
+from __future__ import annotations
+
+import time
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from dermaseg_app.gui.canvas.image_view import ImageCanvas
+from dermaseg_app.gui.canvas.renderer import DisplayOptions, render
+from dermaseg_app.gui.session import ReviewSession
+from dermaseg_app.gui.widgets.display_controls import DisplayControls
+from dermaseg_app.gui.widgets.metrics_panel import MetricsPanel
+
+
+class CaseView(QObject):
+    drawn = Signal(int, bool, bool)
+
+    def __init__(self, session: ReviewSession, canvas: ImageCanvas, controls: DisplayControls,
+                 metrics: MetricsPanel, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.canvas = canvas
+        self.controls = controls
+        self.metrics = metrics
+        self.options: DisplayOptions = controls.options()
+        self._shown_row = -1
+        self._shown_images = None
+        self.last_draw_seconds = 0.0
+        self._score_timer = QTimer(self)
+        self._score_timer.setSingleShot(True)
+        self._score_timer.setInterval(300)
+        self._score_timer.timeout.connect(lambda: session.request_scores(self.options.threshold))
+        session.images_ready.connect(self._images_ready)
+        session.image_failed.connect(self._image_failed)
+        session.current_scores.connect(self._scores_ready)
+        session.model_failed.connect(lambda _r: self.redraw())
+        controls.options_changed.connect(self.set_options)
+
+    def show_row(self, row: int) -> None:
+        """The user moved to ``row``: draw it now if decoded, else once it arrives."""
+        if row < 0:
+            self.canvas.clear()
+            self.canvas.show_message("")
+            self._shown_row = -1
+            return
+        if self.session.images.get(row) is None and not self.session.entries[row].error:
+            self.canvas.show_message(f"Opening {self.session.entries[row].name}…")
+
+    def _images_ready(self, row: int) -> None:
+        if row == self.session.current:
+            self.redraw()
+
+    def _image_failed(self, row: int, reason: str) -> None:
+        if row != self.session.current:
+            return
+        self.canvas.clear()
+        self._shown_row = -1
+        self.metrics.show_pending("")
+        self.canvas.show_message(f"{self.session.entries[row].case.image.name} cannot be opened:\n{reason}",
+                                 error=True)
+
+    def set_options(self, options: DisplayOptions) -> None:
+        threshold_moved = options.threshold != self.options.threshold
+        self.options = options
+        self.redraw(image_changed=False)
+        if threshold_moved:
+            self._score_timer.start()
+
+    def redraw(self, image_changed: bool = True) -> None:
+        t0 = time.perf_counter()
+        row = self.session.current
+        images = self.session.current_images()
+        if images is None:
+            return
+        entry = self.session.entries[row]
+        if row != self._shown_row or images is not self._shown_images:
+            self.canvas.set_image(images.size, images.preview, images.rgb)
+            self._shown_row, self._shown_images = row, images
+        has_gt = images.gt is not None
+        self.controls.set_compare_available(
+            has_gt, images.gt_problem or ("" if has_gt else "This image has no ground truth"))
+        options = self.controls.options()
+        self.options = options
+        rendered = render(images, options)
+        self.canvas.set_overlay(rendered.overlay_preview, rendered.overlay_full)
+        self.canvas.set_contours(rendered.contours)
+        self.canvas.show_legend(rendered.compared)
+        self.canvas.show_message(self._message(images, entry))
+        self._update_metrics(images, entry)
+        self.last_draw_seconds = time.perf_counter() - t0
+        self.drawn.emit(row, images.prob is not None, rendered.compared)
+
+    def _message(self, images, entry) -> str:
+        if images.prob is not None:
+            return images.gt_problem
+        if self.session.model_error:
+            return self.session.model_error
+        if entry.prediction_error:
+            return f"Prediction failed: {entry.prediction_error}"
+        return "Predicting…" if self.session.model.ready else "Loading the model…"
+
+    def _update_metrics(self, images, entry) -> None:
+        if images.gt is None:
+            self.metrics.show_pending(images.gt_problem or "No ground truth: reviewed without comparison.")
+        elif images.prob is None:
+            self.metrics.show_pending("Waiting for the prediction…")
+        elif abs(self.options.threshold - self.session.threshold) < 1e-9 and entry.scores is not None:
+            self.metrics.show_scores(entry.scores, self.options.threshold)
+        else:
+            self.metrics.show_pending(f"Scoring at threshold {self.options.threshold:.2f}…")
+            self._score_timer.start()
+
+    def _scores_ready(self, row: int, threshold: float, scores) -> None:
+        if row == self.session.current and abs(threshold - self.options.threshold) < 1e-9:
+            self.metrics.show_scores(scores, threshold)

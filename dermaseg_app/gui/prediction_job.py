@@ -1,0 +1,150 @@
+"""Predict a folder in the background, the images nearest the current one first (no Qt here).
+
+``predict_cases`` is a generator a ``workers.Worker`` drives. Each image's probability map comes
+from the prediction cache when it is there, otherwise from the network (loaded by ``get_predictor``,
+which may block until the model is ready) and is then cached. For each image it yields a
+``PredictionResult`` with the map (8-bit), the scores against the ground truth at the model's
+threshold, the border uncertainty, and the time the network took.
+
+``FocusQueue`` holds the rows still to do; the GUI thread moves its focus as the user navigates.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from dermaseg_app.core.dataset import Case
+from dermaseg_app.core.prediction_cache import PredictionCache, quantize
+from dermaseg_app.gui.canvas.overlay import border_uncertainty, threshold_u8
+
+
+@dataclass
+class PredictionResult:
+    row: int
+    prob: np.ndarray | None  # HxW uint8 (probability * 255) at the image's size
+    error: str = ""  # why there is no map (unreadable image, failed network)
+    image_error: bool = False  # the image itself cannot be read
+    seconds: float | None = None  # network time; None when the map came from the cache
+    scores: Any = None  # core.metrics.Scores at the model's threshold, with ground truth
+    confusion: Any = None
+    uncertainty: float | None = None
+    gt_problem: str = ""
+
+
+class FocusQueue:
+    """Rows still to predict; ``take()`` returns the one nearest the focus in the view's order."""
+
+    def __init__(self, rows: Sequence[int]) -> None:
+        self._lock = threading.Lock()
+        self._pending = set(rows)
+        self._position: dict[int, int] = {r: i for i, r in enumerate(rows)}
+        self._focus = rows[0] if rows else 0
+        self.total = len(self._pending)
+
+    def set_focus(self, row: int, order: Sequence[int] | None = None) -> None:
+        with self._lock:
+            self._focus = row
+            if order is not None:
+                self._position = {r: i for i, r in enumerate(order)}
+
+    def take(self) -> int | None:
+        with self._lock:
+            if not self._pending:
+                return None
+            far = len(self._position) + 1
+            centre = self._position.get(self._focus, 0)
+            best = min(self._pending,
+                       key=lambda r: (abs(self._position.get(r, far) - centre), self._position.get(r, far) < centre, r))
+            self._pending.discard(best)
+            return best
+
+    def requeue(self, row: int) -> None:
+        with self._lock:
+            self._pending.add(row)
+
+    def remaining(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+
+def _reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    return reason if isinstance(reason, str) and reason else (str(exc) or type(exc).__name__)
+
+
+def score_against_truth(prob_u8: np.ndarray, case: Case, threshold: float) -> tuple[Any, Any, str]:
+    """(Scores, Confusion, problem) of the map cut at ``threshold`` against the case's ground truth."""
+    if case.ground_truth is None:
+        return None, None, ""
+    from dermaseg_app.core.imageio import read_mask
+    from dermaseg_app.core.metrics import score_with_confusion
+
+    try:
+        gt = read_mask(case.ground_truth)
+    except Exception as exc:  # noqa: BLE001
+        return None, None, f"ground truth {case.ground_truth.name} cannot be read: {_reason(exc)}"
+    pred = threshold_u8(prob_u8, threshold)
+    if gt.shape != pred.shape:
+        return None, None, (f"ground truth {case.ground_truth.name} is {gt.shape[1]}x{gt.shape[0]}, "
+                            f"the image {pred.shape[1]}x{pred.shape[0]}")
+    conf, scores = score_with_confusion(pred, gt)
+    return scores, conf, ""
+
+
+def predict_cases(
+    job: Any,
+    cases: Sequence[Case],
+    queue: FocusQueue,
+    cache: PredictionCache,
+    get_predictor: Callable[[], Any],
+    threshold: float,
+) -> Iterator[PredictionResult]:
+    done = 0
+    total = queue.total
+    job.progress(0, total)
+    while not job.cancelled:
+        row = queue.take()
+        if row is None:
+            break
+        case = cases[row]
+        result = PredictionResult(row, None)
+        try:
+            prob = cache.load_u8(case.image)
+            if prob is None:
+                from dermaseg_app.core.imageio import read_image
+
+                try:
+                    rgb = read_image(case.image)
+                except Exception as exc:  # noqa: BLE001 - listed with its reason
+                    result.error, result.image_error = _reason(exc), True
+                    rgb = None
+                if rgb is not None:
+                    predictor = get_predictor()
+                    if job.cancelled:
+                        break
+                    t0 = time.perf_counter()
+                    prediction = predictor.predict(rgb)
+                    result.seconds = time.perf_counter() - t0
+                    prob = quantize(prediction.prob)
+                    try:
+                        cache.store(case.image, prob)
+                    except (OSError, ValueError):
+                        pass  # a full or read-only cache only costs speed next time
+            if prob is not None:
+                result.prob = prob
+                result.uncertainty = border_uncertainty(prob, threshold)
+                result.scores, result.confusion, result.gt_problem = score_against_truth(prob, case, threshold)
+        except Exception as exc:  # noqa: BLE001 - one image's failure must not stop the folder
+            if getattr(exc, "fatal", False):
+                raise
+            result.error = _reason(exc)
+        done += 1
+        job.progress(done, total)
+        yield result
+    return done

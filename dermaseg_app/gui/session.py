@@ -1,0 +1,492 @@
+"""The review session behind the window: the open cases, the model, and the background work.
+
+The window shows what this object holds and sends the user's commands here. All slow work runs on
+a thread pool through ``workers.Worker``: loading the model (importing torch takes seconds), the
+thumbnails, decoding the images next to the current one, predicting the folder nearest-first, and
+scoring the current image at a new threshold. Results come back as signals on the GUI thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
+
+from dermaseg_app.core.dataset import Case, find_cases
+from dermaseg_app.core.prediction_cache import PredictionCache
+from dermaseg_app.core.project import ProjectError, ReviewStatus
+from dermaseg_app.gui.canvas.overlay import threshold_u8
+from dermaseg_app.gui.canvas.qimage import to_qimage
+from dermaseg_app.gui.case_images import CaseImages, load_case_images
+from dermaseg_app.gui.case_model import CaseEntry, CaseTableModel
+from dermaseg_app.gui.lru import LRU
+from dermaseg_app.gui.model_header import ModelHeader, ModelHeaderError, read_model_header
+from dermaseg_app.gui.prediction_job import FocusQueue, PredictionResult, predict_cases
+from dermaseg_app.gui.projects import ProjectBook
+from dermaseg_app.gui.thumbnails import Thumbnail, thumbnails
+from dermaseg_app.gui.workers import Worker, describe_error
+
+IMAGE_CACHE_SIZE = 6  # decoded cases kept (a 3072x2304 case holds ~40 MB)
+PROB_CACHE_SIZE = 32  # 8-bit probability maps kept in memory
+PREFETCH = (1, -1, 2)  # neighbours decoded ahead, in the view's order
+
+
+class ModelUnavailable(Exception):
+    fatal = True  # stops the prediction job; the window says why
+
+
+class ModelSlot:
+    """The predictor, loaded once in the background; ``get()`` blocks a worker until it is ready."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Event()
+        self.predictor = None
+        self.error = ""
+
+    def set(self, predictor) -> None:
+        self.predictor = predictor
+        self._ready.set()
+
+    def fail(self, reason: str) -> None:
+        self.error = reason
+        self._ready.set()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def get(self, cancel: threading.Event | None = None):
+        while not self._ready.wait(0.1):
+            if cancel is not None and cancel.is_set():
+                raise ModelUnavailable("cancelled")
+        if self.predictor is None:
+            raise ModelUnavailable(self.error or "the model could not be loaded")
+        return self.predictor
+
+
+def _load_predictor(job, model_path: Path | None, device: str | None):
+    from dermaseg_app.ml.device import device_description
+    from dermaseg_app.ml.predictor import Predictor
+
+    predictor = Predictor(model_path, device)
+    return predictor, device_description(predictor.device)
+
+
+def _load_images(job, rows: Sequence[int], cases: Sequence[Case], probs: dict[int, np.ndarray],
+                 cache: PredictionCache | None):
+    for row in rows:
+        if job.cancelled:
+            return
+        case = cases[row]
+        try:
+            prob = probs.get(row)
+            if prob is None and cache is not None:
+                prob = cache.load_u8(case.image)
+            yield row, load_case_images(case, prob), ""
+        except Exception as exc:  # noqa: BLE001 - shown on the canvas and in the list
+            yield row, None, describe_error_reason(exc)
+
+
+def describe_error_reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)
+    return reason if isinstance(reason, str) and reason else describe_error(exc)
+
+
+def _score_current(job, row: int, prob: np.ndarray, gt: np.ndarray, threshold: float):
+    from dermaseg_app.core.metrics import score
+
+    return row, threshold, score(threshold_u8(prob, threshold), gt)
+
+
+class ReviewSession(QObject):
+    cases_opened = Signal()
+    entry_updated = Signal(int)
+    images_ready = Signal(int)  # a decoded case (and maybe its prediction) is available
+    image_failed = Signal(int, str)
+    model_ready = Signal(str, str)  # model label, device description
+    model_failed = Signal(str)
+    model_header_read = Signal(str)  # the model's label, known before it is loaded
+    progress = Signal(int, int)
+    predictions_done = Signal(bool)  # True when cancelled
+    summary_changed = Signal()
+    current_scores = Signal(int, float, object)
+    notice = Signal(str, bool)  # text, is_error
+    timing_changed = Signal(float)
+
+    def __init__(self, model_path: Path | None = None, device: str | None = None,
+                 cache_root: Path | None = None, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.model_path = Path(model_path) if model_path else None
+        self.device = device
+        self.cache_root = cache_root
+        self.table = CaseTableModel(self)
+        self.entries: list[CaseEntry] = []
+        self.projects = ProjectBook()
+        self.images: LRU[int, CaseImages] = LRU(IMAGE_CACHE_SIZE)
+        self.probs: LRU[int, np.ndarray] = LRU(PROB_CACHE_SIZE)
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(4)
+        self.workers: set[Worker] = set()
+        self.current = -1
+        self.order: list[int] = []
+        self.header: ModelHeader | None = None
+        self.cache: PredictionCache | None = None
+        self.model = ModelSlot()
+        self.model_error = ""
+        self.model_label = ""
+        self.device_label = ""
+        self.threshold = 0.5
+        self.seconds: list[float] = []
+        self._queue: FocusQueue | None = None
+        self._predict_worker: Worker | None = None
+        self._loader: Worker | None = None
+        self._loading: list[int] = []
+        self._model_worker: Worker | None = None
+        self._closing = False
+        self._summary_timer = QTimer(self)
+        self._summary_timer.setSingleShot(True)
+        self._summary_timer.setInterval(250)
+        self._summary_timer.timeout.connect(self.summary_changed)
+
+    # ------------------------------------------------------------------ workers
+    def _start(self, worker: Worker) -> Worker:
+        self.workers.add(worker)
+        worker.finished.connect(lambda w=worker: self.workers.discard(w))
+        worker.start(self.pool)
+        return worker
+
+    def busy(self) -> bool:
+        return any(not w.is_done for w in self.workers)
+
+    # ------------------------------------------------------------------ the model
+    def start_model(self) -> None:
+        """Read the model's identity (cheap) and load it in the background (torch import)."""
+        if self._model_worker is not None:
+            return
+        from dermaseg_app import paths
+
+        path = self.model_path or paths.default_model_path()
+        try:
+            self.header = read_model_header(path)
+        except ModelHeaderError as exc:
+            if self.model_path is None and not path.exists():
+                reason = (f"No model: the bundled model {path.name} is not installed ({path.parent}). "
+                          "Images can be viewed and reviewed; pass --model FILE to predict.")
+            else:
+                reason = f"The model cannot be used: {exc}"
+            self._model_unavailable(reason)
+            return
+        self.threshold = self.header.threshold
+        self.model_label = self.header.label
+        self.cache = PredictionCache(self.header.cache_key(), root=self.cache_root)
+        worker = Worker(_load_predictor, path, self.device)
+        worker.result.connect(self._model_loaded)
+        worker.errored.connect(lambda exc: self._model_unavailable(f"The model cannot be loaded: {exc}"))
+        self.workers.add(worker)
+        worker.finished.connect(lambda w=worker: self.workers.discard(w))
+        self._model_worker = worker.start_daemon("dermaseg-model-loader")
+        self.model_header_read.emit(self.header.label)
+
+    def _model_loaded(self, value) -> None:
+        predictor, device_label = value
+        self.model.set(predictor)
+        self.model_label = predictor.info.label()
+        self.device_label = device_label
+        notice = getattr(predictor, "device_notice", None)
+        if notice:
+            self.notice.emit(notice, False)
+        self.model_ready.emit(self.model_label, device_label)
+
+    def _model_unavailable(self, reason: str) -> None:
+        self.model_error = reason
+        self.model.fail(reason)
+        self.model_failed.emit(reason)
+
+    # ------------------------------------------------------------------ opening
+    def open_paths(self, paths: Sequence[Path | str], recursive: bool = True,
+                   masks_dir: Path | str | None = None) -> int:
+        """Open images and folders; returns the number of cases (0 with a notice when none)."""
+        paths = [Path(p) for p in paths]
+        try:
+            cases = find_cases(paths, masks_dir=masks_dir, recursive=recursive)
+        except (OSError, ValueError) as exc:
+            self.notice.emit(f"Cannot open {', '.join(map(str, paths))}: {describe_error(exc)}", True)
+            return 0
+        if not cases:
+            self.notice.emit(f"No images found in {', '.join(map(str, paths))}.", True)
+            return 0
+        self.stop_background(wait=False)
+        self.images.clear()
+        self.probs.clear()
+        self.seconds.clear()
+        self.projects = ProjectBook()
+        for p in paths:
+            folder = p if p.is_dir() else p.parent
+            self.projects.add_root(folder)
+        for case in cases:  # a loose image outside every opened folder gets its folder's project
+            if self.projects.root_for(case.image) is None:
+                self.projects.add_root(case.image.parent)
+        for warning in self.projects.warnings:
+            self.notice.emit(warning, False)
+        self.entries = []
+        for case in cases:
+            status, note = self.projects.record(case.image)
+            self.entries.append(CaseEntry(case=case, status=status, note=note))
+        self.table.set_entries(self.entries)
+        self.current = -1
+        self.order = list(range(len(cases)))
+        self.cases_opened.emit()
+        self.start_model()
+        self._start_thumbnails()
+        self._start_predictions()
+        self.summary_changed.emit()
+        return len(cases)
+
+    def _start_thumbnails(self) -> None:
+        worker = Worker(thumbnails, list(range(len(self.entries))), [e.case.image for e in self.entries])
+        worker.yielded.connect(self._thumbnail)
+        self._start(worker)
+
+    def _thumbnail(self, thumb: Thumbnail) -> None:
+        if thumb.row >= len(self.entries):
+            return
+        entry = self.entries[thumb.row]
+        if thumb.rgb is not None:
+            entry.thumbnail = to_qimage(thumb.rgb)
+        elif thumb.error and not entry.error:
+            entry.error = thumb.error
+            self.image_failed.emit(thumb.row, thumb.error)
+        self.table.entry_changed(thumb.row)
+
+    # ------------------------------------------------------------------ predictions
+    def _start_predictions(self) -> None:
+        if self.cache is None:
+            return
+        self._queue = FocusQueue(self.order)
+        cancel_holder: dict = {}
+
+        def get_predictor():
+            return self.model.get(cancel_holder.get("event"))
+
+        worker = Worker(predict_cases, [e.case for e in self.entries], self._queue, self.cache,
+                        get_predictor, self.threshold)
+        cancel_holder["event"] = worker._cancel
+        worker.yielded.connect(self._prediction)
+        worker.progress.connect(self.progress)
+        worker.errored.connect(self._prediction_error)
+        worker.cancelled.connect(lambda: self.predictions_done.emit(True))
+        worker.result.connect(lambda _v: self.predictions_done.emit(False))
+        self._predict_worker = self._start(worker)
+        if self.current >= 0:
+            self._queue.set_focus(self.current, self.order)
+
+    def _prediction_error(self, exc: BaseException) -> None:
+        if isinstance(exc, ModelUnavailable):
+            if str(exc) != "cancelled":
+                self.predictions_done.emit(True)
+            return
+        self.notice.emit(f"Background prediction stopped: {describe_error(exc)}", True)
+        self.predictions_done.emit(True)
+
+    def cancel_predictions(self) -> None:
+        if self._predict_worker is not None and not self._predict_worker.is_done:
+            self._predict_worker.cancel()
+
+    def _prediction(self, result: PredictionResult) -> None:
+        if result.row >= len(self.entries):
+            return
+        entry = self.entries[result.row]
+        if result.prob is not None:
+            entry.predicted = True
+            entry.prediction_error = ""
+            entry.uncertainty = result.uncertainty
+            entry.scores = result.scores
+            entry.confusion = result.confusion
+            entry.seconds = result.seconds
+            self.probs.put(result.row, result.prob)
+            if result.seconds is not None:
+                self.seconds.append(result.seconds)
+                self.timing_changed.emit(float(np.mean(self.seconds[-20:])))
+            images = self.images.get(result.row)
+            if images is not None and images.prob is None:
+                try:
+                    images.set_prob(result.prob)
+                except ValueError as exc:
+                    entry.prediction_error = str(exc)
+                self.images_ready.emit(result.row)
+            self._summary_timer.start()
+        elif result.error:
+            if result.image_error:
+                if not entry.error:
+                    entry.error = result.error
+                    self.image_failed.emit(result.row, result.error)
+            else:
+                entry.prediction_error = result.error
+                self.notice.emit(f"{entry.case.image.name}: prediction failed: {result.error}", True)
+        self.table.entry_changed(result.row)
+
+    # ------------------------------------------------------------------ navigation
+    def set_current(self, row: int, order: Sequence[int] | None = None) -> None:
+        self.current = row
+        if order is not None:
+            self.order = list(order)
+        if self._queue is not None and row >= 0:
+            self._queue.set_focus(row, self.order)
+        if row >= 0:
+            self._request_images(row)
+
+    def _neighbours(self, row: int) -> list[int]:
+        try:
+            pos = self.order.index(row)
+        except ValueError:
+            return []
+        out = []
+        for d in PREFETCH:
+            if 0 <= pos + d < len(self.order):
+                out.append(self.order[pos + d])
+        return out
+
+    def _request_images(self, row: int) -> None:
+        wanted = [r for r in [row] + self._neighbours(row)
+                  if r not in self.images and not self.entries[r].error]
+        if row in self.images:
+            self.images_ready.emit(row)
+        elif self.entries[row].error:
+            self.image_failed.emit(row, self.entries[row].error)
+        if not wanted:
+            return
+        if self._loader is not None and not self._loader.is_done:
+            if self._loading and self._loading[0] == wanted[0]:
+                return  # already decoding it first
+            self._loader.cancel()
+        self._loading = list(wanted)
+        probs = {r: p for r in wanted if (p := self.probs.get(r)) is not None}
+        worker = Worker(_load_images, wanted, [e.case for e in self.entries], probs, self.cache)
+        worker.yielded.connect(self._images_loaded)
+        self._loader = self._start(worker)
+
+    def _images_loaded(self, item) -> None:
+        row, images, error = item
+        if row >= len(self.entries):
+            return
+        if images is None:
+            entry = self.entries[row]
+            if not entry.error:
+                entry.error = error
+                self.table.entry_changed(row)
+            self.image_failed.emit(row, error)
+            return
+        prob = self.probs.get(row)
+        if images.prob is None and prob is not None:
+            try:
+                images.set_prob(prob)
+            except ValueError:
+                pass
+        self.images.put(row, images)
+        if row == self.current:
+            self.images_ready.emit(row)
+
+    def current_images(self) -> CaseImages | None:
+        return self.images.get(self.current) if self.current >= 0 else None
+
+    # ------------------------------------------------------------------ scores
+    def request_scores(self, threshold: float) -> None:
+        """Score the current image at ``threshold`` in the background (``current_scores``)."""
+        row = self.current
+        images = self.current_images()
+        if images is None or images.prob is None or images.gt is None:
+            return
+        worker = Worker(_score_current, row, images.prob, images.gt, threshold)
+        worker.result.connect(lambda v: self.current_scores.emit(*v))
+        self._start(worker)
+
+    def summary(self):
+        from dermaseg_app.core.metrics import summarize
+
+        items = [(e.confusion, e.scores) for e in self.entries
+                 if e.scores is not None and e.confusion is not None and e.status != ReviewStatus.EXCLUDED]
+        return summarize(items) if items else None
+
+    def per_image_jsc(self) -> list[tuple[int, str, float]]:
+        return [(i, e.name, e.scores.jsc) for i, e in enumerate(self.entries)
+                if e.scores is not None and e.status != ReviewStatus.EXCLUDED]
+
+    # ------------------------------------------------------------------ review
+    def set_status(self, row: int, status: ReviewStatus) -> str:
+        """Set and save a status; returns "" or the reason it could not be saved."""
+        entry = self.entries[row]
+        entry.status = status
+        self.table.entry_changed(row)
+        self._summary_timer.start()
+        return self._save(entry, status=status)
+
+    def set_note(self, row: int, text: str) -> str:
+        entry = self.entries[row]
+        if entry.note == text:
+            return ""
+        entry.note = text
+        self.table.entry_changed(row)
+        return self._save(entry, note=text)
+
+    def _save(self, entry: CaseEntry, status: ReviewStatus | None = None, note: str | None = None) -> str:
+        project = self.projects.project_for(entry.case.image)
+        if project is None:
+            return self.projects.problem_for(entry.case.image) or "no project for this image"
+        try:
+            if status is not None:
+                project.set_status(entry.case.image, status)
+            if note is not None:
+                project.set_note(entry.case.image, note)
+        except (ProjectError, OSError, ValueError) as exc:
+            reason = describe_error(exc)
+            self.notice.emit(f"Not saved: {reason}", True)
+            return reason
+        return ""
+
+    def use_project_dir(self, row: int, folder: Path) -> str:
+        """Save the project of ``row``'s folder in ``folder`` (after a read-only image folder)."""
+        image = self.entries[row].case.image
+        self.projects.use_project_dir(image, folder)
+        problem = self.projects.problem_for(image)
+        if problem:
+            return problem
+        root = self.projects.root_for(image)
+        project = self.projects.project_for(image)
+        for entry in self.entries:  # what was set while nothing could be saved, then the stored
+            if self.projects.root_for(entry.case.image) != root or project is None:
+                continue
+            stored = project.record(entry.case.image)
+            if entry.status != ReviewStatus.UNREVIEWED or entry.note:
+                if stored.status == ReviewStatus.UNREVIEWED and not stored.note:
+                    self._save(entry, status=entry.status, note=entry.note)
+                    continue
+            entry.status, entry.note = stored.status, stored.note
+        self.table.set_entries(self.entries)
+        return ""
+
+    # ------------------------------------------------------------------ closing
+    def stop_background(self, wait: bool = True, timeout: float = 5.0) -> bool:
+        """Cancel all background work; with ``wait``, block until it has stopped (True) or timed out."""
+        for worker in list(self.workers):
+            if worker is not self._model_worker:
+                worker.cancel()
+        if not wait:
+            return True
+        deadline = time.monotonic() + timeout
+        ok = True
+        for worker in list(self.workers):
+            if worker is self._model_worker:
+                continue
+            ok &= worker.wait(max(0.0, deadline - time.monotonic()))
+        return ok
+
+    def shutdown(self, timeout: float = 5.0) -> bool:
+        self._closing = True
+        self.model.fail(self.model.error or "closing")
+        ok = self.stop_background(wait=True, timeout=timeout)
+        self.pool.waitForDone(int(max(0.0, timeout) * 1000))
+        return ok

@@ -1,0 +1,52 @@
+"""The window's settings file (recent folders), readable JSON with a schema version, in
+``paths.user_config_dir()/gui.json``; written atomically. Window geometry lives in QSettings."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dermaseg_app.core.atomic import atomic_write_text
+
+SCHEMA_VERSION = 1
+MAX_RECENT = 10
+
+
+def settings_path() -> Path:
+    from dermaseg_app import paths
+
+    return paths.user_config_dir() / "gui.json"
+
+
+@dataclass
+class GuiSettings:
+    recent_folders: list[str] = field(default_factory=list)
+    include_subfolders: bool = True
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> GuiSettings:
+        path = path or settings_path()
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return cls()
+        if not isinstance(data, dict):
+            return cls()
+        recent = [str(p) for p in data.get("recent_folders", []) if isinstance(p, str)]
+        return cls(recent_folders=recent[:MAX_RECENT], include_subfolders=bool(data.get("include_subfolders", True)))
+
+    def save(self, path: Path | None = None) -> None:
+        path = path or settings_path()
+        data = {"schema_version": SCHEMA_VERSION, "recent_folders": self.recent_folders,
+                "include_subfolders": self.include_subfolders}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps(data, indent=1) + "\n")
+        except OSError:
+            pass  # settings are a convenience; never stop the user's work for them
+
+    def add_recent(self, folder: Path) -> None:
+        text = str(Path(folder).resolve())
+        self.recent_folders = [text] + [p for p in self.recent_folders if p != text]
+        del self.recent_folders[MAX_RECENT:]
