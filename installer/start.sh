@@ -1,16 +1,11 @@
 #!/usr/bin/env bash
-# Launch DermaSeg on the bundled sample images with the bundled model (installs on first use).
-# Extra arguments replace the samples: installer/start.sh ~/my-images
+# Launch DermaSeg's review window on the bundled sample images with the bundled model
+# (installs on first use). Extra arguments replace the samples: installer/start.sh ~/my-images
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/installer/bootstrap.sh"
 venv="${DERMASEG_VENV:-$root/.venv}"
 if [ $# -eq 0 ]; then
   set -- "$root/resources/samples/images"
-fi
-if [ ! -f "$root/dermaseg_app/gui/app.py" ]; then
-  # The review window is not built yet: predict the masks and say where they went.
-  out="${DERMASEG_OUT:-$HOME/DermaSeg/predictions}"
-  exec "$venv/bin/dermaseg" predict "$@" --out "$out"
 fi
 exec "$venv/bin/dermaseg" "$@"
