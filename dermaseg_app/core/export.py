@@ -1,0 +1,276 @@
+"""Export a review project: masks, polygons, COCO and a CSV manifest (issue 5). No Qt, no torch.
+
+``export_project(project, out_dir)`` writes, for every image of the project's image folder::
+
+    <out>/masks/<stem>_segmentation.png   0/255 PNG at full resolution (ISIC naming)
+    <out>/polygons/<stem>.json            GeoJSON-style FeatureCollection, pixel-edge coordinates
+                                          (pixel (r, c) is the square [c, c+1] x [r, r+1])
+    <out>/coco.json                       one COCO file for the folder: images, annotations
+                                          (polygons; RLE where polygons would be lossy, or always
+                                          with coco_rle=True), bbox, area, category "lesion"
+    <out>/manifest.csv                    image, status, note, corrected, mask source, model,
+                                          agreement with the prediction, metrics against ground
+                                          truth where it exists
+
+The mask of an image is its saved correction when there is one, else the stored prediction
+(core.store); images with neither are listed in the manifest without a mask. Every file is
+written atomically; the output folder is marked as DermaSeg output (core.dataset) so it is never
+read back as input images, and it may not be a ground-truth folder.
+
+COCO RLE here is the uncompressed form ``{"size": [h, w], "counts": [...]}`` (column-major
+runs starting with background), which pycocotools reads with ``frPyObjects``; COCO polygons
+cannot hold holes, so a mask with holes (or any mask whose outline polygons do not rasterise
+back to exactly the same pixels) gets RLE.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from shapely.geometry import mapping
+
+from dermaseg_app import __version__
+from dermaseg_app.core.atomic import atomic_write_text
+from dermaseg_app.core.dataset import OUTPUT_MARKER, find_ground_truth, find_images, mark_output_folder
+from dermaseg_app.core.editing import BBox, polygons_of, rasterize_rings
+from dermaseg_app.core.geometry import mask_to_polygons
+from dermaseg_app.core.imageio import ImageReadError, read_mask, write_mask_png
+from dermaseg_app.core.metrics import MaskSizeMismatch, agreement, score
+from dermaseg_app.core.project import Project, ReviewStatus
+from dermaseg_app.core.store import CorrectionStore, GroundTruthProtected, check_not_ground_truth
+
+MANIFEST_COLUMNS = (
+    "image", "stem", "status", "note", "updated", "corrected", "mask_source", "mask_file",
+    "polygons_file", "model_name", "model_version", "agreement_with_prediction", "lesion_pixels",
+    "ground_truth", "dsc", "jsc", "acc", "sen", "spe", "hd95", "error",
+)
+CATEGORY = {"id": 1, "name": "lesion", "supercategory": "skin"}
+
+
+@dataclass
+class ExportSummary:
+    """What an export wrote."""
+
+    out_dir: Path
+    images: int = 0
+    masks: int = 0
+    corrected: int = 0
+    with_ground_truth: int = 0
+    rle_annotations: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def coco_path(self) -> Path:
+        return self.out_dir / "coco.json"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.out_dir / "manifest.csv"
+
+
+# -- encodings ---------------------------------------------------------------------------------
+def rle_encode(mask: np.ndarray) -> dict:
+    """COCO uncompressed RLE: column-major runs, the first run counts background pixels."""
+    flat = np.asarray(mask, dtype=bool).ravel(order="F")
+    h, w = mask.shape
+    if flat.size == 0:
+        return {"size": [h, w], "counts": []}
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate([[0], change, [flat.size]])
+    runs = np.diff(bounds).tolist()
+    if flat[0]:
+        runs = [0] + runs
+    return {"size": [int(h), int(w)], "counts": [int(r) for r in runs]}
+
+
+def rle_decode(rle: dict) -> np.ndarray:
+    """Inverse of rle_encode."""
+    h, w = rle["size"]
+    counts = rle["counts"]
+    if isinstance(counts, str):
+        raise ValueError("compressed COCO RLE strings are not supported; expected a list of counts")
+    values = np.zeros(len(counts), dtype=bool)
+    values[1::2] = True
+    flat = np.repeat(values, counts)
+    if flat.size != h * w:
+        raise ValueError(f"RLE counts sum to {flat.size}, expected {h * w}")
+    return flat.reshape((h, w), order="F")
+
+
+def coco_polygons(mask: np.ndarray) -> tuple[list[list[float]], bool]:
+    """COCO polygon segmentation (exterior rings as flat [x1, y1, x2, y2, ...] lists) and whether
+    it is exact: False when the mask has holes or the polygons do not rasterise back to it."""
+    geom = mask_to_polygons(mask)
+    polys = polygons_of(geom)
+    segs = []
+    exact = True
+    rings = []
+    for p in polys:
+        if len(p.interiors):
+            exact = False
+        ext = np.asarray(p.exterior.coords)[:-1]
+        rings.append(ext)
+        segs.append([round(float(v), 3) for v in ext.ravel()])
+    if exact and mask.any():
+        exact = bool(np.array_equal(rasterize_rings(rings, BBox.full(mask.shape), "nonzero"), mask))
+    return segs, exact
+
+
+def feature_collection(mask: np.ndarray, properties: dict) -> dict:
+    """GeoJSON-style FeatureCollection: one Polygon feature per component (holes included)."""
+    features = []
+    for i, p in enumerate(polygons_of(mask_to_polygons(mask))):
+        features.append({
+            "type": "Feature",
+            "id": i + 1,
+            "geometry": mapping(p),
+            "properties": {"label": "lesion", "area": float(p.area)},
+        })
+    # mapping() gives tuples; JSON wants lists, done by json.dumps
+    return {"type": "FeatureCollection", "properties": properties, "features": features}
+
+
+def _bbox_xywh(mask: np.ndarray) -> list[int]:
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return [0, 0, 0, 0]
+    cols = np.flatnonzero(mask.any(axis=0))
+    return [int(cols[0]), int(rows[0]), int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)]
+
+
+def _fmt(v: float | None) -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return ""
+    return f"{v:.6f}"
+
+
+# -- the export ------------------------------------------------------------------------------
+def export_project(project: Project, out_dir: Path | str, *, coco_rle: bool = False,
+                   masks_dir: Path | str | None = None, skip_excluded: bool = False,
+                   with_hd95: bool = True,
+                   progress: Callable[[int, int, str], None] | None = None) -> ExportSummary:
+    """Export every image of ``project`` into ``out_dir`` (see the module docstring).
+
+    ``masks_dir``: where the ground truth is, when not found automatically. ``skip_excluded``:
+    leave out images whose status is "excluded". ``progress(i, n, image_key)`` is called per image.
+    Problems with single images (unreadable mask, size mismatch with the ground truth) are
+    recorded in the manifest's ``error`` column and in ``summary.errors``; write failures raise.
+    """
+    out = Path(out_dir)
+    check_not_ground_truth(out / "x")
+    if (out / "masks").is_dir() and not (out / OUTPUT_MARKER).exists():
+        raise GroundTruthProtected(out / "masks", "exists and was not written by DermaSeg (it may be "
+                                   "ground truth); choose an empty or new output folder")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(exist_ok=True)
+    (out / "polygons").mkdir(exist_ok=True)
+    mark_output_folder(out)
+    store = CorrectionStore(project)
+    summary = ExportSummary(out)
+
+    images = find_images([project.image_folder])
+    known = {project.key(p) for p in images}
+    for key in project.records():  # recorded images find_images might not list (e.g. renamed rules)
+        path = project.image_path(key)
+        if key not in known and path.is_file():
+            images.append(path)
+            known.add(key)
+
+    coco_images: list[dict] = []
+    annotations: list[dict] = []
+    rows: list[dict] = []
+    n = len(images)
+    for i, image in enumerate(images):
+        key = project.key(image)
+        if progress is not None:
+            progress(i, n, key)
+        record = project.record(image)
+        if skip_excluded and record.status is ReviewStatus.EXCLUDED:
+            continue
+        stem = project.stem_for(image)
+        row: dict = {c: "" for c in MANIFEST_COLUMNS}
+        row.update(image=key, stem=stem, status=record.status.value, note=record.note,
+                   updated=record.updated or "")
+        summary.images += 1
+        errors = []
+        try:
+            correction = store.load_correction(image)
+            prediction = store.load_prediction(image)
+        except Exception as exc:  # StoreError naming the file
+            correction = prediction = None
+            errors.append(str(exc))
+        mask = correction if correction is not None else prediction
+        source = "correction" if correction is not None else ("prediction" if prediction is not None else "")
+        pinfo = store.prediction_info(image)
+        cinfo = store.info(image) if correction is not None else None
+        model_name = (cinfo.model_name if cinfo else None) or (pinfo.model_name if pinfo else None)
+        model_version = (cinfo.model_version if cinfo else None) or (pinfo.model_version if pinfo else None)
+        row.update(corrected="yes" if correction is not None else "no", mask_source=source,
+                   model_name=model_name or "", model_version=model_version or "")
+        if correction is not None:
+            summary.corrected += 1
+        gt_path = find_ground_truth(image, masks_dir)
+        if mask is not None:
+            summary.masks += 1
+            mask_name = f"masks/{stem}_segmentation.png"
+            poly_name = f"polygons/{stem}.json"
+            # never over the image's own ground truth (folder names were checked above)
+            check_not_ground_truth(out / mask_name, [gt_path] if gt_path else [], roots=[out / "masks"])
+            write_mask_png(out / mask_name, mask)
+            props = {"image": key, "stem": stem, "width": int(mask.shape[1]),
+                     "height": int(mask.shape[0]), "source": source, "status": record.status.value,
+                     "coordinates": "pixel-edge (pixel (r, c) covers [c, c+1] x [r, r+1])"}
+            atomic_write_text(out / poly_name, json.dumps(feature_collection(mask, props)) + "\n")
+            row.update(mask_file=mask_name, polygons_file=poly_name, lesion_pixels=int(mask.sum()))
+            if prediction is not None and prediction.shape == mask.shape:
+                row["agreement_with_prediction"] = _fmt(agreement(mask, prediction))
+            image_id = len(coco_images) + 1
+            coco_images.append({"id": image_id, "file_name": key, "width": int(mask.shape[1]),
+                                "height": int(mask.shape[0])})
+            if mask.any():
+                segs, exact = coco_polygons(mask)
+                use_rle = coco_rle or not exact
+                annotations.append({
+                    "id": len(annotations) + 1, "image_id": image_id, "category_id": CATEGORY["id"],
+                    "segmentation": rle_encode(mask) if use_rle else segs,
+                    "area": int(mask.sum()), "bbox": _bbox_xywh(mask), "iscrowd": 0,
+                })
+                summary.rle_annotations += int(use_rle)
+            if gt_path is not None:
+                row["ground_truth"] = str(gt_path)
+                try:
+                    gt = read_mask(gt_path)
+                    s = score(mask, gt, with_hd95=with_hd95)
+                    row.update(dsc=_fmt(s.dsc), jsc=_fmt(s.jsc), acc=_fmt(s.acc), sen=_fmt(s.sen),
+                               spe=_fmt(s.spe), hd95=_fmt(s.hd95))
+                    summary.with_ground_truth += 1
+                except (ImageReadError, MaskSizeMismatch) as exc:
+                    errors.append(str(exc))
+        if errors:
+            row["error"] = "; ".join(errors)
+            summary.errors.extend(f"{key}: {e}" for e in errors)
+        rows.append(row)
+
+    coco = {
+        "info": {"description": f"DermaSeg export of {project.image_folder}",
+                 "version": __version__, "coordinates": "pixel-edge"},
+        "images": coco_images,
+        "annotations": annotations,
+        "categories": [CATEGORY],
+    }
+    atomic_write_text(summary.coco_path, json.dumps(coco) + "\n")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(MANIFEST_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(summary.manifest_path, buf.getvalue())
+    if progress is not None:
+        progress(n, n, "")
+    return summary
