@@ -34,6 +34,7 @@ Ground truth is only located here, never written.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -76,14 +77,15 @@ class Case:
 
 @dataclass
 class _Listing:
-    files: dict[str, Path] = field(default_factory=dict)  # lower-case name -> path
-    dirs: dict[str, Path] = field(default_factory=dict)
+    # lower-case name -> full path; strings, not Path objects (pathlib is slow at 10 000s)
+    files: dict[str, str] = field(default_factory=dict)
+    dirs: dict[str, str] = field(default_factory=dict)
 
 
-_Cache = dict[Path, _Listing]
+_Cache = dict[str, _Listing]
 
 
-def _listing(folder: Path, cache: _Cache) -> _Listing:
+def _listing(folder: str, cache: _Cache) -> _Listing:
     hit = cache.get(folder)
     if hit is not None:
         return hit
@@ -93,9 +95,9 @@ def _listing(folder: Path, cache: _Cache) -> _Listing:
             for entry in it:
                 try:
                     if entry.is_dir():
-                        out.dirs.setdefault(entry.name.lower(), Path(entry.path))
+                        out.dirs.setdefault(entry.name.lower(), entry.path)
                     elif entry.is_file():
-                        out.files.setdefault(entry.name.lower(), Path(entry.path))
+                        out.files.setdefault(entry.name.lower(), entry.path)
                 except OSError:
                     continue
     except OSError:
@@ -159,22 +161,26 @@ def mark_output_folder(folder: str | os.PathLike[str]) -> None:
 
 
 def _walk(root: Path, recursive: bool) -> list[Path]:
-    found: list[Path] = []
+    found: list[tuple[str, str]] = []  # (path relative to root, full path) as strings: fast
     if not recursive:
         try:
             with os.scandir(root) as it:
                 for entry in it:
                     if _wanted_file(entry.name) and entry.is_file():
-                        found.append(Path(entry.path))
+                        found.append((entry.name, entry.path))
         except OSError:
             return []
     else:
-        for dirpath, dirnames, filenames in os.walk(root):
+        top = os.fspath(root)
+        for dirpath, dirnames, filenames in os.walk(top):
             here = Path(dirpath)
             dirnames[:] = [d for d in dirnames if not _skip_folder(d, here / d)]
-            found.extend(here / f for f in filenames if _wanted_file(f))
-    found.sort(key=lambda p: _natural_key(p.relative_to(root).as_posix()))
-    return found
+            rel = os.path.relpath(dirpath, top)
+            for f in filenames:
+                if _wanted_file(f):
+                    found.append((f if rel == "." else f"{rel}/{f}", os.path.join(dirpath, f)))
+    found.sort(key=lambda item: _natural_key(item[0].replace(os.sep, "/")))
+    return [Path(full) for _, full in found]
 
 
 def find_images(
@@ -207,13 +213,17 @@ def find_images(
 # pairing
 
 
-def _same(a: Path, b: Path) -> bool:
+def _same(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    if os.path.basename(a).lower() != os.path.basename(b).lower():
+        return False
     return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
 
 
 def _lookup(
-    folder: Path, stem: str, suffixes: Sequence[str], image: Path, cache: _Cache
-) -> Path | None:
+    folder: str, stem: str, suffixes: Sequence[str], image: str, cache: _Cache
+) -> str | None:
     files = _listing(folder, cache).files
     if not files:
         return None
@@ -226,44 +236,56 @@ def _lookup(
     return None
 
 
-def _images_masks_layout(image: Path, cache: _Cache) -> Path | None:
-    """X/images/<sub>/<stem>.* -> X/masks/<sub>/<stem>.png (nearest 'images' ancestor)."""
-    parents = list(image.parents)
-    for i, ancestor in enumerate(parents):
-        if ancestor.name.lower() != "images":
-            continue
-        masks = _listing(ancestor.parent, cache).dirs.get("masks")
-        if masks is None:
-            return None
-        rel_parts = [p.name for p in reversed(parents[:i])]
-        folder = masks.joinpath(*rel_parts) if rel_parts else masks
-        return _lookup(folder, image.stem, ("", "_segmentation", "_mask"), image, cache)
+# Each rule gets (image path, its folder, its stem) as strings.
+
+
+@functools.lru_cache(maxsize=4096)
+def _split_at_images(here: str) -> tuple[str, tuple[str, ...]] | None:
+    """For a folder inside an ``images`` folder: (the folder holding ``images``, the subfolders
+    below ``images``); None otherwise. Pure string work, cached per folder."""
+    folders = Path(here).parts
+    for i in range(len(folders) - 1, -1, -1):
+        if folders[i].lower() == "images":
+            return (os.path.join(*folders[:i]) if i else "."), tuple(folders[i + 1 :])
     return None
 
 
-def _isic_layout(image: Path, cache: _Cache) -> Path | None:
-    here = image.parent
-    hit = _lookup(here, image.stem, ("_segmentation",), image, cache)
+def _images_masks_layout(image: str, here: str, stem: str, cache: _Cache) -> str | None:
+    """X/images/<sub>/<stem>.* -> X/masks/<sub>/<stem>.png (nearest 'images' ancestor)."""
+    split = _split_at_images(here)
+    if split is None:
+        return None
+    parent, sub = split
+    masks = _listing(parent, cache).dirs.get("masks")
+    if masks is None:
+        return None
+    folder = os.path.join(masks, *sub)
+    return _lookup(folder, stem, ("", "_segmentation", "_mask"), image, cache)
+
+
+def _isic_layout(image: str, here: str, stem: str, cache: _Cache) -> str | None:
+    hit = _lookup(here, stem, ("_segmentation",), image, cache)
     if hit is not None:
         return hit
-    siblings = _listing(here.parent, cache).dirs
+    siblings = _listing(os.path.dirname(here) or ".", cache).dirs
     for name in sorted(siblings):
         if "groundtruth" in name.replace("_", "").replace("-", "") and not _same(
             siblings[name], here
         ):
-            hit = _lookup(siblings[name], image.stem, ("_segmentation",), image, cache)
+            hit = _lookup(siblings[name], stem, ("_segmentation",), image, cache)
             if hit is not None:
                 return hit
     return None
 
 
-def _ph2_layout(image: Path, cache: _Cache) -> Path | None:
-    if not image.parent.name.lower().endswith("_dermoscopic_image"):
+def _ph2_layout(image: str, here: str, stem: str, cache: _Cache) -> str | None:
+    if not os.path.basename(here).lower().endswith("_dermoscopic_image"):
         return None
-    lesion_dir = _listing(image.parent.parent, cache).dirs.get(f"{image.stem}_lesion".lower())
+    up = os.path.dirname(here) or "."
+    lesion_dir = _listing(up, cache).dirs.get(f"{stem}_lesion".lower())
     if lesion_dir is None:
         return None
-    return _lookup(lesion_dir, image.stem, ("_lesion",), image, cache)
+    return _lookup(lesion_dir, stem, ("_lesion",), image, cache)
 
 
 def find_ground_truth(
@@ -274,14 +296,18 @@ def find_ground_truth(
     """The ground-truth mask of ``image`` by the rules in the module doc, or None."""
     img = Path(image)
     cache: _Cache = {} if _cache is None else _cache
+    image_s = os.fspath(img)
+    here = os.path.dirname(image_s) or "."
     if masks_dir is not None:
-        return _lookup(
-            Path(masks_dir), img.stem, ("", "_segmentation", "_mask", "_lesion"), img, cache
+        hit = _lookup(
+            os.fspath(masks_dir), img.stem, ("", "_segmentation", "_mask", "_lesion"), image_s,
+            cache,
         )
+        return Path(hit) if hit is not None else None
     for rule in (_images_masks_layout, _isic_layout, _ph2_layout):
-        hit = rule(img, cache)
+        hit = rule(image_s, here, img.stem, cache)
         if hit is not None:
-            return hit
+            return Path(hit)
     return None
 
 

