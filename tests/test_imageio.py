@@ -274,3 +274,44 @@ def test_orientation_helper_matches_pillow() -> None:
     for o, method in methods.items():
         expected = np.asarray(Image.fromarray(arr).transpose(method))
         np.testing.assert_array_equal(imageio._apply_orientation(arr, o), expected)
+
+
+def test_other_pixel_layouts(tmp_path: Path) -> None:
+    rgb = np.zeros((8, 10, 3), np.uint8)
+    rgb[:, :5] = (200, 50, 20)
+    rgb[:, 5:] = (10, 120, 240)
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg", quality=95)
+    out = read_image(tmp_path / "cmyk.jpg")
+    assert np.abs(out[2, 1].astype(int) - (200, 50, 20)).max() <= 6
+    # palette PNG: expanded to its RGB colours
+    pal = Image.fromarray(rgb).quantize(colors=4)
+    pal.save(tmp_path / "p.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "p.png"), np.asarray(pal.convert("RGB")))
+    # grey + alpha: composited on black
+    la = Image.fromarray(rgb[:, :, 0]).convert("LA")
+    la.putalpha(Image.fromarray(np.full((8, 10), 128, np.uint8)))
+    la.save(tmp_path / "la.png")
+    assert read_image(tmp_path / "la.png")[2, 1].tolist() == [100, 100, 100]
+    # 16-bit RGBA, half transparent
+    bgra16 = np.zeros((2, 2, 4), np.uint16)
+    bgra16[..., 2] = 65535  # red
+    bgra16[..., 3] = 32768
+    out = read_image(_write_cv(tmp_path / "rgba16.png", bgra16))
+    assert out[0, 0].tolist() == [128, 0, 0]
+    # 1-bit images and masks
+    bits = Image.fromarray(rgb[:, :, 0] > 100)
+    bits.save(tmp_path / "b.png")
+    bits.save(tmp_path / "b.tif")
+    for name in ("b.png", "b.tif"):
+        assert read_image(tmp_path / name)[2, 1].tolist() == [255, 255, 255]
+        np.testing.assert_array_equal(read_mask(tmp_path / name), rgb[:, :, 0] > 100)
+
+
+def test_permission_denied_message(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    p = _write_cv(tmp_path / "locked.png", _rgb8())
+
+    def refuse(self: Path) -> bytes:
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "read_bytes", refuse)
+    _assert_error(p, "permission denied")
