@@ -1,0 +1,172 @@
+"""``dermaseg evaluate PATH...``: score the model against ground truth.
+
+Prints per image JSC, DSC, ACC, SEN, SPE and HD95, then the mean over images and the pooled
+figures (from the summed TP/FP/FN/TN). ``--json FILE`` writes::
+
+    {"model": {"name", "version", "path"}, "images": N,
+     "mean": {"acc", "dsc", "jsc", "sen", "spe", "jsc_th"}, "pooled": {...},
+     "per_image": [{"image", "ground_truth", "acc", "dsc", "jsc", "sen", "spe", "jsc_th", "hd95"}],
+     "errors": [{"path", "reason"}]}
+
+All metrics are fractions in [0, 1] (HD95 in pixels, null when undefined). Images without ground
+truth, or whose mask differs in size from the image (never stretched), are listed in ``errors``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from dermaseg_app.commands.predict import UserError, add_model_arguments, fail, find_input_cases, load_predictor
+
+SUMMARY_KEYS = ("acc", "dsc", "jsc", "sen", "spe", "jsc_th")
+PER_IMAGE_KEYS = ("acc", "dsc", "jsc", "sen", "spe", "jsc_th", "hd95")
+TABLE_COLUMNS = (("JSC", "jsc"), ("DSC", "dsc"), ("ACC", "acc"), ("SEN", "sen"), ("SPE", "spe"))
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score the model's masks against ground truth",
+        description="Predict each image that has a ground-truth mask and print JSC, DSC, ACC, SEN, SPE, "
+        "HD95 per image, their mean and the pooled figures.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="images or folders (searched recursively)")
+    parser.add_argument("--masks", metavar="DIR", help="folder of ground-truth masks, when not found automatically")
+    add_model_arguments(parser)
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except UserError as exc:
+        fail(str(exc))
+        return exc.code
+
+
+def _number(value: float | None) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def scores_dict(scores: Any, keys: tuple[str, ...]) -> dict[str, float | None]:
+    return {key: _number(getattr(scores, key)) for key in keys}
+
+
+def _fmt(value: float | None, percent: bool = True) -> str:
+    if value is None:
+        return "-"
+    return f"{100 * value:6.2f}" if percent else f"{value:6.1f}"
+
+
+def _check_json_target(path: Path) -> None:
+    parent = path.parent
+    if path.is_dir():
+        raise UserError(f"cannot write {path}: it is a folder", code=2)
+    if not parent.is_dir():
+        raise UserError(f"cannot write {path}: the folder {parent} does not exist", code=2)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dermaseg_app.core.atomic import atomic_write_text
+    from dermaseg_app.core.imageio import ImageReadError, read_mask
+    from dermaseg_app.core.metrics import score_with_confusion, summarize
+
+    json_path = Path(args.json) if args.json else None
+    if json_path is not None:
+        _check_json_target(json_path)
+    cases = find_input_cases(args.paths, args.masks)
+    errors: list[dict[str, str]] = []
+    with_gt = []
+    for case in cases:
+        if case.ground_truth is None:
+            errors.append({"path": str(case.image), "reason": "no ground truth found"})
+        else:
+            with_gt.append(case)
+    for error in errors:
+        print(f"dermaseg: skipped {error['path']}: {error['reason']}", file=sys.stderr)
+    if not with_gt:
+        raise UserError(f"none of the {len(cases)} image(s) has a ground-truth mask (use --masks DIR)")
+
+    predictor = load_predictor(args)
+    print(f"model {predictor.info.label()} ({predictor.info.path}); {predictor.device_label}; "
+          f"threshold {predictor.threshold:g}")
+    width = max(12, max(len(c.image.name) for c in with_gt))
+    header = f"{'image':<{width}} " + " ".join(f"{name:>6}" for name, _ in TABLE_COLUMNS) + f" {'HD95':>6}"
+    print(header)
+
+    gt_of = {case.image: case.ground_truth for case in with_gt}
+    per_image: list[dict[str, Any]] = []
+    pairs = []
+    results = predictor.predict_files([c.image for c in with_gt], batch_size=args.batch_size)
+    try:
+        for result in results:
+            gt_path = gt_of[result.path]
+            if result.prediction is None:
+                errors.append({"path": str(result.path), "reason": result.error or "cannot be read"})
+                print(f"dermaseg: skipped {result.path}: {result.error}", file=sys.stderr)
+                continue
+            try:
+                gt = read_mask(gt_path)
+            except ImageReadError as exc:
+                reason = f"ground truth {gt_path}: {exc.reason if hasattr(exc, 'reason') else exc}"
+                errors.append({"path": str(result.path), "reason": reason})
+                print(f"dermaseg: skipped {result.path}: {reason}", file=sys.stderr)
+                continue
+            pred = result.prediction.mask
+            if gt.shape != pred.shape:
+                reason = (f"mask {gt.shape[1]}x{gt.shape[0]} differs from image "
+                          f"{pred.shape[1]}x{pred.shape[0]} ({gt_path})")
+                errors.append({"path": str(result.path), "reason": reason})
+                print(f"dermaseg: skipped {result.path}: {reason}", file=sys.stderr)
+                continue
+            conf, scores = score_with_confusion(pred, gt)
+            pairs.append((conf, scores))
+            entry = {"image": str(result.path), "ground_truth": str(gt_path)}
+            entry.update(scores_dict(scores, PER_IMAGE_KEYS))
+            per_image.append(entry)
+            cells = " ".join(_fmt(entry[key]) for _, key in TABLE_COLUMNS)
+            print(f"{result.path.name:<{width}} {cells} {_fmt(entry['hd95'], percent=False)}", flush=True)
+    except KeyboardInterrupt:
+        fail("interrupted")
+        return 130
+    finally:
+        results.close()
+
+    summary = summarize(pairs) if pairs else None
+    if summary is not None:
+        rule = "-" * len(header)
+        print(rule)
+        for label, scores in (("mean", summary.mean), ("pooled", summary.pooled)):
+            cells = " ".join(_fmt(_number(getattr(scores, key))) for _, key in TABLE_COLUMNS)
+            print(f"{label:<{width}} {cells} {_fmt(_number(scores.hd95), percent=False)}")
+        print(f"thresholded JSC (mean, 0 below 0.65): {100 * summary.mean.jsc_th:.2f}")
+        print(f"{len(per_image)} image(s) scored, {len(errors)} skipped")
+    if json_path is not None:
+        report = {
+            "model": {"name": predictor.info.name, "version": predictor.info.version,
+                      "path": str(predictor.info.path)},
+            "images": len(per_image),
+            "mean": scores_dict(summary.mean, SUMMARY_KEYS) if summary else None,
+            "pooled": scores_dict(summary.pooled, SUMMARY_KEYS) if summary else None,
+            "per_image": per_image,
+            "errors": errors,
+        }
+        try:
+            atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
+        except OSError as exc:
+            fail(f"cannot write {json_path}: {exc.strerror or exc}")
+            return 1
+        print(f"results written to {json_path}")
+    if not per_image:
+        fail("no image could be scored")
+        return 1
+    return 0

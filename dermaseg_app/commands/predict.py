@@ -1,0 +1,285 @@
+"""``dermaseg predict PATH... --out DIR``: a 0/255 PNG mask per image, and predictions.csv.
+
+For each image ``<stem>.png`` (the mask, the image's own size) is written to DIR, with
+``--save-prob`` also ``<stem>_prob.png`` (16-bit probability map, 0..65535), and at the end
+``predictions.csv`` (image, mask, width, height, lesion fraction, seconds, error). Every file is
+written atomically. An output folder that cannot be written fails before any work; an image that
+cannot be read is reported with its path and reason and the run goes on. The exit status is 0 when
+at least one image was processed, 1 when none could be, 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+CSV_NAME = "predictions.csv"
+CSV_COLUMNS = ("image", "mask", "width", "height", "lesion_fraction", "seconds", "error")
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line. ``code``: 2 bad arguments, 1 failure."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def fail(message: str) -> None:
+    print(f"dermaseg: error: {message}", file=sys.stderr)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """--model, --device, --threshold: shared by predict and evaluate."""
+    parser.add_argument("--model", metavar="FILE", help="model weights (.safetensors; default: the bundled model)")
+    parser.add_argument("--device", metavar="DEVICE", help="cpu, cuda, cuda:N or mps (default: CUDA when present)")
+    parser.add_argument("--threshold", type=threshold_type, metavar="T",
+                        help="probability threshold between 0 and 1 (default: the model's, usually 0.5)")
+    parser.add_argument("--batch-size", type=positive_int, default=8, metavar="N",
+                        help="images per network run (default 8)")
+
+
+def threshold_type(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"the threshold must be between 0 and 1, got {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
+    return value
+
+
+def load_predictor(args: argparse.Namespace) -> Any:
+    """The Predictor the arguments ask for; UserError for a bad device or model file."""
+    from dermaseg_app.ml.device import DeviceError, choose_device
+    from dermaseg_app.ml.predictor import Predictor
+    from dermaseg_app.ml.weights import WeightsError
+
+    try:
+        device, notice = choose_device(args.device)
+    except DeviceError as exc:
+        raise UserError(str(exc), code=2) from None
+    if notice:
+        print(f"dermaseg: {notice}", file=sys.stderr)
+    try:
+        predictor = Predictor(model_path=args.model, device=device, threshold=args.threshold)
+    except WeightsError as exc:
+        raise UserError(f"cannot load the model: {exc}") from None
+    return predictor
+
+
+def find_input_cases(raw_paths: list[str], masks_dir: str | None = None) -> list[Any]:
+    """Cases (image + ground truth) named or inside the folders named; UserError for missing
+    paths or no images."""
+    from dermaseg_app.core.dataset import find_cases
+
+    paths = [Path(p) for p in raw_paths]
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        raise UserError(f"no such file or folder: {missing[0]}", code=2)
+    if masks_dir is not None and not Path(masks_dir).is_dir():
+        raise UserError(f"no such masks folder: {masks_dir}", code=2)
+    try:
+        cases = find_cases(paths, masks_dir=masks_dir)
+    except OSError as exc:
+        raise UserError(f"cannot list {exc.filename or paths[0]}: {exc.strerror or exc}") from None
+    if not cases:
+        raise UserError(f"no images found in {', '.join(str(p) for p in paths)}")
+    return cases
+
+
+def prepare_output_dir(out: Path) -> Path:
+    """Create ``out`` if needed and prove it writable; UserError (before any work) otherwise."""
+    for parent in [out, *out.parents]:
+        if parent.exists():
+            if not parent.is_dir():
+                what = "the output folder" if parent == out else f"a parent of the output folder ({out})"
+                raise UserError(f"cannot write to {out}: {parent} is a file, not a folder ({what})")
+            break
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the output folder {out}: {exc.strerror or exc}") from None
+    try:
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".dermaseg-write-test-", delete=True) as handle:
+            handle.write(b"ok")
+            handle.flush()
+    except OSError as exc:
+        raise UserError(f"cannot write to the output folder {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def _holds_any(folder: Path, files: list[Path]) -> bool:
+    root = folder.resolve()
+    return any(root == f.resolve().parent or root in f.resolve().parents for f in files)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+@dataclass
+class OutputNames:
+    """Unique output names per input stem; never the path of an input image or its ground truth."""
+
+    out: Path
+    used: set[str]
+
+    def for_image(self, image: Path, protected: list[Path]) -> tuple[Path, Path]:
+        stem = image.stem
+        candidate, n = stem, 1
+        while candidate in self.used or any(
+            _same_file(self.out / f"{candidate}.png", p) or _same_file(self.out / f"{candidate}_prob.png", p)
+            for p in protected
+        ):
+            n += 1
+            candidate = f"{stem}_{n}"
+        self.used.add(candidate)
+        return self.out / f"{candidate}.png", self.out / f"{candidate}_prob.png"
+
+
+def encode_probability_png(prob: np.ndarray) -> bytes:
+    """A float probability map as a 16-bit greyscale PNG (0..65535)."""
+    import cv2
+
+    values = np.clip(np.rint(np.asarray(prob, dtype=np.float64) * 65535.0), 0, 65535).astype(np.uint16)
+    ok, buffer = cv2.imencode(".png", values)
+    if not ok:
+        raise OSError("PNG encoding failed")
+    return buffer.tobytes()
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="write a lesion mask (0/255 PNG) for each image",
+        description="Segment images with SLSNet and write <stem>.png masks (0/255, the image's size) "
+        "and predictions.csv to the output folder.",
+    )
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="images or folders (searched recursively)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="folder for the masks and predictions.csv")
+    add_model_arguments(parser)
+    parser.add_argument("--save-prob", action="store_true",
+                        help="also write <stem>_prob.png, the probability map as a 16-bit PNG")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except UserError as exc:
+        fail(str(exc))
+        return exc.code
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dermaseg_app.core.atomic import atomic_write_bytes, atomic_write_text
+    from dermaseg_app.core.dataset import mark_output_folder
+    from dermaseg_app.core.imageio import write_mask_png
+
+    cases = find_input_cases(args.paths)
+    images = [case.image for case in cases]
+    ground_truth = {case.image: case.ground_truth for case in cases}
+    out = prepare_output_dir(Path(args.out))
+    predictor = load_predictor(args)
+    if not _holds_any(out, images):  # so that a later folder search never takes our masks as images
+        try:
+            mark_output_folder(out)
+        except OSError:
+            pass
+    print(f"{len(images)} image(s); model {predictor.info.label()} ({predictor.info.path}); "
+          f"{predictor.device_label}; threshold {predictor.threshold:g}")
+
+    names = OutputNames(out, set())
+    rows: list[dict[str, Any]] = []
+    written = 0
+    started = time.perf_counter()
+    cancel = threading.Event()
+    interactive = sys.stdout.isatty()
+    interrupted = False
+    results = predictor.predict_files(images, cancel=cancel, batch_size=args.batch_size)
+    try:
+        for index, result in enumerate(results, start=1):
+            row: dict[str, Any] = {"image": str(result.path), "mask": "", "width": "", "height": "",
+                                   "lesion_fraction": "", "seconds": f"{result.seconds:.4f}", "error": ""}
+            error = result.error
+            if result.prediction is not None:
+                prediction = result.prediction
+                h, w = prediction.shape
+                row.update(width=w, height=h, lesion_fraction=f"{prediction.lesion_fraction:.6f}")
+                gt = ground_truth.get(result.path)
+                protected = [result.path] + ([gt] if gt is not None else [])
+                mask_path, prob_path = names.for_image(result.path, protected)
+                try:
+                    t0 = time.perf_counter()
+                    write_mask_png(mask_path, prediction.mask)
+                    if args.save_prob:
+                        atomic_write_bytes(prob_path, encode_probability_png(prediction.prob))
+                    row["seconds"] = f"{result.seconds + time.perf_counter() - t0:.4f}"
+                    row["mask"] = str(mask_path)
+                    written += 1
+                except OSError as exc:
+                    error = f"cannot write {mask_path}: {exc.strerror or exc}"
+            if error:
+                row["error"] = error
+                if interactive:
+                    print(file=sys.stdout)
+                print(f"dermaseg: skipped {result.path}: {error}", file=sys.stderr)
+            rows.append(row)
+            line = f"[{index}/{len(images)}] {result.path.name}"
+            if interactive:
+                print(f"\r{line:<70}", end="", flush=True)
+            else:
+                print(line, flush=True)
+    except KeyboardInterrupt:
+        cancel.set()
+        interrupted = True
+    finally:
+        results.close()
+    if interactive:
+        print()
+    elapsed = time.perf_counter() - started
+    try:
+        atomic_write_text(out / CSV_NAME, csv_text(rows))
+    except OSError as exc:
+        fail(f"cannot write {out / CSV_NAME}: {exc.strerror or exc}")
+        return 1
+    per_image = elapsed / max(1, len(rows))
+    print(f"{written} mask(s) written to {out} ({per_image:.3f} s per image; {len(rows) - written} skipped)")
+    if interrupted:
+        fail(f"interrupted after {len(rows)} of {len(images)} image(s)")
+        return 130
+    return 0 if written else 1
