@@ -175,8 +175,7 @@ class History:
     def _record(self, old: np.ndarray, new: np.ndarray, bbox: BBox | None, op: EditOp | None) -> None:
         if bbox is not None:
             bbox = diff_bbox(old, new, bbox)
-        if bbox is None:
-            self._mask = new if new is not old else self._mask
+        if bbox is None:  # nothing changed: no step, nothing to journal
             return
         sl = bbox.slices
         step = Step(bbox, pack_bits(old[sl]), pack_bits(new[sl]), op)
