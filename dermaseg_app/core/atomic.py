@@ -41,7 +41,9 @@ TEMP_PREFIX = ".dermaseg-tmp-"
 
 _REASONS: dict[int, str] = {
     errno.ENOSPC: "the disk is full (no space left on device)",
-    errno.EACCES: "permission denied: the folder or file is not writable (or the file is open elsewhere)",
+    errno.EACCES: (
+        "permission denied: the folder or file is not writable (or the file is open elsewhere)"
+    ),
     errno.EPERM: "operation not permitted: the folder or file is protected",
     errno.EROFS: "the file system is read-only",
     errno.ENOENT: "the folder does not exist",
