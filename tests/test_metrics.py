@@ -170,3 +170,34 @@ def test_confusion_large_mask_speed() -> None:
     assert c.tp == int(np.count_nonzero(a & b))
     assert c.tn == int(np.count_nonzero(~a & ~b))
     assert c.total == a.size
+
+
+def _medpy_hd95(pred: np.ndarray, gt: np.ndarray) -> float:
+    """MedPy's hd95 written out with SciPy (reference implementation for the test)."""
+    from scipy import ndimage
+
+    cross = ndimage.generate_binary_structure(2, 1)
+
+    def border(m: np.ndarray) -> np.ndarray:
+        return m ^ ndimage.binary_erosion(m, structure=cross, iterations=1)
+
+    bp, bg = border(pred), border(gt)
+    d_pg = ndimage.distance_transform_edt(~bg)[bp]
+    d_gp = ndimage.distance_transform_edt(~bp)[bg]
+    return float(np.percentile(np.hstack((d_pg, d_gp)), 95))
+
+
+def test_hd95_matches_medpy_definition() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(25):
+        h, w = (int(v) for v in rng.integers(5, 40, 2))
+        pred = rng.random((h, w)) < rng.uniform(0.05, 0.9)
+        gt = rng.random((h, w)) < rng.uniform(0.05, 0.9)
+        if not pred.any() or not gt.any():
+            continue
+        assert hd95(pred, gt) == pytest.approx(_medpy_hd95(pred, gt), abs=1e-4)
+    # smooth shapes, one touching the image edge
+    yy, xx = np.mgrid[0:60, 0:80]
+    a = (xx - 30) ** 2 + (yy - 28) ** 2 < 20**2
+    b = (xx - 38) ** 2 / 1.5 + (yy - 20) ** 2 < 22**2
+    assert hd95(a, b) == pytest.approx(_medpy_hd95(a, b), abs=1e-4)
