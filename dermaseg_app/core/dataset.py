@@ -131,7 +131,7 @@ def is_mask_folder_name(name: str) -> bool:
 
 
 def _is_mask_file_name(name: str) -> bool:
-    return Path(name).stem.lower().endswith("_segmentation")
+    return os.path.splitext(name)[0].lower().endswith("_segmentation")
 
 
 def _skip_folder(name: str, path: Path) -> bool:
@@ -146,7 +146,7 @@ def _skip_folder(name: str, path: Path) -> bool:
 def _wanted_file(name: str) -> bool:
     return (
         not name.startswith(".")
-        and Path(name).suffix.lower() in IMAGE_EXTENSIONS
+        and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
         and not _is_mask_file_name(name)
     )
 
