@@ -232,7 +232,9 @@ def test_writes_aimed_at_ground_truth_are_refused(dataset: Path) -> None:
     assert sha(gt) == before
 
 
-def test_failing_write_keeps_previous_file_edit_and_journal(dataset: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("code, words", [(errno.ENOSPC, "disk is full"), (errno.EROFS, "read-only")])
+def test_failing_write_keeps_previous_file_edit_and_journal(dataset: Path, monkeypatch, code: int,
+                                                            words: str) -> None:
     stem = "ISIC_0000169"
     image = dataset / "images" / f"{stem}.jpg"
     project, store = open_store(dataset)
@@ -247,13 +249,13 @@ def test_failing_write_keeps_previous_file_edit_and_journal(dataset: Path, monke
     edited = h.mask.copy()
 
     def no_space(*args, **kwargs):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        raise OSError(code, os.strerror(code))
 
     monkeypatch.setattr(os, "replace", no_space)
     with pytest.raises(StoreError) as info:
         store.save_correction(image, h.mask)
     msg = str(info.value)
-    assert "disk is full" in msg and "previous file is unchanged" in msg
+    assert words in msg and "previous file is unchanged" in msg
     monkeypatch.undo()
     assert store.correction_path(image).read_bytes() == saved_bytes
     assert store.sidecar_path(image).read_bytes() == side_bytes
@@ -297,10 +299,22 @@ def test_stale_temp_files_cleaned_on_open(dataset: Path) -> None:
     assert not stale.exists() and fresh.exists()
 
 
-def test_no_journal_nothing_pending(dataset: Path) -> None:
+def test_no_journal_nothing_pending_and_no_base(dataset: Path) -> None:
     project, store = open_store(dataset)
     assert store.pending_recovery() == []
-    with pytest.raises(StoreError, match="no saved correction or prediction"):
-        store.append_journal("ISIC_0000009.jpg", EditOp.grow(1).to_json())
-        store.recover("ISIC_0000009")
     assert store.load_correction("ISIC_0000009.jpg") is None and store.info("ISIC_0000009.jpg") is None
+    store.append_journal("ISIC_0000009.jpg", EditOp.grow(1).to_json())
+    assert store.pending_recovery() == ["ISIC_0000009"]
+    with pytest.raises(StoreError, match="no saved correction or prediction"):
+        store.recover("ISIC_0000009")
+    gt = read_mask(gt_of(dataset, "ISIC_0000009"))
+    assert np.array_equal(store.recover("ISIC_0000009", gt), E.grow(gt, 1).mask)
+
+
+def test_mask_of_the_wrong_size_is_refused(dataset: Path) -> None:
+    project, store = open_store(dataset)
+    with pytest.raises(StoreError, match="full resolution"):
+        store.save_correction(dataset / "images" / "ISIC_0000009.jpg", np.zeros((10, 10), bool))
+    with pytest.raises(StoreError, match="full resolution"):
+        store.save_prediction(dataset / "images" / "ISIC_0000009.jpg", np.zeros((10, 10), bool))
+    assert not store.correction_path("ISIC_0000009.jpg").exists()

@@ -20,6 +20,14 @@ which the undo history (core.history) and the crash journal (core.store) record;
 Interactive strokes: :class:`BrushStroke` paints segment by segment into a working copy while
 the mouse moves (each ``add_point`` touches only the segment's bounding box) and gives the
 whole stroke back as one EditOp, which ``core.history.History.begin_stroke`` makes one undo step.
+
+Polygon (vertex) editing on a canvas::
+
+    geom = core.geometry.mask_to_polygons(history.mask)      # exact outline, optionally
+    geom = simplify_geometry(geom, 1.0)                       # simplified for fewer handles
+    ref, dist = nearest_vertex(geom, (x, y))                  # hit test (insert: nearest_edge)
+    edit = move_vertex(geom, ref, (x2, y2), history.shape)    # on mouse release
+    history.commit(apply_geometry(history.mask, edit.geometry, edit.bbox))  # one undo step
 """
 
 from __future__ import annotations

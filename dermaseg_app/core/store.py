@@ -37,7 +37,7 @@ import numpy as np
 from dermaseg_app.core.atomic import atomic_write_text, cleanup_stale_temp_files
 from dermaseg_app.core.dataset import find_ground_truth, is_mask_folder_name
 from dermaseg_app.core.history import History, replay_entry
-from dermaseg_app.core.imageio import ImageReadError, read_mask, write_mask_png
+from dermaseg_app.core.imageio import ImageReadError, image_size, read_mask, write_mask_png
 from dermaseg_app.core.metrics import agreement
 from dermaseg_app.core.project import Project, ProjectError, utc_now
 
@@ -257,6 +257,7 @@ class CorrectionStore:
         if path.exists() and not overwrite:
             return path
         mask = np.asarray(mask, dtype=bool)
+        self._check_size(image, mask)
         self._write_mask(path, mask, image)
         info = PredictionInfo(model_name, model_version, utc_now(), list(mask.shape), int(mask.sum()))
         self._write_json(self.prediction_info_path(image), asdict(info), image)
@@ -319,6 +320,7 @@ class CorrectionStore:
             raise ValueError(f"a mask is 2-D, got shape {mask.shape}")
         stem = self.stem(image)
         key = self.project.key(image)
+        self._check_size(image, mask)
         pred = self.load_prediction(image)
         pinfo = self.prediction_info(image)
         if pred is not None and pred.shape != mask.shape:
@@ -353,6 +355,19 @@ class CorrectionStore:
         except ProjectError as exc:
             raise StoreError(self.project.path, f"cannot update the project ({exc})") from exc
         return info
+
+    def _check_size(self, image: Path | str, mask: np.ndarray) -> None:
+        """A mask must have the image's size (read from the header; skipped when unreadable)."""
+        path = self.project.image_path(self.project.key(image))
+        if not path.is_file():
+            return
+        try:
+            w, h = image_size(path)
+        except ImageReadError:
+            return
+        if (h, w) != mask.shape:
+            raise StoreError(path, f"the image is {w}x{h} but the mask is {mask.shape[1]}x{mask.shape[0]}; "
+                                   "masks are saved at the image's full resolution")
 
     # -- journal ----------------------------------------------------------------------------------
     def append_journal(self, image: Path | str, entry: dict) -> None:
