@@ -144,7 +144,9 @@ def test_rasterizer_matches_geometry_module_and_round_trips(sample: np.ndarray) 
     for _ in range(5):
         pts = rng.uniform(0, [w, h], (7, 2))
         poly = Polygon(pts).buffer(0)
-        assert np.array_equal(E.rasterize_geometry(poly, sample.shape), centre_rule(poly, sample.shape))
+        ours = E.rasterize_geometry(poly, sample.shape)
+        assert np.array_equal(ours, centre_rule(poly, sample.shape))
+        assert np.array_equal(ours, polygons_to_mask(poly, sample.shape))  # same rule as core.geometry
 
 
 def test_self_crossing_lasso_nonzero() -> None:
