@@ -101,6 +101,7 @@ def _run(args: argparse.Namespace) -> int:
           f"threshold {predictor.threshold:g}")
     width = max(12, max(len(c.image.name) for c in with_gt))
     header = f"{'image':<{width}} " + " ".join(f"{name:>6}" for name, _ in TABLE_COLUMNS) + f" {'HD95':>6}"
+    print("JSC, DSC, ACC, SEN, SPE in %; HD95 (95th percentile boundary distance) in pixels")
     print(header)
 
     gt_of = {case.image: case.ground_truth for case in with_gt}
