@@ -113,6 +113,22 @@ def test_image_at_input_size_is_the_raw_network_output(predictor):
     np.testing.assert_allclose(predictor.predict(image).prob, direct, atol=1e-6)
 
 
+def test_inference_network_matches_the_loaded_model(predictor, model_path):
+    from dermaseg_app.ml.weights import load_model
+
+    plain, _ = load_model(model_path)
+    for module in plain.modules():  # non-trivial BatchNorm statistics, so that folding matters
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+    from dermaseg_app.ml.predictor import _inference_network
+
+    fast = _inference_network(plain)
+    x = torch.rand(2, 3, SIZE, SIZE)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), plain(x), atol=1e-5, rtol=1e-4)
+
+
 def test_batch_matches_single_predictions(predictor, sample):
     images = [sample, sample[:200, :300], np.ascontiguousarray(sample[::-1])]
     batch = predictor.predict_batch(images)

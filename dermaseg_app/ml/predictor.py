@@ -104,14 +104,16 @@ def probability_to_size(prob_small: np.ndarray, shape: tuple[int, int]) -> np.nd
 
 
 def _inference_network(network: nn.Module) -> nn.Module:
-    """The network's inference-optimised form when it offers one (e.g. fused BN), else itself."""
-    for name in ("fused_for_inference", "fuse_for_inference", "for_inference"):
-        method = getattr(network, name, None)
-        if callable(method):
-            fused = method()
-            if isinstance(fused, nn.Module):
-                return fused.eval()
-    return network
+    """The network's inference form: BatchNorm folded, dropout removed (ml.optimize), when
+    that module is present and handles the network; otherwise the network itself."""
+    try:
+        from dermaseg_app.ml.optimize import fuse_for_inference
+    except ImportError:
+        return network
+    try:
+        return fuse_for_inference(network).eval()
+    except Exception:  # noqa: BLE001 - an unknown architecture runs unfused
+        return network
 
 
 class Predictor:
