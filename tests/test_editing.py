@@ -355,3 +355,13 @@ def test_bbox_helpers() -> None:
     assert BBox.from_list(b.to_list()) == b
     assert BBox.of_mask(np.zeros((3, 3), bool)) is None
     assert SPoint(0, 0).buffer(1).area > 3  # shapely sanity
+
+
+def test_kth_largest_band_shortcut() -> None:
+    rng = np.random.default_rng(0)
+    v = rng.random(1000).astype(np.float32)
+    v[:300] = 1.0
+    v[300:600] = 0.0
+    ref = np.sort(v)[::-1]
+    for k in (1, 250, 300, 301, 500, 700, 1000):
+        assert E._kth_largest(v, k) == ref[k - 1]

@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 import shapely
 import shapely.affinity
-from shapely.geometry import MultiPolygon, Polygon, box
+from shapely.geometry import MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
 Point = tuple[float, float]
@@ -429,10 +429,12 @@ def _clip_geometry(geom: BaseGeometry | None, region: BBox) -> MultiPolygon:
     mp = as_multipolygon(geom)
     if mp.is_empty or region.empty:
         return MultiPolygon()
-    frame = box(region.x0, region.y0, region.x1, region.y1)
-    if frame.contains(mp):
+    x0, y0, x1, y1 = mp.bounds
+    if region.x0 <= x0 and region.y0 <= y0 and x1 <= region.x1 and y1 <= region.y1:
         return mp
-    return as_multipolygon(mp.intersection(frame))
+    # clip_by_rect is fast and keeps what lies inside the box; the even-odd rasteriser does not
+    # need the result to be valid, only to give the same pixels inside the box
+    return MultiPolygon(polygons_of(shapely.clip_by_rect(mp, region.x0, region.y0, region.x1, region.y1)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -493,6 +495,20 @@ def keep_largest(mask: np.ndarray) -> EditResult:
     return _result(mask, out, region, op)
 
 
+def _kth_largest(values: np.ndarray, k: int) -> float:
+    """The k-th largest value (k >= 1). Only the blurred border band (values strictly between
+    nearly-0 and nearly-1) is partitioned when the answer lies there: much faster than all."""
+    eps = 1e-4
+    high = int(np.count_nonzero(values >= 1.0 - eps))
+    if high < k:
+        band = values[(values > eps) & (values < 1.0 - eps)]
+        j = k - high  # the j-th largest inside the band
+        if 0 < j <= band.size:
+            return float(np.partition(band, band.size - j)[band.size - j])
+    idx = values.size - k
+    return float(np.partition(values, idx)[idx])
+
+
 def smooth(mask: np.ndarray, sigma: float) -> EditResult:
     """Smooth the contour keeping the area: Gaussian blur (``sigma`` px), then the threshold that
     keeps exactly as many pixels as before (ties aside). Works on every component and hole."""
@@ -508,8 +524,7 @@ def smooth(mask: np.ndarray, sigma: float) -> EditResult:
     crop = mask[region.slices].astype(np.float32)
     blurred = cv2.GaussianBlur(crop, (0, 0), sigmaX=float(sigma), borderType=cv2.BORDER_REPLICATE)
     flat = blurred.ravel()
-    k = flat.size - area  # the area-th largest value is the threshold
-    thresh = np.partition(flat, k)[k]
+    thresh = _kth_largest(flat, area)
     new_crop = blurred >= thresh
     excess = int(new_crop.sum()) - area
     if excess > 0:  # ties at the threshold: drop the excess among the tied pixels
@@ -698,7 +713,7 @@ def vertices(geom: BaseGeometry | None) -> list[tuple[VertexRef, Point]]:
     out = []
     for pi, poly_rings in enumerate(_rings_of(as_multipolygon(geom))):
         for ri, ring in enumerate(poly_rings):
-            out.extend((VertexRef(pi, ri, i), (float(x), float(y))) for i, (x, y) in enumerate(ring))
+            out.extend((VertexRef(pi, ri, i), (x, y)) for i, (x, y) in enumerate(ring.tolist()))
     return out
 
 
