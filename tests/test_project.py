@@ -234,3 +234,16 @@ def test_module_does_not_import_qt_or_torch() -> None:
             "sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
     assert project_mod.SCHEMA_VERSION == 1
+
+
+def test_two_windows_do_not_overwrite_each_other(folder: Path) -> None:
+    one = Project.open_for(folder)
+    two = Project.open_for(folder)
+    one.set_status(folder / "a.jpg", ReviewStatus.ACCEPTED)
+    two.set_note(folder / "b.png", "from the second window")
+    one.set_status(folder / "sub" / "c.jpg", ReviewStatus.REJECTED)
+    fresh = Project.open_for(folder)
+    assert fresh.record("a.jpg").status is ReviewStatus.ACCEPTED
+    assert fresh.record("b.png").note == "from the second window"
+    assert fresh.record("sub/c.jpg").status is ReviewStatus.REJECTED
+    assert one.record("b.png").note == "from the second window"  # merged on its next save

@@ -130,6 +130,10 @@ def check_writable(folder: Path) -> None:
                                          "choose another folder for the project") from exc
 
 
+def _reason(exc: OSError) -> str:
+    return getattr(exc, "reason", None) or exc.strerror or str(exc)
+
+
 def is_project_dir(path: Path) -> bool:
     """True when ``path`` looks like a project folder (named dermaseg-project or has project.json)."""
     path = Path(path)
@@ -149,6 +153,7 @@ class Project:
         self.project_dir: Path = Path(project_dir).resolve()
         self.warnings: list[str] = []
         self._records: dict[str, ImageRecord] = {}
+        self._stamp: tuple[int, int] | None = None  # project.json as last read or written
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
@@ -195,23 +200,35 @@ class Project:
         """The project.json file."""
         return self.project_dir / PROJECT_FILENAME
 
+    def _file_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def _parse(self, text: str) -> dict[str, ImageRecord]:
+        data = json.loads(text)
+        if not isinstance(data, dict) or not isinstance(data.get("images", {}), dict):
+            raise ValueError("the top level is not an object with an 'images' object")
+        version = data.get("schema_version", SCHEMA_VERSION)
+        if not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise ValueError(f"unsupported schema_version {version!r} (this version reads "
+                             f"{SCHEMA_VERSION})")
+        records = {}
+        for key, value in data.get("images", {}).items():
+            if not isinstance(value, dict):
+                raise ValueError(f"the record of {key!r} is not an object")
+            records[str(key)] = ImageRecord.from_json(value)
+        return records
+
     def _load(self) -> None:
         path = self.path
         if not path.exists():
             return
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(data, dict) or not isinstance(data.get("images", {}), dict):
-                raise ValueError("the top level is not an object with an 'images' object")
-            version = data.get("schema_version", SCHEMA_VERSION)
-            if not isinstance(version, int) or version > SCHEMA_VERSION:
-                raise ValueError(f"unsupported schema_version {version!r} (this version reads "
-                                 f"{SCHEMA_VERSION})")
-            records = {}
-            for key, value in data.get("images", {}).items():
-                if not isinstance(value, dict):
-                    raise ValueError(f"the record of {key!r} is not an object")
-                records[str(key)] = ImageRecord.from_json(value)
+            stamp = self._file_stamp()
+            records = self._parse(path.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
             aside = path.with_name(f"{PROJECT_FILENAME}.corrupt-{_timestamp_for_filename()}")
             try:
@@ -227,6 +244,23 @@ class Project:
         except OSError as exc:
             raise ProjectError(path, f"cannot read the project file ({exc.strerror or exc})") from exc
         self._records = records
+        self._stamp = stamp
+
+    def _merge_from_disk(self) -> None:
+        """Another window or process saved project.json since we read it: take its records
+        (ours win only for the image being changed), so neither overwrites the other's work."""
+        stamp = self._file_stamp()
+        if stamp is None or stamp == self._stamp:
+            return
+        try:
+            disk = self._parse(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError):
+            return  # unreadable now: keep ours; the next save replaces it atomically
+        for key, rec in disk.items():
+            mine = self._records.get(key)
+            if mine is None or (rec.updated or "") > (mine.updated or ""):
+                self._records[key] = rec
+        self._stamp = stamp
 
     # -- keys ----------------------------------------------------------------------------------
     def key(self, image_path: Path | str) -> str:
@@ -296,6 +330,7 @@ class Project:
 
     def _update(self, image_path: Path | str, **changes) -> ImageRecord:
         key = self.key(image_path)
+        self._merge_from_disk()
         new = replace(self._records.get(key, ImageRecord()), updated=utc_now(), **changes)
         self._records[key] = new
         self.save()
@@ -314,5 +349,6 @@ class Project:
         try:
             atomic_write_text(self.path, text)
         except OSError as exc:
-            raise ProjectNotWritable(self.path, f"cannot save the project ({exc.strerror or exc}); "
+            raise ProjectNotWritable(self.path, f"cannot save the project ({_reason(exc)}); "
                                                 "the previous project file is unchanged") from exc
+        self._stamp = self._file_stamp()
