@@ -265,3 +265,26 @@ def test_cuda_is_chosen_when_present(monkeypatch):
     assert choose_device("cpu") == (torch.device("cpu"), None)
     device, notice = choose_device("cuda:3")
     assert device == torch.device("cuda", 0) and "3" in notice
+
+
+def test_a_failing_batch_is_retried_one_image_at_a_time(predictor, samples_dir, tmp_path, monkeypatch):
+    files = _files(samples_dir, tmp_path, 3)
+    real = predictor._probabilities
+    sizes = []
+
+    def fails_on_batches(batch):
+        sizes.append(len(batch))
+        if len(batch) > 1:
+            raise RuntimeError("CUDA out of memory (simulated)")
+        return real(batch)
+
+    monkeypatch.setattr(predictor, "_probabilities", fails_on_batches)
+    results = list(predictor.predict_files(files, batch_size=3))
+    assert all(r.ok for r in results) and sizes == [3, 1, 1, 1]
+
+    def always_fails(batch):
+        raise RuntimeError("broken kernel\nwith a long trace")
+
+    monkeypatch.setattr(predictor, "_probabilities", always_fails)
+    results = list(predictor.predict_files(files, batch_size=2))
+    assert [r.error for r in results] == ["the network failed: broken kernel"] * 3

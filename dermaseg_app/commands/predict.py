@@ -18,7 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -135,30 +135,33 @@ def _holds_any(folder: Path, files: list[Path]) -> bool:
     return any(root == f.resolve().parent or root in f.resolve().parents for f in files)
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
+def _key(path: Path) -> str:
+    return os.path.normcase(os.path.realpath(path))
 
 
 @dataclass
 class OutputNames:
-    """Unique output names per input stem; never the path of an input image or its ground truth."""
+    """Unique output names per input stem, never the path of any input image or ground truth.
+
+    ``protected``: real paths (see ``_key``) of every input image and ground-truth mask.
+    """
 
     out: Path
-    used: set[str]
+    protected: set[str]
+    used: set[str] = field(default_factory=set)
 
-    def for_image(self, image: Path, protected: list[Path]) -> tuple[Path, Path]:
+    def _free(self, candidate: str) -> bool:
+        if candidate.lower() in self.used:
+            return False
+        return not any(_key(self.out / name) in self.protected for name in (f"{candidate}.png", f"{candidate}_prob.png"))
+
+    def for_image(self, image: Path) -> tuple[Path, Path]:
         stem = image.stem
         candidate, n = stem, 1
-        while candidate in self.used or any(
-            _same_file(self.out / f"{candidate}.png", p) or _same_file(self.out / f"{candidate}_prob.png", p)
-            for p in protected
-        ):
+        while not self._free(candidate):
             n += 1
             candidate = f"{stem}_{n}"
-        self.used.add(candidate)
+        self.used.add(candidate.lower())
         return self.out / f"{candidate}.png", self.out / f"{candidate}_prob.png"
 
 
@@ -212,7 +215,7 @@ def _run(args: argparse.Namespace) -> int:
 
     cases = find_input_cases(args.paths)
     images = [case.image for case in cases]
-    ground_truth = {case.image: case.ground_truth for case in cases}
+    protected = {_key(c.image) for c in cases} | {_key(c.ground_truth) for c in cases if c.ground_truth}
     out = prepare_output_dir(Path(args.out))
     predictor = load_predictor(args)
     if not _holds_any(out, images):  # so that a later folder search never takes our masks as images
@@ -223,7 +226,7 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{len(images)} image(s); model {predictor.info.label()} ({predictor.info.path}); "
           f"{predictor.device_label}; threshold {predictor.threshold:g}")
 
-    names = OutputNames(out, set())
+    names = OutputNames(out, protected)
     rows: list[dict[str, Any]] = []
     written = 0
     started = time.perf_counter()
@@ -240,9 +243,7 @@ def _run(args: argparse.Namespace) -> int:
                 prediction = result.prediction
                 h, w = prediction.shape
                 row.update(width=w, height=h, lesion_fraction=f"{prediction.lesion_fraction:.6f}")
-                gt = ground_truth.get(result.path)
-                protected = [result.path] + ([gt] if gt is not None else [])
-                mask_path, prob_path = names.for_image(result.path, protected)
+                mask_path, prob_path = names.for_image(result.path)
                 try:
                     t0 = time.perf_counter()
                     write_mask_png(mask_path, prediction.mask)

@@ -162,6 +162,18 @@ class Predictor:
             out = out.float().reshape(out.shape[0], out.shape[-2], out.shape[-1])
             return out.cpu().numpy()
 
+    def _probabilities_or_errors(self, inputs: list[np.ndarray]) -> list[np.ndarray | str]:
+        """Probabilities per input; when a batch fails (e.g. out of GPU memory) each input is run
+        alone, and one that still fails gets the error text instead."""
+        try:
+            return list(self._probabilities(np.stack(inputs)))
+        except (RuntimeError, MemoryError) as exc:
+            if len(inputs) == 1:
+                return [f"the network failed: {exc}".splitlines()[0]]
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        return [outcome for x in inputs for outcome in self._probabilities_or_errors([x])]
+
     def _finish(self, prob_small: np.ndarray, shape: tuple[int, int], threshold: float) -> Prediction:
         prob = probability_to_size(prob_small, shape)
         return Prediction(prob, prob >= threshold, threshold)
@@ -257,24 +269,30 @@ class Predictor:
                     else:
                         items.append((path, None, _describe_error(path, exc)))
                 good = [d for _, d, _ in items if d is not None]
-                probs: np.ndarray | None = None
+                probs: list[np.ndarray | str] = []
                 network_share = 0.0
                 if good:
                     t0 = time.perf_counter()
-                    probs = self._probabilities(np.stack([d.chw for d in good]))
+                    probs = self._probabilities_or_errors([d.chw for d in good])
                     network_share = (time.perf_counter() - t0) / len(good)
                 k = 0
                 for path, decoded, error in items:
                     if cancel.is_set():
                         return
-                    if decoded is None:
+                    prob_small = None
+                    if decoded is not None:
+                        outcome = probs[k]
+                        k += 1
+                        if isinstance(outcome, str):
+                            error = outcome
+                        else:
+                            prob_small = outcome
+                    if decoded is None or prob_small is None:
                         result = FileResult(path, None, error, 0.0)
                     else:
-                        assert probs is not None
                         t0 = time.perf_counter()
-                        prediction = self._finish(probs[k], decoded.shape, t)
+                        prediction = self._finish(prob_small, decoded.shape, t)
                         post = time.perf_counter() - t0
-                        k += 1
                         timings = {
                             "decode": decoded.decode_s,
                             "preprocess": decoded.preprocess_s,
