@@ -318,3 +318,39 @@ def test_mask_of_the_wrong_size_is_refused(dataset: Path) -> None:
     with pytest.raises(StoreError, match="full resolution"):
         store.save_prediction(dataset / "images" / "ISIC_0000009.jpg", np.zeros((10, 10), bool))
     assert not store.correction_path("ISIC_0000009.jpg").exists()
+
+
+def test_recovery_after_a_real_process_crash(dataset: Path) -> None:
+    """A child process edits, journals, and dies with os._exit (no save, no cleanup)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    stem = "ISIC_0000169"
+    image = dataset / "images" / f"{stem}.jpg"
+    expected_file = dataset / "expected.npy"
+    code = textwrap.dedent(f"""
+        import os, numpy as np
+        from dermaseg_app.core import editing as E
+        from dermaseg_app.core.imageio import read_mask
+        from dermaseg_app.core.project import Project
+        from dermaseg_app.core.store import CorrectionStore
+        store = CorrectionStore(Project.open_for({str(dataset / "images")!r}))
+        pred = E.grow(read_mask({str(gt_of(dataset, stem))!r}), 3).mask
+        store.save_prediction({str(image)!r}, pred, "m", "1")
+        h = store.history({str(image)!r}, pred)
+        s = h.begin_stroke(9)
+        for x, y in [(100, 100), (150, 130), (210, 200)]:
+            s.add_point(x, y)
+        h.end_stroke()
+        h.apply(E.EditOp.smooth(2.0))
+        np.save({str(expected_file)!r}, h.mask)
+        s = h.begin_stroke(30)           # the stroke in progress when the power goes
+        s.add_point(300, 300)
+        os._exit(1)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 1, proc.stderr
+    project = Project.open_for(dataset / "images")
+    assert pending_recovery(project) == [stem]
+    assert np.array_equal(recover(project, stem), np.load(expected_file))
