@@ -71,6 +71,19 @@ def test_pam_sdpa_equals_explicit_danet_formula(channels: int, size: tuple[int, 
     torch.testing.assert_close(pam.attention(xc), pam.attention_explicit(x), atol=1e-5, rtol=1e-4)
 
 
+def test_pam_runs_on_the_fused_flash_kernel() -> None:
+    """No N x N matrix: PAM must work with only the flash SDPA backend enabled."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    pam = PAM(32)
+    with torch.no_grad():
+        pam.gamma.fill_(1.0)
+    x = torch.randn(1, 32, 8, 8)
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION]), torch.no_grad():
+        y = pam(x)
+    torch.testing.assert_close(y, pam.attention_explicit(x) + x, atol=1e-5, rtol=1e-4)
+
+
 def test_pam_query_width_is_at_least_one() -> None:
     assert PAM(4).query_conv.out_channels == 1
     assert PAM(64).query_conv.out_channels == 8

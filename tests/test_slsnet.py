@@ -152,3 +152,48 @@ def test_count_macs_keeps_training_mode() -> None:
     d = SLSNetDiscriminator().train()
     assert count_macs(d, 64) > 0
     assert d.training is True
+
+
+def _randomize_inference_state(model: torch.nn.Module) -> None:
+    """Non-trivial BN statistics and attention gammas, as after training."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for m in model.modules():
+            if hasattr(m, "gamma") and isinstance(m.gamma, torch.nn.Parameter):
+                m.gamma.uniform_(0.1, 0.5)
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fused_inference_model_equals_eval_model(channels_last: bool) -> None:
+    from dermaseg_app.ml.optimize import fuse_for_inference
+
+    torch.manual_seed(0)
+    g = SLSNetGenerator()
+    _randomize_inference_state(g)
+    g.eval()
+    fused = fuse_for_inference(g, channels_last=channels_last)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    assert g.training is False and any(isinstance(m, torch.nn.BatchNorm2d) for m in g.modules())
+    x = torch.rand(2, 3, 48, 64)
+    with torch.no_grad():
+        ref_logits = g.forward_logits(x)
+        torch.testing.assert_close(fused.forward_logits(x), ref_logits, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(fused(x), g(x), atol=1e-4, rtol=1e-4)
+    assert fused.config == g.config
+
+
+def test_fused_discriminator_equals_eval_model() -> None:
+    from dermaseg_app.ml.optimize import fuse_for_inference
+
+    d = SLSNetDiscriminator()
+    _randomize_inference_state(d)
+    d.eval()
+    fused = fuse_for_inference(d)
+    x = torch.rand(1, 4, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(fused.forward_logits(x), d.forward_logits(x), atol=1e-4, rtol=1e-4)

@@ -57,7 +57,8 @@ class PAM(nn.Module):
     Query and key are 1x1 convolutions to ``max(1, C // reduction)`` channels, value a 1x1
     convolution to C channels. ``energy = Q^T K`` (N x N, N = H*W), softmax over the last axis,
     ``out = gamma * (V attention^T) + A``. That is exactly SDPA with scale 1, so the fused kernels
-    apply and the N x N attention matrix is never materialized.
+    apply and the N x N attention matrix is never materialized (query and key are zero-padded to
+    the value width, which changes no dot product, because the fused kernels need one head size).
     """
 
     def __init__(self, channels: int, reduction: int = 8) -> None:
@@ -71,9 +72,10 @@ class PAM(nn.Module):
 
     @staticmethod
     def _tokens(t: torch.Tensor) -> torch.Tensor:
-        # (B, C, H, W) -> (B, 1, N, C); a free view when t is channels_last.
+        # (B, C, H, W) -> (B, 1, N, C), contiguous (the fused kernels need a unit last stride);
+        # no copy when t is channels_last.
         b, c, h, w = t.shape
-        return t.permute(0, 2, 3, 1).reshape(b, 1, h * w, c)
+        return t.permute(0, 2, 3, 1).reshape(b, 1, h * w, c).contiguous()
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The attended features ``V attention^T`` reshaped to ``x``'s shape (without gamma)."""
@@ -81,6 +83,13 @@ class PAM(nn.Module):
         q = self._tokens(self.query_conv(x))
         k = self._tokens(self.key_conv(x))
         v = self._tokens(self.value_conv(x))
+        inner = q.shape[-1]
+        if inner < c:
+            # Zero-padding query and key to the value width leaves every dot product unchanged
+            # and lets the fused (flash) kernels run: they need one head size for q, k and v.
+            # Without it the CPU falls back to the math path, which builds the N x N matrix.
+            q = F.pad(q, (0, c - inner))
+            k = F.pad(k, (0, c - inner))
         out = F.scaled_dot_product_attention(q, k, v, scale=1.0)  # (B, 1, N, C)
         return out.reshape(b, h, w, c).permute(0, 3, 1, 2)
 
