@@ -1,0 +1,269 @@
+"""``dermaseg train --data DIR --out MODEL``: train SLSNet (the paper's conditional GAN).
+
+Prints one progress line (epoch, step, losses, last validation JSC, time left) that is
+rewritten in place on a terminal, and a summary line per epoch. The run folder (``--run-dir``,
+default ``runs/<name>-<time>`` beside ``--out``) holds ``best.safetensors``, the resumable
+``last.pt``, ``metrics.jsonl``/``metrics.csv`` and ``config.json``; the best model by validation
+JSC is published to ``--out`` whenever it improves. Ctrl+C stops cleanly: the best model so far
+stays and ``--resume RUN/last.pt`` continues.
+
+Exit status: 0 done, 1 failure, 2 bad arguments, 130 interrupted (checkpoint kept).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import threading
+import time
+from typing import Any
+
+EXIT_INTERRUPTED = 130
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _share(text: str) -> float:
+    value = _non_negative_float(text)
+    if value >= 1.0:
+        raise argparse.ArgumentTypeError(f"must be below 1, got {text}")
+    return value
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``train`` and ``finetune``."""
+    parser.add_argument("--val", action="append", default=[], metavar="DIR",
+                        help="validation folder (repeatable; default: hold out 10%% of --data)")
+    parser.add_argument("--out", required=True, metavar="MODEL",
+                        help="where the best model is published (.safetensors; a model card .md goes beside it)")
+    parser.add_argument("--run-dir", metavar="DIR", help="work folder for checkpoints and logs")
+    parser.add_argument("--device", metavar="DEVICE", help="cpu, cuda, cuda:N or mps (default: CUDA when present)")
+    parser.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads for torch")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--batch-size", type=_positive_int, default=8, metavar="B", help="default 8")
+    parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
+    parser.add_argument("--beta1", type=float, default=0.5, help="Adam beta1 (default 0.5, as the paper)")
+    parser.add_argument("--lr-schedule", choices=("constant", "cosine", "linear"), default=None,
+                        help="learning-rate schedule over the run (default: constant for train, cosine for finetune)")
+    parser.add_argument("--lambda-l1", type=_non_negative_float, default=0.1, metavar="L",
+                        help="weight of the L1 term of G's loss (default 0.1)")
+    parser.add_argument("--alpha-jaccard", type=_non_negative_float, default=0.5, metavar="A",
+                        help="weight of the soft Jaccard term of G's loss (default 0.5)")
+    parser.add_argument("--ema", type=float, default=None, metavar="DECAY",
+                        help="keep an exponential moving average of G's weights (e.g. 0.999) and validate/save it")
+    parser.add_argument("--max-steps-per-epoch", type=_positive_int, metavar="N",
+                        help="cap the steps of each epoch (quick runs)")
+    parser.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
+                        help="also write the resumable checkpoint every STEPS steps")
+    parser.add_argument("--no-augment", action="store_true", help="no flips, gamma or CLAHE")
+    parser.add_argument("--pack-dir", metavar="DIR", help="cache folder of decoded training packs")
+    parser.add_argument("--name", help="model name stored in the file")
+    parser.add_argument("--version", dest="model_version", help="model version stored in the file")
+    parser.add_argument("--quiet", action="store_true", help="print only the epoch lines")
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "train", help="train SLSNet on images with masks",
+        description="Train SLSNet (conditional GAN: adversarial BCE + lambda L1 + alpha soft Jaccard) "
+                    "on folders of images/<stem>.jpg + masks/<stem>.png; publishes the best model by "
+                    "validation JSC to --out.")
+    parser.add_argument("--data", action="append", required=True, metavar="DIR",
+                        help="training folder or pack (.npz) (repeatable)")
+    parser.add_argument("--epochs", type=_positive_int, default=50, metavar="N", help="default 50")
+    parser.add_argument("--input-size", type=_positive_int, default=128, metavar="PX",
+                        help="network input size, a multiple of 8 (default 128, as the paper)")
+    parser.add_argument("--resume", metavar="CKPT", help="continue a run from its last.pt")
+    parser.add_argument("--warmup", type=_non_negative_float, default=0.0, metavar="EPOCHS",
+                        help="supervised epochs (pixel BCE, no adversarial term) before the GAN (default 0)")
+    parser.add_argument("--supervised", action="store_true",
+                        help="train G alone with pixel BCE + L1 + soft Jaccard (no discriminator)")
+    parser.add_argument("--lr-d", type=float, help="discriminator learning rate (default: --lr)")
+    add_common_arguments(parser)
+    parser.set_defaults(func=run_train)
+
+
+def config_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
+    from dermaseg_app.ml.augment import AugmentConfig
+    from dermaseg_app.ml.training import TrainConfig
+
+    cfg = TrainConfig(
+        data=list(getattr(args, "data", []) or []),
+        val=list(args.val or []),
+        out=args.out,
+        run_dir=args.run_dir,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        beta1=args.beta1,
+        lambda_l1=args.lambda_l1,
+        alpha_jaccard=args.alpha_jaccard,
+        ema_decay=args.ema or 0.0,
+        seed=args.seed,
+        device=args.device,
+        num_threads=args.threads,
+        max_steps_per_epoch=args.max_steps_per_epoch,
+        checkpoint_every=args.checkpoint_every,
+        pack_dir=args.pack_dir,
+        command="dermaseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    )
+    if args.no_augment:
+        cfg.augment = AugmentConfig(hflip=False, vflip=False, gammas=(1.0,), clahe_probability=0.0)
+    for k, v in overrides.items():
+        setattr(cfg, k, v)
+    if args.lr_schedule:
+        cfg.lr_schedule = args.lr_schedule
+    if args.name:
+        cfg.model_name = args.name
+    if args.model_version:
+        cfg.model_version = args.model_version
+    return cfg
+
+
+class ProgressPrinter:
+    """Turns training events into terminal lines."""
+
+    def __init__(self, quiet: bool = False, stream: Any = None) -> None:
+        self.stream = stream or sys.stdout
+        self.quiet = quiet
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.last_val: float | None = None
+        self.last_print = 0.0
+        self.open_line = False
+
+    def _line(self, text: str, transient: bool) -> None:
+        if self.tty and transient:
+            self.stream.write("\r" + text[:160].ljust(120))
+            self.open_line = True
+        else:
+            if self.open_line:
+                self.stream.write("\n")
+                self.open_line = False
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def __call__(self, event: Any) -> None:
+        from dermaseg_app.ml import training as t
+
+        if isinstance(event, t.TrainStarted):
+            resumed = f", resuming at epoch {event.start_epoch} step {event.start_step}" if event.start_step or event.start_epoch > 1 else ""
+            if event.notice:
+                self._line(f"note: {event.notice}", False)
+            self._line(f"training on {event.device}: {event.n_train} pairs"
+                       + (f" + {event.n_replay} replay" if event.n_replay else "")
+                       + f", {event.n_val} for validation, {event.steps_per_epoch} steps/epoch x {event.epochs} epochs"
+                       + f", {event.parameters / 1e6:.2f} M parameters{resumed}; run folder {event.run_dir}", False)
+        elif isinstance(event, t.StepProgress):
+            if self.quiet:
+                return
+            now = time.monotonic()
+            if not self.tty and now - self.last_print < 30 and event.step != event.steps_per_epoch:
+                return
+            self.last_print = now
+            width = 20
+            filled = int(width * event.step / max(1, event.steps_per_epoch))
+            bar = "#" * filled + "-" * (width - filled)
+            losses = " ".join(f"{k} {v:.3f}" for k, v in event.losses.items() if k in ("g", "d", "jaccard", "bce"))
+            val = f" | val JSC {self.last_val:.3f}" if self.last_val is not None else ""
+            self._line(f"epoch {event.epoch}/{event.epochs} [{bar}] {event.step}/{event.steps_per_epoch} "
+                       f"{losses}{val} | {event.images_per_second:.1f} img/s | left {t.describe_eta(event.eta_seconds)}",
+                       True)
+        elif isinstance(event, t.EpochEnd):
+            if event.val is not None:
+                self.last_val = event.val.jsc
+                v = event.val
+                val = (f"val JSC {v.jsc:.4f} DSC {v.dsc:.4f} ACC {v.acc:.4f} SEN {v.sen:.4f} SPE {v.spe:.4f}"
+                       f"{' (best)' if event.is_best else ''}")
+            else:
+                val = "no validation set"
+            g = event.train_losses.get("g", float("nan"))
+            self._line(f"epoch {event.epoch}/{event.epochs} done in {event.seconds:.0f}s: G loss {g:.4f}, {val}; "
+                       f"left {t.describe_eta(event.eta_seconds)}", False)
+        elif isinstance(event, t.CheckpointSaved):
+            if event.kind == "published":
+                self._line(f"best model so far (epoch {event.epoch}) -> {event.path}", False)
+        elif isinstance(event, t.TrainFinished):
+            best = f"best val JSC {event.best_jsc:.4f} at epoch {event.best_epoch}" if event.best_jsc is not None else "no validation"
+            self._line(f"finished in {t.describe_eta(event.seconds)}: {best}; model {event.model_path}", False)
+        elif isinstance(event, t.TrainCancelled):
+            best = f"best val JSC {event.best_jsc:.4f} (epoch {event.best_epoch})" if event.best_jsc is not None else "no epoch finished"
+            self._line(f"stopped at epoch {event.epoch} step {event.step}: {best}; model {event.model_path}; "
+                       f"continue with --resume {event.checkpoint_path}", False)
+
+
+def run_config(cfg: Any, quiet: bool = False) -> int:
+    """Run a TrainConfig with a progress printer; Ctrl+C cancels after the current step
+    (the best model stays, a resumable checkpoint is written); a second Ctrl+C aborts."""
+    import signal
+
+    from dermaseg_app.ml import training as t
+
+    cancel = threading.Event()
+    printer = ProgressPrinter(quiet=quiet)
+    previous = None
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        print("\ninterrupted: stopping after this step (Ctrl+C again to abort)", file=sys.stderr)
+
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    cancelled = False
+    try:
+        for event in t.train(cfg, cancel):
+            printer(event)
+            if isinstance(event, t.TrainCancelled):
+                cancelled = True
+    except (t.TrainError, ValueError, OSError) as exc:
+        print(f"\ndermaseg: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ndermaseg: aborted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    return EXIT_INTERRUPTED if cancelled else 0
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from dermaseg_app.ml.training import TrainConfig, TrainError
+
+    overrides: dict[str, Any] = {
+        "input_size": args.input_size,
+        "warmup_epochs": args.warmup,
+        "adversarial": not args.supervised,
+        "lr_d": args.lr_d,
+        "resume": args.resume,
+        "model_name": "slsnet",
+    }
+    cfg = config_from_args(args, **overrides)
+    if args.resume and args.epochs == 50 and "--epochs" not in sys.argv:
+        cfg.epochs = TrainConfig.epochs  # keep the checkpoint's epoch count
+    try:
+        cfg.check()
+    except TrainError as exc:
+        print(f"dermaseg: error: {exc}", file=sys.stderr)
+        return 2
+    return run_config(cfg, quiet=args.quiet)
