@@ -1,0 +1,90 @@
+"""``dermaseg finetune --base MODEL --data DIR --out MODEL``: adapt a model to corrected masks.
+
+The training loop of ``dermaseg train`` started from a model file, on a folder of images with
+corrected masks (anything ``core.dataset.find_cases`` finds: ``images/`` + ``masks/``, ISIC
+``*_segmentation.png`` ...). ``--replay DIR`` mixes in a share (``--replay-share``, default 0.5)
+of every batch from the base training data so the model learns the new images without
+forgetting dermoscopy. Defaults are chosen for a CPU: supervised loss (no discriminator),
+cosine learning-rate decay from 2e-4, EMA of the weights.
+
+The model's input size and architecture come from --base; the best epoch by validation JSC
+(``--val``, default: 10% of --data held out) is published to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from dermaseg_app.commands.train import _positive_int, _share, add_common_arguments
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "finetune", help="fine-tune a model on images with corrected masks",
+        description="Fine-tune a model file on a folder of images with corrected masks, replaying a share "
+                    "of the base training data; publishes the best model by validation JSC to --out.")
+    parser.add_argument("--base", required=True, metavar="MODEL", help="the model to start from (.safetensors)")
+    parser.add_argument("--data", action="append", required=True, metavar="DIR",
+                        help="folder of images with corrected masks (repeatable)")
+    parser.add_argument("--replay", action="append", default=[], metavar="DIR",
+                        help="base training data to replay (folder or pack; repeatable)")
+    parser.add_argument("--replay-share", type=_share, default=0.5, metavar="F",
+                        help="share of every batch drawn from --replay (default 0.5)")
+    parser.add_argument("--epochs", type=_positive_int, default=20, metavar="N", help="default 20")
+    parser.add_argument("--freeze-encoder", action="store_true",
+                        help="train only the bridge and the decoder (faster; keeps the encoder's features)")
+    parser.add_argument("--adversarial", action="store_true",
+                        help="keep the GAN loss (a fresh discriminator) instead of the supervised loss")
+    parser.add_argument("--resume", metavar="CKPT", help="continue a fine-tuning run from its last.pt")
+    add_common_arguments(parser)
+    parser.set_defaults(func=run_finetune)
+    # finetune's own defaults for the shared options
+    for action in parser._actions:
+        if action.dest == "lr":
+            action.default = 2e-4
+            action.help = "Adam learning rate (default 2e-4)"
+        if action.dest == "beta1":
+            action.default = 0.9
+            action.help = "Adam beta1 (default 0.9 for the supervised fine-tuning loss)"
+        if action.dest == "ema":
+            action.default = 0.99
+            action.help = "EMA decay of G's weights (default 0.99; 0 turns it off)"
+
+
+def run_finetune(args: argparse.Namespace) -> int:
+    from dermaseg_app.commands.train import config_from_args, run_config
+    from dermaseg_app.ml.training import TrainError
+    from dermaseg_app.ml.weights import WeightsError, read_model_info
+
+    try:
+        info = read_model_info(args.base)
+    except WeightsError as exc:
+        print(f"dermaseg: error: {exc}", file=sys.stderr)
+        return 2
+    version = args.model_version or f"{info.version}+ft"
+    cfg = config_from_args(
+        args,
+        base_model=args.base,
+        replay=list(args.replay),
+        replay_share=args.replay_share if args.replay else 0.0,
+        freeze_encoder=args.freeze_encoder,
+        adversarial=bool(args.adversarial),
+        input_size=info.input_size,
+        arch=info.arch,
+        resume=args.resume,
+        model_name=args.name or info.name,
+        model_version=version,
+    )
+    if not args.lr_schedule:
+        cfg.lr_schedule = "cosine"
+    if not args.replay:
+        print("note: no --replay data: the model may forget what it knew (give the base training folder)",
+              file=sys.stderr)
+    try:
+        cfg.check()
+    except TrainError as exc:
+        print(f"dermaseg: error: {exc}", file=sys.stderr)
+        return 2
+    return run_config(cfg, quiet=args.quiet)
