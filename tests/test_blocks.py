@@ -123,3 +123,30 @@ def test_factorized_block_output_is_nonnegative_and_residual() -> None:
         for p in block.parameters():
             p.zero_()
     torch.testing.assert_close(block(x), torch.relu(x))
+
+
+def test_cam_stays_finite_under_float16_autocast() -> None:
+    """A A^T over 64x64 positions overflows float16; CAM must compute it in float32."""
+    cam = CAM()
+    with torch.no_grad():
+        cam.gamma.fill_(0.5)
+    x = torch.rand(1, 8, 64, 64) * 8  # ordinary post-ReLU magnitudes
+    assert (x.reshape(8, -1) ** 2).sum(-1).max() > 65504  # the energy exceeds float16's range
+    ref = cam(x)
+    with torch.autocast("cpu", dtype=torch.float16):
+        y = cam(x.half())
+    assert y.dtype == torch.float16
+    assert torch.isfinite(y).all()
+    torch.testing.assert_close(y.float(), ref, atol=0.05, rtol=0.01)
+
+
+def test_pam_under_bfloat16_autocast_is_close() -> None:
+    pam = PAM(16)
+    with torch.no_grad():
+        pam.gamma.fill_(1.0)
+    x = torch.randn(1, 16, 8, 8)
+    ref = pam(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = pam(x)
+    assert torch.isfinite(y).all()
+    torch.testing.assert_close(y.float(), ref, atol=0.1, rtol=0.05)

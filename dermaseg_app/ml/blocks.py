@@ -41,14 +41,18 @@ class CAM(nn.Module):
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The attended features ``attention @ A`` reshaped to ``x``'s shape (without gamma)."""
         b, c, h, w = x.shape
-        a = x.reshape(b, c, h * w)
-        energy = torch.bmm(a, a.transpose(1, 2))
-        energy_new = energy.amax(dim=-1, keepdim=True) - energy
-        attn = torch.softmax(energy_new, dim=-1)
-        return torch.bmm(attn, a).reshape(b, c, h, w)
+        # The energy sums N = H*W products: in float16 it overflows (inf - inf = NaN) for
+        # ordinary activations, so CAM always runs in float32, also under autocast.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            a = x.reshape(b, c, h * w).float()
+            energy = torch.bmm(a, a.transpose(1, 2))
+            energy_new = energy.amax(dim=-1, keepdim=True) - energy
+            attn = torch.softmax(energy_new, dim=-1)
+            out = torch.bmm(attn, a).reshape(b, c, h, w)
+        return out.to(x.dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.gamma * self.attention(x) + x
+        return self.gamma.to(x.dtype) * self.attention(x) + x
 
 
 class PAM(nn.Module):
@@ -105,7 +109,7 @@ class PAM(nn.Module):
         return torch.bmm(v, attn.permute(0, 2, 1)).reshape(b, c, h, w)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.gamma * self.attention(x) + x
+        return self.gamma.to(x.dtype) * self.attention(x) + x
 
 
 class FactorizedBlock(nn.Module):
