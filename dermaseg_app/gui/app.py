@@ -130,5 +130,6 @@ def run_app(args: Any) -> int:
     if os.environ.get("DERMASEG_TIMING"):  # benchmarks: when each redraw lands
         window.view.drawn.connect(lambda r, p, c: print(f"drawn row={r} prediction={p} "
                                                         f"t={time.perf_counter() - t0:.2f}s", flush=True))
+    app.aboutToQuit.connect(lambda: window.session.shutdown(timeout=5.0))
     code = app.exec()
     return shooter.exit_code if shooter is not None and shooter.exit_code is not None else code

@@ -178,8 +178,13 @@ class CaseFilterProxy(QSortFilterProxyModel):
         self._status: str | None = None
 
     def set_status_filter(self, status: str | None) -> None:
-        self._status = status
-        self.invalidateFilter()
+        if hasattr(self, "beginFilterChange"):  # Qt >= 6.9
+            self.beginFilterChange()
+            self._status = status
+            self.endFilterChange()
+        else:
+            self._status = status
+            self.invalidateFilter()
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:  # noqa: N802
         if self._status is None:

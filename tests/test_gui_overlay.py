@@ -1,0 +1,79 @@
+"""The overlay composition (pure NumPy) and the canvas's rendering of it."""
+
+import numpy as np
+import pytest
+
+from dermaseg_app.gui.canvas.overlay import (
+    COMPARISON_LEGEND,
+    FN_COLOUR,
+    FP_COLOUR,
+    TP_COLOUR,
+    border_uncertainty,
+    comparison_overlay,
+    heatmap_overlay,
+    prediction_overlay,
+    threshold_u8,
+)
+
+
+def _masks():
+    pred = np.zeros((8, 10), bool)
+    gt = np.zeros((8, 10), bool)
+    pred[1:5, 1:6] = True
+    gt[3:7, 4:9] = True
+    return pred, gt
+
+
+def test_comparison_colours_at_known_pixels() -> None:
+    pred, gt = _masks()
+    rgba = comparison_overlay(pred, gt, opacity=0.5)
+    assert rgba.shape == (8, 10, 4) and rgba.dtype == np.uint8
+    a = round(0.5 * 255)
+    assert tuple(rgba[3, 4]) == (*TP_COLOUR, a)  # both
+    assert tuple(rgba[1, 1]) == (*FP_COLOUR, a)  # prediction only
+    assert tuple(rgba[6, 8]) == (*FN_COLOUR, a)  # ground truth only
+    assert rgba[0, 9, 3] == 0  # true negative: transparent, the image shows
+    # every pixel is exactly one class
+    classes = (pred & gt).sum() + (pred & ~gt).sum() + (~pred & gt).sum()
+    assert (rgba[..., 3] > 0).sum() == classes
+
+
+def test_legend_matches_overlay_colours() -> None:
+    assert [e.colour for e in COMPARISON_LEGEND] == [TP_COLOUR, FP_COLOUR, FN_COLOUR]
+    assert TP_COLOUR == (255, 255, 0) and FP_COLOUR == (255, 0, 0) and FN_COLOUR == (0, 255, 0)
+
+
+def test_comparison_rejects_size_mismatch() -> None:
+    with pytest.raises(ValueError):
+        comparison_overlay(np.zeros((4, 4), bool), np.zeros((4, 5), bool), 0.5)
+
+
+def test_prediction_fill_and_opacity() -> None:
+    pred, _ = _masks()
+    rgba = prediction_overlay(pred, opacity=1.0)
+    assert (rgba[pred, 3] == 255).all() and (rgba[~pred, 3] == 0).all()
+    assert (prediction_overlay(pred, 0.0)[..., 3] == 0).all()
+
+
+def test_heatmap_transparent_where_certainly_skin() -> None:
+    prob = np.array([[0, 5, 128, 255]], np.uint8)
+    rgba = heatmap_overlay(prob, 1.0)
+    assert rgba[0, 0, 3] == 0 and rgba[0, 1, 3] == 0
+    assert 0 < rgba[0, 2, 3] < rgba[0, 3, 3]
+
+
+def test_threshold_u8_matches_float_threshold() -> None:
+    prob = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    for t in (0.1, 0.3, 0.5, 0.73, 0.99):
+        assert np.array_equal(threshold_u8(prob, t), prob / 255.0 >= t - 1e-9)
+
+
+def test_border_uncertainty_sure_vs_unsure() -> None:
+    yy, xx = np.mgrid[:100, :100]
+    disk = ((yy - 50) ** 2 + (xx - 50) ** 2) < 30 ** 2
+    sure = np.where(disk, 250, 3).astype(np.uint8)
+    assert border_uncertainty(sure) < 0.05
+    dist = np.sqrt((yy - 50) ** 2 + (xx - 50) ** 2)
+    soft = np.clip(255 * (1 - (dist - 15) / 30), 0, 255).astype(np.uint8)  # a wide soft edge
+    assert border_uncertainty(soft) > 0.3
+    assert border_uncertainty(np.full((50, 50), 128, np.uint8)) == 1.0

@@ -1,0 +1,342 @@
+"""The review window end to end (pytest-qt, offscreen) on copies of the real samples."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+pytestmark = pytest.mark.gui
+
+from PySide6.QtCore import Qt  # noqa: E402
+
+from dermaseg_app import paths  # noqa: E402
+from dermaseg_app.core.project import ReviewStatus  # noqa: E402
+from dermaseg_app.gui.canvas.overlay import FN_COLOUR, FP_COLOUR, TP_COLOUR  # noqa: E402
+from dermaseg_app.gui.canvas.qimage import qimage_to_rgb  # noqa: E402
+from dermaseg_app.gui.case_model import Column  # noqa: E402
+from dermaseg_app.gui.prediction_job import PredictionResult  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "resources" / "samples" / "images"
+GT = ROOT / "resources" / "samples" / "ISIC-2017_Training_Part1_GroundTruth"
+SMALL = ["ISIC_0000169", "ISIC_0000299", "ISIC_0000457"]  # the smallest samples (722-1028 px)
+WAIT_MS = 30000
+
+
+@pytest.fixture(scope="module")
+def random_model(tmp_path_factory) -> Path:
+    """An SLSNet with random weights at a 32 px input (fast), saved with the weights API."""
+    import torch
+
+    from dermaseg_app.ml.registry import build_generator
+    from dermaseg_app.ml.weights import ModelInfo, save_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "random.safetensors"
+    net = build_generator("slsnet", {"input_size": 32})
+    save_model(path, net, ModelInfo(name="random-test", version="0.0.1", arch="slsnet",
+                                    config={"input_size": 32}, input_size=32))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def user_dirs(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    """An ISIC-layout folder with three real samples and their ground truth."""
+    images = tmp_path / "data" / "images"
+    gt = tmp_path / "data" / "ISIC-2017_Training_Part1_GroundTruth"
+    images.mkdir(parents=True)
+    gt.mkdir()
+    for stem in SMALL:
+        shutil.copy(SAMPLES / f"{stem}.jpg", images)
+        shutil.copy(GT / f"{stem}_segmentation.png", gt)
+    return images
+
+
+def _window(qtbot, model: Path | None):
+    from dermaseg_app.gui.app import build_window
+
+    window = build_window(SimpleNamespace(paths=[], model=str(model) if model else None, device="cpu",
+                                          masks=None))
+    qtbot.addWidget(window)
+    window.resize(1280, 800)
+    window.show()
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)  # single-key shortcuts need it active
+    return window
+
+
+def _close(window) -> None:
+    window.close()
+    assert window.session.stop_background(wait=True, timeout=10)
+
+
+def _open_and_wait_prediction(qtbot, window, folder: Path) -> None:
+    with qtbot.waitSignal(window.view.drawn, timeout=WAIT_MS,
+                          check_params_cb=lambda row, has_pred, compared: has_pred):
+        assert window.open_paths([folder]) == len(SMALL)
+
+
+def test_opens_folder_predicts_first_image_and_scores(qtbot, random_model, folder) -> None:
+    w = _window(qtbot, random_model)
+    _open_and_wait_prediction(qtbot, w, folder)
+    s = w.session
+    assert s.current == 0 and s.current_images().prob is not None
+    assert s.entries[0].case.ground_truth is not None
+    qtbot.waitUntil(lambda: all(e.predicted for e in s.entries), timeout=WAIT_MS)
+    entry = s.entries[0]
+    assert entry.scores is not None and 0 <= entry.scores.jsc <= 1 and entry.uncertainty is not None
+    assert w.session.table.index(0, Column.JSC).data() == f"{entry.scores.jsc:.3f}"
+    assert "random-test 0.0.1" in w.model_label.text() and "CPU" in w.device_label.text()
+    qtbot.waitUntil(lambda: w.summary.worst.count() == len(SMALL), timeout=5000)
+    assert w.summary.plot is not None  # the pyqtgraph histogram
+    _close(w)
+
+
+def test_comparison_colours_rendered_on_canvas(qtbot, random_model, folder) -> None:
+    w = _window(qtbot, random_model)
+    _open_and_wait_prediction(qtbot, w, folder)
+    images = w.session.current_images()
+    gt = images.gt
+    # A known prediction: the ground truth shifted right, so TP, FP and FN regions all exist.
+    shift = gt.shape[1] // 8
+    pred = np.zeros_like(gt)
+    pred[:, shift:] = gt[:, :-shift]
+    images.prob = None
+    w.session.probs.pop(0)
+    w.session._prediction(PredictionResult(0, (pred * 255).astype(np.uint8)))
+    w.controls.opacity.setValue(100)
+    with qtbot.waitSignal(w.view.drawn, timeout=5000, check_params_cb=lambda r, p, compared: compared):
+        qtbot.keyClick(w, Qt.Key.Key_G)  # one key toggles the comparison
+    assert w.canvas.legend.isVisible()
+    w.canvas.viewport().repaint()
+    shot = qimage_to_rgb(w.canvas.viewport().grab().toImage())
+    import cv2
+
+    def interior(mask: np.ndarray) -> tuple[int, int]:
+        eroded = cv2.erode(mask.astype(np.uint8), np.ones((25, 25), np.uint8))
+        ys, xs = np.nonzero(eroded)
+        i = len(ys) // 2
+        return int(xs[i]), int(ys[i])
+
+    for region, colour in ((pred & gt, TP_COLOUR), (pred & ~gt, FP_COLOUR), (~pred & gt, FN_COLOUR)):
+        x, y = interior(region)
+        vp = w.canvas.mapFromScene(x + 0.5, y + 0.5)
+        got = shot[vp.y(), vp.x()].astype(int)
+        assert np.abs(got - np.array(colour)).max() <= 40, (colour, got)
+    # true negatives show the image itself
+    x, y = interior(~pred & ~gt)
+    vp = w.canvas.mapFromScene(x + 0.5, y + 0.5)
+    expected = images.rgb[y, x].astype(int)
+    assert np.abs(shot[vp.y(), vp.x()].astype(int) - expected).max() <= 40
+    _close(w)
+
+
+def test_threshold_moves_contour_without_new_prediction(qtbot, random_model, folder) -> None:
+    w = _window(qtbot, random_model)
+    _open_and_wait_prediction(qtbot, w, folder)
+    images = w.session.current_images()
+    prob = np.tile(np.linspace(0, 255, images.rgb.shape[1]).astype(np.uint8), (images.rgb.shape[0], 1))
+    images.set_prob(prob)
+    w.view.redraw()
+    before = w.canvas.contour_item.path().boundingRect()
+    calls = []
+    w.session.model.predictor.predict = lambda *a, **k: calls.append(1)  # must not be called
+    w.controls.set_threshold(0.8)
+    after = w.canvas.contour_item.path().boundingRect()
+    assert after.left() > before.left() + 0.2 * images.rgb.shape[1]
+    assert not calls
+    _close(w)
+
+
+def test_status_keys_and_note_persist_across_reopen(qtbot, random_model, folder) -> None:
+    w = _window(qtbot, random_model)
+    w.open_paths([folder])
+    qtbot.waitUntil(lambda: w.session.current == 0, timeout=5000)
+    w.canvas.setFocus()
+    qtbot.keyClick(w, Qt.Key.Key_A)
+    assert w.session.entries[0].status == ReviewStatus.ACCEPTED
+    qtbot.keyClick(w, Qt.Key.Key_N)  # next image
+    assert w.session.current == 1
+    qtbot.keyClick(w, Qt.Key.Key_C)
+    w.review.note.setPlainText("border unclear at 3 o'clock")
+    w.review.flush_note()
+    qtbot.keyClick(w, Qt.Key.Key_N)
+    qtbot.keyClick(w, Qt.Key.Key_X)
+    data = json.loads((folder / "dermaseg-project" / "project.json").read_text())
+    assert data["images"][f"{SMALL[0]}.jpg"]["status"] == "accepted"
+    assert data["images"][f"{SMALL[1]}.jpg"]["note"] == "border unclear at 3 o'clock"
+    assert w.session.table.index(2, Column.STATUS).data() == "excluded"
+    _close(w)
+
+    w2 = _window(qtbot, random_model)
+    w2.open_paths([folder])
+    statuses = [e.status for e in w2.session.entries]
+    assert statuses == [ReviewStatus.ACCEPTED, ReviewStatus.NEEDS_CORRECTION, ReviewStatus.EXCLUDED]
+    assert w2.session.entries[1].note == "border unclear at 3 o'clock"
+    w2.case_list.select_row(1)
+    assert w2.review.note.toPlainText() == "border unclear at 3 o'clock"
+    assert w2.review.buttons[ReviewStatus.NEEDS_CORRECTION].isChecked()
+    # filter by status
+    w2.case_list.filter.setCurrentIndex(w2.case_list.filter.findData("accepted"))
+    assert w2.case_list.view_order() == [0]
+    _close(w2)
+
+
+def test_typing_a_note_does_not_change_status(qtbot, random_model, folder) -> None:
+    w = _window(qtbot, random_model)
+    w.open_paths([folder])
+    qtbot.waitUntil(lambda: w.session.current == 0, timeout=5000)
+    w.review.note.setFocus()
+    qtbot.keyClicks(w.review.note, "ACRXU")
+    assert w.session.entries[0].status == ReviewStatus.UNREVIEWED
+    assert w.review.note.toPlainText() == "ACRXU"
+    _close(w)
+
+
+def test_background_prediction_progresses_and_cancels(qtbot, random_model, tmp_path) -> None:
+    import cv2
+
+    many = tmp_path / "many"
+    many.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(60):
+        cv2.imwrite(str(many / f"img_{i:03d}.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    w = _window(qtbot, random_model)
+    seen = []
+    w.session.progress.connect(lambda done, total: seen.append((done, total)))
+    with qtbot.waitSignal(w.session.predictions_done, timeout=WAIT_MS) as done_signal:
+        w.open_paths([many])
+        qtbot.waitUntil(lambda: any(d >= 2 for d, _ in seen), timeout=WAIT_MS)
+        assert w.progress.isVisible()
+        w.progress.cancel.click()
+    assert done_signal.args == [True]  # cancelled
+    done = max(d for d, _ in seen)
+    assert 2 <= done < 60 and seen[-1][1] == 60
+    assert sum(e.predicted for e in w.session.entries) == done
+    assert not w.progress.isVisible()
+    _close(w)
+
+
+def test_reopen_uses_cache(qtbot, random_model, folder) -> None:
+    w = _window(qtbot, random_model)
+    _open_and_wait_prediction(qtbot, w, folder)
+    qtbot.waitUntil(lambda: all(e.predicted for e in w.session.entries), timeout=WAIT_MS)
+    assert any(e.seconds is not None for e in w.session.entries)
+    _close(w)
+    w2 = _window(qtbot, random_model)
+    _open_and_wait_prediction(qtbot, w2, folder)
+    qtbot.waitUntil(lambda: all(e.predicted for e in w2.session.entries), timeout=WAIT_MS)
+    assert all(e.seconds is None for e in w2.session.entries)  # none ran the network
+    _close(w2)
+
+
+def test_corrupt_file_is_listed_with_reason(qtbot, random_model, folder) -> None:
+    (folder / "ISIC_9999999.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")
+    w = _window(qtbot, random_model)
+    w.open_paths([folder])
+    s = w.session
+    row = next(i for i, e in enumerate(s.entries) if e.name == "ISIC_9999999.jpg")
+    qtbot.waitUntil(lambda: bool(s.entries[row].error), timeout=WAIT_MS)
+    assert s.table.index(row, Column.STATUS).data() == "unreadable"
+    assert s.entries[row].error in s.table.index(row, Column.NAME).data(Qt.ItemDataRole.ToolTipRole)
+    w.case_list.select_row(row)
+    qtbot.waitUntil(lambda: w.canvas.message.isVisible() and "cannot be opened" in w.canvas.message.text(),
+                    timeout=5000)
+    w.case_list.filter.setCurrentIndex(w.case_list.filter.findData("unreadable"))
+    assert w.case_list.view_order() == [row]
+    w.case_list.filter.setCurrentIndex(0)
+    # the others are still predicted
+    qtbot.waitUntil(lambda: sum(e.predicted for e in s.entries) == len(SMALL), timeout=WAIT_MS)
+    _close(w)
+
+
+def test_missing_model_still_shows_images(qtbot, tmp_path, folder) -> None:
+    w = _window(qtbot, tmp_path / "no-such-model.safetensors")
+    with qtbot.waitSignal(w.view.drawn, timeout=WAIT_MS):
+        w.open_paths([folder])
+    assert w.session.current_images() is not None
+    assert "no such model file" in w.notice.text.text()
+    assert "no such model file" in w.canvas.message.text()
+    assert w.model_label.text() == "Model: none"
+    _close(w)
+
+
+def test_worker_error_is_reported_and_finishes(qtbot) -> None:
+    from dermaseg_app.gui.workers import Worker
+
+    def boom(job):
+        yield 1
+        raise RuntimeError("disk on fire")
+
+    worker = Worker(boom)
+    got, errors, order = [], [], []
+    worker.yielded.connect(got.append)
+    worker.errored.connect(lambda exc: (errors.append(exc), order.append("errored")))
+    worker.finished.connect(lambda: order.append("finished"))
+    with qtbot.waitSignal(worker.finished, timeout=5000):
+        worker.start()
+    assert got == [1] and "disk on fire" in str(errors[0])
+    assert order == ["errored", "finished"] and worker.is_done
+
+
+def test_read_only_project_asks_for_folder(qtbot, random_model, folder, tmp_path, monkeypatch) -> None:
+    from dermaseg_app.core import project as project_mod
+
+    real_open = project_mod.Project.open_for.__func__
+
+    def open_for(cls, image_folder, project_dir=None):
+        if project_dir is None:
+            raise project_mod.ProjectNotWritable(Path(image_folder) / "dermaseg-project",
+                                                 "the file system is read-only")
+        return real_open(cls, image_folder, project_dir)
+
+    monkeypatch.setattr(project_mod.Project, "open_for", classmethod(open_for))
+    w = _window(qtbot, random_model)
+    w.open_paths([folder])
+    qtbot.waitUntil(lambda: w.session.current == 0, timeout=5000)
+    assert w.review.problem.isVisible() and "read-only" in w.review.problem.text()
+    assert w.review.choose_button.isVisible()
+    qtbot.keyClick(w, Qt.Key.Key_R)  # kept in memory, reported as not saved
+    assert "Not saved" in w.review.saved_label.text()
+    elsewhere = tmp_path / "my-project"
+    assert w.session.use_project_dir(0, elsewhere) == ""
+    data = json.loads((elsewhere / "project.json").read_text())
+    assert data["images"][f"{SMALL[0]}.jpg"]["status"] == "rejected"
+    _close(w)
+
+
+def test_screenshot_mode(qtbot, random_model, folder, tmp_path) -> None:
+    from dermaseg_app.gui.app import run_app
+
+    out = tmp_path / "shot.png"
+    code = run_app(SimpleNamespace(paths=[str(folder)], model=str(random_model), device="cpu", masks=None,
+                                   screenshot=str(out), compare=True))
+    assert code == 0
+    from PySide6.QtGui import QImage
+
+    img = QImage(str(out))
+    assert img.width() >= 1000 and img.height() >= 700
+
+
+@pytest.mark.slow
+def test_bundled_model_on_a_sample(qtbot, folder) -> None:
+    model = paths.default_model_path()
+    if not model.exists():
+        pytest.skip(f"the bundled model {model} is not installed (trained separately)")
+    w = _window(qtbot, None)
+    _open_and_wait_prediction(qtbot, w, folder)
+    qtbot.waitUntil(lambda: w.session.entries[0].scores is not None, timeout=WAIT_MS)
+    assert w.session.entries[0].scores.jsc > 0.5  # a trained model finds these lesions
+    _close(w)
