@@ -185,6 +185,11 @@ def test_fused_inference_model_equals_eval_model(channels_last: bool) -> None:
         torch.testing.assert_close(fused.forward_logits(x), ref_logits, atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(fused(x), g(x), atol=1e-4, rtol=1e-4)
     assert fused.config == g.config
+    # the fused PAM feeds the flash SDPA kernel directly (no N x N matrix)
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    with sdpa_kernel([SDPBackend.FLASH_ATTENTION]), torch.no_grad():
+        torch.testing.assert_close(fused(x[:1]), g(x[:1]), atol=1e-4, rtol=1e-4)
 
 
 def test_fused_discriminator_equals_eval_model() -> None:

@@ -13,13 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import ConvBNReLU, Downsampler, FactorizedBlock, Upsampler
+from .blocks import PAM, ConvBNReLU, Downsampler, FactorizedBlock, Upsampler
 from .slsnet import SLSNetDiscriminator
 
 __all__ = [
     "fold_conv_bn",
     "fold_deconv_bn",
     "FusedDownsampler",
+    "FusedPAM",
     "fuse_for_inference",
     "ChannelsLast",
 ]
@@ -86,8 +87,46 @@ class FusedDownsampler(nn.Module):
         return F.relu(torch.cat([self.conv(x), pooled], dim=1))
 
 
+class FusedPAM(nn.Module):
+    """Inference form of ``PAM``: one 1x1 convolution gives query and key zero-padded to the value
+    width (so no padding copies are needed for the fused SDPA kernel) and the value already
+    multiplied by gamma (``gamma * (V att^T) = (gamma V) att^T``)."""
+
+    def __init__(self, source: PAM) -> None:
+        super().__init__()
+        c = source.channels
+        inner = source.query_conv.out_channels
+        gamma = source.gamma.detach().reshape(())
+        self.channels = c
+        self.qkv = nn.Conv2d(c, 3 * c, kernel_size=1)
+        with torch.no_grad():
+            w = torch.zeros(3 * c, c, 1, 1, dtype=source.value_conv.weight.dtype)
+            b = torch.zeros(3 * c, dtype=w.dtype)
+            w[:inner] = source.query_conv.weight
+            b[:inner] = source.query_conv.bias
+            w[c : c + inner] = source.key_conv.weight
+            b[c : c + inner] = source.key_conv.bias
+            w[2 * c :] = source.value_conv.weight * gamma
+            b[2 * c :] = source.value_conv.bias * gamma
+            self.qkv.weight.copy_(w)
+            self.qkv.bias.copy_(b)
+        self.qkv.to(source.value_conv.weight.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        qkv = self.qkv(x).permute(0, 2, 3, 1).reshape(b, 1, h * w, 3 * c)
+        if not qkv.is_contiguous():
+            qkv = qkv.contiguous()
+        q, k, v = qkv.split(c, dim=-1)  # unit last stride: the fused kernels accept them
+        out = F.scaled_dot_product_attention(q, k, v, scale=1.0)
+        return out.reshape(b, h, w, c).permute(0, 3, 1, 2) + x
+
+
 def _fold_in_place(model: nn.Module) -> None:
     for name, child in list(model.named_children()):
+        if isinstance(child, PAM):
+            setattr(model, name, FusedPAM(child))
+            continue
         if isinstance(child, Downsampler):
             setattr(model, name, FusedDownsampler(child))
             continue
