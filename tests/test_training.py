@@ -212,6 +212,11 @@ def test_train_command_runs_and_publishes(data: dict[str, Path], tmp_path: Path,
     text = capsys.readouterr().out
     assert code == 0, text
     assert out.exists() and "epoch 1/1" in text and "val JSC" in text and "left" in text
+    code = main(["train", "--resume", str(tmp_path / "run" / "last.pt"), "--epochs", "2"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "resuming at epoch 2 step 0" in text and "epoch 2/2 done" in text
+    assert main(["train", "--data", str(data["train"])]) == 2  # no --out
     code = main(["finetune", "--base", str(out), "--data", str(data["new"]), "--replay", str(data["train"]),
                  "--out", str(tmp_path / "ft.safetensors"), "--run-dir", str(tmp_path / "ftrun"),
                  "--epochs", "1", "--threads", "1", "--pack-dir", str(data["pack"]), "--batch-size", "4"])

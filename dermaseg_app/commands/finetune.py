@@ -32,7 +32,8 @@ def register(subparsers: Any) -> None:
                         help="base training data to replay (folder or pack; repeatable)")
     parser.add_argument("--replay-share", type=_share, default=0.5, metavar="F",
                         help="share of every batch drawn from --replay (default 0.5)")
-    parser.add_argument("--epochs", type=_positive_int, default=20, metavar="N", help="default 20")
+    parser.add_argument("--epochs", type=_positive_int, default=None, metavar="N",
+                        help="default 20 (when resuming: the checkpoint's)")
     parser.add_argument("--freeze-encoder", action="store_true",
                         help="train only the bridge and the decoder (faster; keeps the encoder's features)")
     parser.add_argument("--adversarial", action="store_true",
@@ -58,11 +59,18 @@ def run_finetune(args: argparse.Namespace) -> int:
     from dermaseg_app.ml.training import TrainError
     from dermaseg_app.ml.weights import WeightsError, read_model_info
 
+    if not args.out and not args.resume:
+        print("dermaseg: error: finetune needs --out MODEL (or --resume CKPT)", file=sys.stderr)
+        return 2
     try:
         info = read_model_info(args.base)
     except WeightsError as exc:
         print(f"dermaseg: error: {exc}", file=sys.stderr)
         return 2
+    from dermaseg_app.ml.training import TrainConfig
+
+    if args.epochs is None:
+        args.epochs = TrainConfig.epochs if args.resume else 20
     version = args.model_version or f"{info.version}+ft"
     cfg = config_from_args(
         args,

@@ -53,8 +53,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``train`` and ``finetune``."""
     parser.add_argument("--val", action="append", default=[], metavar="DIR",
                         help="validation folder (repeatable; default: hold out 10%% of --data)")
-    parser.add_argument("--out", required=True, metavar="MODEL",
-                        help="where the best model is published (.safetensors; a model card .md goes beside it)")
+    parser.add_argument("--out", metavar="MODEL",
+                        help="where the best model is published (.safetensors; a model card .md goes beside it); "
+                             "required unless resuming")
     parser.add_argument("--run-dir", metavar="DIR", help="work folder for checkpoints and logs")
     parser.add_argument("--device", metavar="DEVICE", help="cpu, cuda, cuda:N or mps (default: CUDA when present)")
     parser.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads for torch")
@@ -87,9 +88,10 @@ def register(subparsers: Any) -> None:
         description="Train SLSNet (conditional GAN: adversarial BCE + lambda L1 + alpha soft Jaccard) "
                     "on folders of images/<stem>.jpg + masks/<stem>.png; publishes the best model by "
                     "validation JSC to --out.")
-    parser.add_argument("--data", action="append", required=True, metavar="DIR",
-                        help="training folder or pack (.npz) (repeatable)")
-    parser.add_argument("--epochs", type=_positive_int, default=50, metavar="N", help="default 50")
+    parser.add_argument("--data", action="append", metavar="DIR",
+                        help="training folder or pack (.npz) (repeatable; required unless resuming)")
+    parser.add_argument("--epochs", type=_positive_int, default=None, metavar="N",
+                        help="default 50 (when resuming: the checkpoint's)")
     parser.add_argument("--input-size", type=_positive_int, default=128, metavar="PX",
                         help="network input size, a multiple of 8 (default 128, as the paper)")
     parser.add_argument("--resume", metavar="CKPT", help="continue a run from its last.pt")
@@ -258,9 +260,12 @@ def run_train(args: argparse.Namespace) -> int:
         "resume": args.resume,
         "model_name": "slsnet",
     }
+    if not args.resume and (not args.data or not args.out):
+        print("dermaseg: error: train needs --data DIR and --out MODEL (or --resume CKPT)", file=sys.stderr)
+        return 2
+    if args.epochs is None:
+        args.epochs = TrainConfig.epochs  # for a resumed run: keep the checkpoint's epoch count
     cfg = config_from_args(args, **overrides)
-    if args.resume and args.epochs == 50 and "--epochs" not in sys.argv:
-        cfg.epochs = TrainConfig.epochs  # keep the checkpoint's epoch count
     try:
         cfg.check()
     except TrainError as exc:

@@ -32,6 +32,7 @@ import dataclasses
 import io
 import json
 import math
+import os
 import platform
 import threading
 import time
@@ -340,7 +341,19 @@ def _load_packs(paths: list[str], size: int, cfg: TrainConfig, full_masks: bool)
 
 
 def _hardware() -> str:
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    threads = torch.get_num_threads()
+    return (f"{cpu} ({os.cpu_count()} cores){gpu}, torch {torch.__version__} with {threads} "
+            f"thread{'s' if threads != 1 else ''}")
 
 
 # ============================================================================ validation
@@ -754,7 +767,8 @@ def model_card(cfg: TrainConfig, history: list[dict[str, Any]], best_epoch: int 
     lines += [summary, "", "## Recipe", ""]
     recipe = {
         "data": cfg.data, "validation": cfg.val or f"{cfg.val_fraction:.0%} of the training data held out",
-        "replay": cfg.replay, "replay share": cfg.replay_share, "base model": cfg.base_model,
+        "replay": cfg.replay, "replay share": cfg.replay_share if cfg.replay else None,
+        "base model": cfg.base_model,
         "epochs": cfg.epochs, "batch size": cfg.batch_size, "input size": cfg.input_size,
         "optimizer": f"Adam lr {cfg.lr} betas ({cfg.beta1}, {cfg.beta2}), schedule {cfg.lr_schedule}",
         "loss": (f"adversarial BCE + {cfg.lambda_l1} L1 + {cfg.alpha_jaccard} soft Jaccard"
