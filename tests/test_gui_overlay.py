@@ -26,7 +26,7 @@ def _masks():
 
 def test_comparison_colours_at_known_pixels() -> None:
     pred, gt = _masks()
-    rgba = comparison_overlay(pred, gt, opacity=0.5)
+    rgba = comparison_overlay(pred, gt, opacity=0.5).rgba()
     assert rgba.shape == (8, 10, 4) and rgba.dtype == np.uint8
     a = round(0.5 * 255)
     assert tuple(rgba[3, 4]) == (*TP_COLOUR, a)  # both
@@ -50,14 +50,14 @@ def test_comparison_rejects_size_mismatch() -> None:
 
 def test_prediction_fill_and_opacity() -> None:
     pred, _ = _masks()
-    rgba = prediction_overlay(pred, opacity=1.0)
+    rgba = prediction_overlay(pred, opacity=1.0).rgba()
     assert (rgba[pred, 3] == 255).all() and (rgba[~pred, 3] == 0).all()
-    assert (prediction_overlay(pred, 0.0)[..., 3] == 0).all()
+    assert (prediction_overlay(pred, 0.0).rgba()[..., 3] == 0).all()
 
 
 def test_heatmap_transparent_where_certainly_skin() -> None:
     prob = np.array([[0, 5, 128, 255]], np.uint8)
-    rgba = heatmap_overlay(prob, 1.0)
+    rgba = heatmap_overlay(prob, 1.0).rgba()
     assert rgba[0, 0, 3] == 0 and rgba[0, 1, 3] == 0
     assert 0 < rgba[0, 2, 3] < rgba[0, 3, 3]
 
@@ -77,3 +77,28 @@ def test_border_uncertainty_sure_vs_unsure() -> None:
     soft = np.clip(255 * (1 - (dist - 15) / 30), 0, 255).astype(np.uint8)  # a wide soft edge
     assert border_uncertainty(soft) > 0.3
     assert border_uncertainty(np.full((50, 50), 128, np.uint8)) == 1.0
+
+
+def test_indexed_overlay_becomes_the_same_qimage_pixels(qapp) -> None:
+    from dermaseg_app.gui.canvas.qimage import to_qimage
+
+    pred, gt = _masks()
+    overlay = comparison_overlay(pred, gt, opacity=0.6)
+    image = to_qimage(overlay)
+    expected = overlay.rgba()
+    for y, x in ((3, 4), (1, 1), (6, 8), (0, 9)):
+        c = image.pixelColor(x, y)
+        assert (c.red(), c.green(), c.blue(), c.alpha()) == tuple(int(v) for v in expected[y, x])
+
+
+def test_contours_to_path_closed_outlines(qapp) -> None:
+    from PySide6.QtCore import QPointF
+
+    from dermaseg_app.gui.canvas.image_view import contours_to_path
+
+    square = np.array([[0, 0], [10, 0], [10, 5], [0, 5]], float)
+    tri = np.array([[20, 20], [30, 25], [20, 30]], float)
+    path = contours_to_path([square, tri])
+    assert path.elementCount() == 9
+    assert path.contains(QPointF(5, 2)) and path.contains(QPointF(22, 25)) and not path.contains(QPointF(15, 15))
+    assert contours_to_path([]).isEmpty()

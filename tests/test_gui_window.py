@@ -155,7 +155,7 @@ def test_threshold_moves_contour_without_new_prediction(qtbot, random_model, fol
     w.session.model.predictor.predict = lambda *a, **k: calls.append(1)  # must not be called
     w.controls.set_threshold(0.8)
     after = w.canvas.contour_item.path().boundingRect()
-    assert after.left() > before.left() + 0.2 * images.rgb.shape[1]
+    assert after.left() > before.left() + 0.2 * images.rgb.shape[1], (before, after, images.rgb.shape)
     assert not calls
     _close(w)
 

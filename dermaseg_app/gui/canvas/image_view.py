@@ -7,10 +7,11 @@ The view knows nothing about cases or models: it shows arrays it is given (see
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QByteArray, QDataStream, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen, QPolygonF, QWheelEvent
 from PySide6.QtWidgets import QFrame, QGraphicsPathItem, QGraphicsScene, QGraphicsView, QLabel, QWidget
 
@@ -23,12 +24,33 @@ MAX_ZOOM = 32.0
 
 
 def contours_to_path(contours: Sequence[np.ndarray]) -> QPainterPath:
+    """Closed outlines -> one QPainterPath, built from a binary buffer (QDataStream's layout of a
+    path: count, then (type, x, y) per element, then the current subpath start and the fill rule),
+    as pyqtgraph's arrayToQPath does: ~50x faster than a QPointF per point."""
+    parts = [np.asarray(c, np.float64) for c in contours if len(c) >= 2]
+    n = sum(len(c) + 1 for c in parts)
+    if n == 0:
+        return QPainterPath()
+    rec = np.empty(n, dtype=[("t", ">i4"), ("x", ">f8"), ("y", ">f8")])
+    i = 0
+    for c in parts:
+        m = len(c)
+        rec["t"][i] = 0  # MoveToElement
+        rec["t"][i + 1:i + m + 1] = 1  # LineToElement
+        rec["x"][i:i + m] = c[:, 0]
+        rec["y"][i:i + m] = c[:, 1]
+        rec["x"][i + m] = c[0, 0]  # back to the start: a closed outline
+        rec["y"][i + m] = c[0, 1]
+        i += m + 1
+    buf = struct.pack(">i", n) + rec.tobytes() + struct.pack(">ii", 0, 0)
     path = QPainterPath()
-    for c in contours:
-        if len(c) < 2:
-            continue
-        path.addPolygon(QPolygonF([QPointF(float(x), float(y)) for x, y in c]))
-        path.closeSubpath()
+    stream = QDataStream(QByteArray(buf))
+    stream >> path
+    if path.elementCount() != n:  # a Qt whose stream layout differs: the slow, sure way
+        path = QPainterPath()
+        for c in parts:
+            path.addPolygon(QPolygonF([QPointF(float(x), float(y)) for x, y in c]))
+            path.closeSubpath()
     return path
 
 

@@ -42,8 +42,8 @@ class LodImageItem(QGraphicsItem):
         if isinstance(full, np.ndarray):
             if preview is not None and full.shape[:2] == preview.shape[:2]:
                 self._full = self._preview
-            else:
-                self._full = to_pixmap(full)
+            else:  # converted only when the user zooms in that far
+                self._full_source = lambda arr=full: arr
         elif full is not None:
             self._full_source = full
         self.full_resolution_drawn = False

@@ -2,7 +2,8 @@
 ground-truth comparison (TP yellow, FP red, FN green, TN transparent -- the convention of the
 comparison figures in the skin-lesion segmentation literature).
 
-Every function returns an HxWx4 uint8 RGBA array, straight (not premultiplied) alpha, that the
+Every function returns an ``IndexedOverlay`` (class index per pixel + RGBA palette, straight alpha;
+``.rgba()`` gives the HxWx4 array) that the
 canvas draws over the image. Keeping composition here makes it testable pixel by pixel.
 """
 
@@ -39,42 +40,60 @@ def _alpha(opacity: float) -> int:
     return int(round(255 * min(1.0, max(0.0, float(opacity)))))
 
 
-def prediction_overlay(mask: np.ndarray, opacity: float, colour: RGB = FILL_COLOUR) -> np.ndarray:
+@dataclass(frozen=True)
+class IndexedOverlay:
+    """An overlay as a class index per pixel and a palette of RGBA colours (straight alpha).
+
+    Cheap to make (no per-pixel colour arrays) and drawn by Qt as an 8-bit indexed image;
+    ``rgba()`` expands it to HxWx4 for tests and exports.
+    """
+
+    index: np.ndarray  # HxW uint8
+    palette: np.ndarray  # (N, 4) uint8, N <= 256
+
+    def rgba(self) -> np.ndarray:
+        return self.palette[self.index]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.index.shape[0]), int(self.index.shape[1])
+
+
+def prediction_overlay(mask: np.ndarray, opacity: float, colour: RGB = FILL_COLOUR) -> IndexedOverlay:
     """The predicted mask as a semi-transparent fill; transparent elsewhere."""
     mask = np.asarray(mask, dtype=bool)
-    out = np.zeros(mask.shape + (4,), np.uint8)
-    out[mask, :3] = colour
-    out[mask, 3] = _alpha(opacity)
-    return out
+    palette = np.array([(0, 0, 0, 0), (*colour, _alpha(opacity))], np.uint8)
+    return IndexedOverlay(mask.view(np.uint8), palette)
 
 
-def comparison_overlay(pred: np.ndarray, gt: np.ndarray, opacity: float) -> np.ndarray:
+def comparison_overlay(pred: np.ndarray, gt: np.ndarray, opacity: float) -> IndexedOverlay:
     """TP yellow, FP red, FN green at ``opacity``; true negatives transparent (the image shows)."""
     pred = np.asarray(pred, dtype=bool)
     gt = np.asarray(gt, dtype=bool)
     if pred.shape != gt.shape:
         raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in size")
-    out = np.zeros(pred.shape + (4,), np.uint8)
     a = _alpha(opacity)
-    for where, colour in ((pred & gt, TP_COLOUR), (pred & ~gt, FP_COLOUR), (~pred & gt, FN_COLOUR)):
-        out[where, :3] = colour
-        out[where, 3] = a
-    return out
+    palette = np.array([(0, 0, 0, 0), (*FP_COLOUR, a), (*FN_COLOUR, a), (*TP_COLOUR, a)], np.uint8)
+    index = pred.view(np.uint8) | (gt.view(np.uint8) << 1)  # 0 TN, 1 FP, 2 FN, 3 TP
+    return IndexedOverlay(index, palette)
 
 
-def heatmap_overlay(prob_u8: np.ndarray, opacity: float, floor: int = 13) -> np.ndarray:
+def _heat_palette(opacity: float, floor: int) -> np.ndarray:
+    levels = np.arange(256, dtype=np.uint8)
+    bgr = cv2.applyColorMap(levels.reshape(-1, 1), cv2.COLORMAP_INFERNO).reshape(256, 3)
+    a = levels.astype(np.float32) * (_alpha(opacity) / 255.0)
+    a = np.maximum(a, 0.35 * _alpha(opacity))
+    a[:floor] = 0
+    palette = np.empty((256, 4), np.uint8)
+    palette[:, :3] = bgr[:, ::-1]
+    palette[:, 3] = np.round(a).astype(np.uint8)
+    return palette
+
+
+def heatmap_overlay(prob_u8: np.ndarray, opacity: float, floor: int = 13) -> IndexedOverlay:
     """The probability map in the 'inferno' colour scale; probabilities below ``floor``/255 are
     transparent so the skin stays visible, the rest fade in with the probability."""
-    prob_u8 = np.asarray(prob_u8, dtype=np.uint8)
-    bgr = cv2.applyColorMap(prob_u8, cv2.COLORMAP_INFERNO)
-    out = np.empty(prob_u8.shape + (4,), np.uint8)
-    out[..., 0] = bgr[..., 2]
-    out[..., 1] = bgr[..., 1]
-    out[..., 2] = bgr[..., 0]
-    a = prob_u8.astype(np.float32) * (_alpha(opacity) / 255.0)
-    a = np.maximum(a, np.where(prob_u8 >= floor, 0.35 * _alpha(opacity), 0))
-    out[..., 3] = np.where(prob_u8 >= floor, a, 0).astype(np.uint8)
-    return out
+    return IndexedOverlay(np.asarray(prob_u8, dtype=np.uint8), _heat_palette(opacity, floor))
 
 
 def threshold_u8(prob_u8: np.ndarray, threshold: float) -> np.ndarray:

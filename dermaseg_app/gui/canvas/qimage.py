@@ -5,9 +5,24 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtGui import QImage, QPixmap
 
+from dermaseg_app.gui.canvas.overlay import IndexedOverlay
 
-def to_qimage(arr: np.ndarray) -> QImage:
-    """HxW (grey), HxWx3 (RGB) or HxWx4 (RGBA, straight alpha) uint8 -> a QImage owning its pixels."""
+
+def indexed_to_qimage(overlay: IndexedOverlay) -> QImage:
+    """An indexed overlay -> an 8-bit indexed QImage with the palette as its colour table."""
+    index = np.ascontiguousarray(overlay.index, dtype=np.uint8)
+    h, w = index.shape
+    image = QImage(index.data, w, h, w, QImage.Format.Format_Indexed8)
+    table = [(int(a) << 24) | (int(r) << 16) | (int(g) << 8) | int(b) for r, g, b, a in overlay.palette]
+    image.setColorTable(table)
+    return image.copy()
+
+
+def to_qimage(arr: np.ndarray | IndexedOverlay) -> QImage:
+    """HxW (grey), HxWx3 (RGB) or HxWx4 (RGBA, straight alpha) uint8, or an IndexedOverlay ->
+    a QImage owning its pixels."""
+    if isinstance(arr, IndexedOverlay):
+        return indexed_to_qimage(arr)
     a = np.ascontiguousarray(arr)
     if a.dtype != np.uint8:
         raise TypeError(f"expected uint8 pixels, got {a.dtype}")
@@ -24,7 +39,7 @@ def to_qimage(arr: np.ndarray) -> QImage:
     return image.copy()  # detach from the NumPy buffer
 
 
-def to_pixmap(arr: np.ndarray) -> QPixmap:
+def to_pixmap(arr: np.ndarray | IndexedOverlay) -> QPixmap:
     return QPixmap.fromImage(to_qimage(arr))
 
 

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from dermaseg_app.gui.canvas.overlay import (
+    IndexedOverlay,
     comparison_overlay,
     heatmap_overlay,
     prediction_overlay,
@@ -32,13 +33,13 @@ class DisplayOptions:
 
 @dataclass
 class Rendered:
-    overlay_preview: np.ndarray | None
-    overlay_full: object  # Callable[[], np.ndarray] | None
+    overlay_preview: IndexedOverlay | None
+    overlay_full: object  # Callable[[], IndexedOverlay] | None
     contours: list[np.ndarray]
     compared: bool  # the ground-truth colouring is drawn
 
 
-def _overlay(prob: np.ndarray, gt: np.ndarray | None, options: DisplayOptions) -> np.ndarray:
+def _overlay(prob: np.ndarray, gt: np.ndarray | None, options: DisplayOptions) -> IndexedOverlay:
     if options.heatmap:
         return heatmap_overlay(prob, options.opacity)
     mask = threshold_u8(prob, options.threshold)
@@ -52,6 +53,8 @@ def mask_contours(mask: np.ndarray, scale: float = 1.0) -> list[np.ndarray]:
     found, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
     out = []
     for c in found:
+        if len(c) > 8:  # drop points within 0.6 px of the outline: the same line, far fewer points
+            c = cv2.approxPolyDP(c, 0.6, True)
         pts = c.reshape(-1, 2).astype(np.float32)
         out.append((pts + 0.5) * np.float32(scale))
     return out
