@@ -16,7 +16,10 @@ Examples::
     python benchmarks/bench_network.py --compile            # also try torch.compile (slow warm-up)
 
 Latencies are wall-clock: warm-up runs first, then the median and the best of ``--repeats`` runs.
-On a shared machine the median moves with the load; the load average is recorded in the JSON.
+On a shared machine the median moves with the load; the load average is recorded in the JSON,
+and the single-thread CPU time per forward pass (``cpu_time_1thread_*``) is reported as a steadier
+measure of the work. Under CPU contention OpenMP's spin-waiting makes 2 threads much slower than
+1; ``OMP_WAIT_POLICY=PASSIVE`` (set before Python starts) avoids most of that.
 """
 
 from __future__ import annotations
@@ -286,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(),
         "machine": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
         "model": {
             "generator_params": count_parameters(gen),
             "discriminator_params": count_parameters(build_discriminator(args.arch, None)),
