@@ -80,6 +80,8 @@ def _window(qtbot, model: Path | None):
 def _close(window) -> None:
     window.close()
     assert window.session.stop_background(wait=True, timeout=10)
+    # torch may still be importing on the loader thread; let it end before the next test/exit
+    window.session.wait_for_model(60)
 
 
 def _open_and_wait_prediction(qtbot, window, folder: Path) -> None:
@@ -160,7 +162,7 @@ def test_threshold_moves_contour_without_new_prediction(qtbot, random_model, fol
     _close(w)
 
 
-def test_status_keys_and_note_persist_across_reopen(qtbot, random_model, folder) -> None:
+def test_status_keys_and_note_persist_across_reopen(qtbot, random_model, folder, monkeypatch) -> None:
     w = _window(qtbot, random_model)
     w.open_paths([folder])
     qtbot.waitUntil(lambda: w.session.current == 0, timeout=5000)
@@ -181,7 +183,8 @@ def test_status_keys_and_note_persist_across_reopen(qtbot, random_model, folder)
     _close(w)
 
     w2 = _window(qtbot, random_model)
-    w2.open_paths([folder])
+    monkeypatch.chdir(folder.parent)
+    w2.open_paths([Path(folder.name)])  # a relative path finds the same records
     statuses = [e.status for e in w2.session.entries]
     assert statuses == [ReviewStatus.ACCEPTED, ReviewStatus.NEEDS_CORRECTION, ReviewStatus.EXCLUDED]
     assert w2.session.entries[1].note == "border unclear at 3 o'clock"
@@ -227,6 +230,25 @@ def test_background_prediction_progresses_and_cancels(qtbot, random_model, tmp_p
     assert sum(e.predicted for e in w.session.entries) == done
     assert not w.progress.isVisible()
     _close(w)
+
+
+def test_closing_during_prediction_stops_cleanly(qtbot, random_model, tmp_path) -> None:
+    import cv2
+
+    many = tmp_path / "many"
+    many.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(60):
+        cv2.imwrite(str(many / f"img_{i:03d}.png"), rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    w = _window(qtbot, random_model)
+    seen = []
+    w.session.progress.connect(lambda done, total: seen.append(done))
+    w.open_paths([many])
+    qtbot.waitUntil(lambda: any(d >= 1 for d in seen), timeout=WAIT_MS)
+    w.close()  # closeEvent cancels and waits for the workers
+    assert not w.session.busy()
+    assert sum(e.predicted for e in w.session.entries) < 60
+    w.session.wait_for_model(60)
 
 
 def test_reopen_uses_cache(qtbot, random_model, folder) -> None:
@@ -322,7 +344,7 @@ def test_screenshot_mode(qtbot, random_model, folder, tmp_path) -> None:
 
     out = tmp_path / "shot.png"
     code = run_app(SimpleNamespace(paths=[str(folder)], model=str(random_model), device="cpu", masks=None,
-                                   screenshot=str(out), compare=True))
+                                   screenshot=str(out), compare=True, in_process=True))
     assert code == 0
     from PySide6.QtGui import QImage
 

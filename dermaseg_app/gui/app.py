@@ -20,6 +20,7 @@ from dermaseg_app import __version__
 
 SCREENSHOT_TIMEOUT_S = 180.0
 SCREENSHOT_SIZE = (1440, 900)
+SETTLE_S = 4.0  # at most this long for the metrics to appear after the mask is drawn
 
 
 def _arg(args: Any, name: str, default: Any = None) -> Any:
@@ -51,9 +52,18 @@ class ScreenshotTaker(QObject):
         images = self.window.session.current_images()
         wants_compare = self.compare and images is not None and images.gt is not None
         if has_prediction and (compared or not wants_compare):
+            self._settle(time.monotonic() + SETTLE_S)
+
+    def _settle(self, deadline: float) -> None:
+        """Give the metrics panel and the folder summary a moment to fill in, then save."""
+        images = self.window.session.current_images()
+        needs_scores = images is not None and images.gt is not None
+        scored = self.window.metrics.values["jsc"].text() != "—"
+        summarized = self.window.summary.worst.count() > 0
+        if (not needs_scores or (scored and summarized)) or time.monotonic() > deadline:
             self._save(0, "")
-        elif has_prediction and self.compare and images is not None and images.gt is None:
-            self._save(0, "")
+        else:
+            QTimer.singleShot(100, lambda: self._settle(deadline))
 
     def _model_failed(self, reason: str) -> None:
         # Still show the image with the message; save once it is drawn.
@@ -132,4 +142,12 @@ def run_app(args: Any) -> int:
                                                         f"t={time.perf_counter() - t0:.2f}s", flush=True))
     app.aboutToQuit.connect(lambda: window.session.shutdown(timeout=5.0))
     code = app.exec()
-    return shooter.exit_code if shooter is not None and shooter.exit_code is not None else code
+    code = shooter.exit_code if shooter is not None and shooter.exit_code is not None else code
+    if window.session.model_loading() and not _arg(args, "in_process", False):
+        # Closed while torch was still importing on its thread: that cannot be interrupted, and
+        # letting the interpreter tear down around it aborts. Everything is saved (each review
+        # change is written at once), so leave now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

@@ -210,7 +210,7 @@ class ReviewSession(QObject):
     def open_paths(self, paths: Sequence[Path | str], recursive: bool = True,
                    masks_dir: Path | str | None = None) -> int:
         """Open images and folders; returns the number of cases (0 with a notice when none)."""
-        paths = [Path(p) for p in paths]
+        paths = [Path(p).absolute() for p in paths]  # project keys are relative to absolute folders
         try:
             cases = find_cases(paths, masks_dir=masks_dir, recursive=recursive)
         except (OSError, ValueError) as exc:
@@ -483,6 +483,13 @@ class ReviewSession(QObject):
                 continue
             ok &= worker.wait(max(0.0, deadline - time.monotonic()))
         return ok
+
+    def model_loading(self) -> bool:
+        """True while the model is still being loaded (torch importing); it cannot be interrupted."""
+        return self._model_worker is not None and not self._model_worker.is_done
+
+    def wait_for_model(self, timeout: float) -> bool:
+        return self._model_worker is None or self._model_worker.wait(timeout)
 
     def shutdown(self, timeout: float = 5.0) -> bool:
         self._closing = True
