@@ -202,3 +202,16 @@ def test_fused_discriminator_equals_eval_model() -> None:
     x = torch.rand(1, 4, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(fused.forward_logits(x), d.forward_logits(x), atol=1e-4, rtol=1e-4)
+
+
+def test_fuse_keeps_every_tensor_on_the_model_device() -> None:
+    """Built on the meta device, any tensor created on the CPU by the fusion would show (this
+    stands in for CUDA, which the test machine lacks)."""
+    from dermaseg_app.ml.optimize import fuse_for_inference
+
+    for cls in (SLSNetGenerator, SLSNetDiscriminator):
+        with torch.device("meta"):
+            model = cls().eval()
+        fused = fuse_for_inference(model, channels_last=True)
+        tensors = list(fused.parameters()) + list(fused.buffers())
+        assert {t.device.type for t in tensors} == {"meta"}

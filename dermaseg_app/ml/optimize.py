@@ -70,7 +70,12 @@ class FusedDownsampler(nn.Module):
         super().__init__()
         conv_out = source.conv.out_channels
         scale, shift = _bn_scale_shift(source.bn)
-        bn_conv = nn.BatchNorm2d(conv_out, eps=source.bn.eps)
+        bn_conv = nn.BatchNorm2d(
+            conv_out,
+            eps=source.bn.eps,
+            device=source.bn.running_mean.device,
+            dtype=source.bn.running_mean.dtype,
+        )
         bn_conv.eval()
         with torch.no_grad():
             bn_conv.running_mean.copy_(source.bn.running_mean[:conv_out])
@@ -98,10 +103,11 @@ class FusedPAM(nn.Module):
         inner = source.query_conv.out_channels
         gamma = source.gamma.detach().reshape(())
         self.channels = c
-        self.qkv = nn.Conv2d(c, 3 * c, kernel_size=1)
+        ref = source.value_conv.weight
+        self.qkv = nn.Conv2d(c, 3 * c, kernel_size=1, device=ref.device, dtype=ref.dtype)
         with torch.no_grad():
-            w = torch.zeros(3 * c, c, 1, 1, dtype=source.value_conv.weight.dtype)
-            b = torch.zeros(3 * c, dtype=w.dtype)
+            w = torch.zeros(3 * c, c, 1, 1, dtype=ref.dtype, device=ref.device)
+            b = torch.zeros(3 * c, dtype=ref.dtype, device=ref.device)
             w[:inner] = source.query_conv.weight
             b[:inner] = source.query_conv.bias
             w[c : c + inner] = source.key_conv.weight
@@ -110,7 +116,6 @@ class FusedPAM(nn.Module):
             b[2 * c :] = source.value_conv.bias * gamma
             self.qkv.weight.copy_(w)
             self.qkv.bias.copy_(b)
-        self.qkv.to(source.value_conv.weight.device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
