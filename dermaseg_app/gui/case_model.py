@@ -109,6 +109,10 @@ class CaseTableModel(QAbstractTableModel):
         return None
 
     def _icon(self, row: int, entry: CaseEntry) -> QIcon | None:
+        if entry.error:
+            from PySide6.QtWidgets import QApplication, QStyle
+
+            return QApplication.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
         if entry.thumbnail is None:
             return None
         icon = self._icons.get(row)
@@ -129,10 +133,11 @@ class CaseTableModel(QAbstractTableModel):
                 return e.name
             if col == Column.STATUS:
                 return "unreadable" if e.error else e.status.label
+            no_truth = "—" if e.case.ground_truth is None and not e.error else ""
             if col == Column.JSC:
-                return _fmt(e.scores.jsc) if e.scores else ("—" if e.case.ground_truth is None else "")
+                return _fmt(e.scores.jsc) if e.scores else no_truth
             if col == Column.DSC:
-                return _fmt(e.scores.dsc) if e.scores else ("—" if e.case.ground_truth is None else "")
+                return _fmt(e.scores.dsc) if e.scores else no_truth
             if col == Column.UNCERTAINTY:
                 return "" if e.uncertainty is None else f"{100 * e.uncertainty:.0f}%"
         if role == SORT_ROLE:

@@ -68,13 +68,14 @@ class MainWindow(QMainWindow):
         scroll.setWidgetResizable(True)
         self._dock("Review", scroll, Qt.DockWidgetArea.RightDockWidgetArea, 330)
 
-        self.device_label = QLabel("Device: …")
+        self.device_label = QLabel("Device: loading…")
+        self.zoom_label = QLabel("")
         self.model_label = QLabel("Model: loading…")
         self.timing_label = QLabel("")
         self.progress = ProgressWidget()
         bar = self.statusBar()
         bar.addPermanentWidget(self.progress)
-        for label in (self.device_label, self.model_label, self.timing_label):
+        for label in (self.zoom_label, self.device_label, self.model_label, self.timing_label):
             bar.addPermanentWidget(label)
 
         self.view = CaseView(session, self.canvas, self.controls, self.metrics, self)
@@ -109,6 +110,7 @@ class MainWindow(QMainWindow):
         s.summary_changed.connect(self._summary)
         s.entry_updated.connect(lambda row: self._row_changed(row) if row == s.current else None)
         self.progress.cancel_requested.connect(self._cancel)
+        self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{100 * z:.0f}%"))
         self.review.status_chosen.connect(self.set_status)
         self.review.note_edited.connect(self._note)
         self.review.choose_project_folder.connect(self.choose_project_folder)
@@ -183,8 +185,10 @@ class MainWindow(QMainWindow):
         self.notice.show_notice(text, error)
 
     def _summary(self) -> None:
-        self.summary.update_summary(self.session.summary(), self.session.per_image_jsc(),
-                                    len(self.session.entries), self.session.threshold)
+        entries = self.session.entries
+        self.summary.update_summary(self.session.summary(), self.session.per_image_jsc(), len(entries),
+                                    self.session.threshold,
+                                    sum(e.case.ground_truth is not None for e in entries))
 
     def _cancel(self) -> None:
         self.session.cancel_predictions()

@@ -33,6 +33,7 @@ from dermaseg_app.gui.workers import Worker, describe_error
 IMAGE_CACHE_SIZE = 6  # decoded cases kept (a 3072x2304 case holds ~40 MB)
 PROB_CACHE_SIZE = 32  # 8-bit probability maps kept in memory
 PREFETCH = (1, -1, 2)  # neighbours decoded ahead, in the view's order
+CACHE_MAX_BYTES = 2 * 1024**3  # probability maps kept on disk per model (least recently used go)
 
 
 class ModelUnavailable(Exception):
@@ -280,6 +281,7 @@ class ReviewSession(QObject):
         worker.errored.connect(self._prediction_error)
         worker.cancelled.connect(lambda: self.predictions_done.emit(True))
         worker.result.connect(lambda _v: self.predictions_done.emit(False))
+        worker.result.connect(lambda _v: self._prune_cache())
         self._predict_worker = self._start(worker)
         if self.current >= 0:
             self._queue.set_focus(self.current, self.order)
@@ -291,6 +293,10 @@ class ReviewSession(QObject):
             return
         self.notice.emit(f"Background prediction stopped: {describe_error(exc)}", True)
         self.predictions_done.emit(True)
+
+    def _prune_cache(self) -> None:
+        if self.cache is not None:
+            self._start(Worker(lambda job, cache: cache.prune(CACHE_MAX_BYTES), self.cache))
 
     def cancel_predictions(self) -> None:
         if self._predict_worker is not None and not self._predict_worker.is_done:

@@ -53,10 +53,15 @@ class SummaryPanel(QGroupBox):
         return self.plot
 
     def update_summary(self, summary, per_image: Sequence[tuple[int, str, float]], total: int,
-                       threshold: float) -> None:
-        """``summary``: core.metrics.FolderSummary or None; ``per_image``: (row, name, jsc)."""
+                       threshold: float, with_truth: int | None = None) -> None:
+        """``summary``: core.metrics.FolderSummary or None; ``per_image``: (row, name, jsc);
+        ``with_truth``: how many images have ground truth."""
         if summary is None:
-            self.means.setText(f"No images with ground truth predicted yet ({total} images).")
+            if with_truth == 0:
+                self.means.setText(f"No ground truth found for these {total} images: they are reviewed "
+                                   "without comparison.")
+            else:
+                self.means.setText(f"No images with ground truth predicted yet ({total} images).")
         else:
             m = summary.mean
             hd = "—" if m.hd95 is None else f"{m.hd95:.1f} px"
