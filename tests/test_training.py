@@ -171,10 +171,12 @@ def test_finetune_with_replay_and_frozen_encoder(data: dict[str, Path], tmp_path
                ModelInfo(name="base", version="1", arch="slsnet", config=cfg_dict, input_size=32,
                          trained_on="synthetic"))
     out = tmp_path / "ft.safetensors"
-    cfg = tiny_config(data, tmp_path, data=[str(data["new"])], val=[], val_fraction=0.25,
-                      base_model=str(base), replay=[str(data["train"])], replay_share=0.5,
-                      freeze_encoder=True, adversarial=False, epochs=2, max_steps_per_epoch=None,
-                      out=str(out), model_version="1+ft")
+    cfg = t.finetune_config(base, [data["new"]], out, replay=[data["train"]], replay_share=0.5,
+                            freeze_encoder=True, epochs=2, batch_size=4, val_fraction=0.25,
+                            run_dir=str(tmp_path / "run"), num_threads=1, pack_dir=str(data["pack"]))
+    assert cfg.input_size == 32 and not cfg.adversarial and cfg.model_version == "1+ft"
+    with pytest.raises(t.TrainError, match="unknown training setting"):
+        t.finetune_config(base, [data["new"]], out, epochz=3)
     events = run(cfg)
     started = of(events, t.TrainStarted)[0]
     assert (started.n_train, started.n_replay, started.n_val) == (6, 16, 2)

@@ -144,6 +144,37 @@ class TrainConfig:
             raise TrainError(f"{self.out}: model files must end in .safetensors")
 
 
+def finetune_config(
+    base_model: str | Path,
+    data: list[str | Path],
+    out: str | Path,
+    replay: list[str | Path] | None = None,
+    replay_share: float = 0.5,
+    epochs: int = 20,
+    freeze_encoder: bool = False,
+    **overrides: Any,
+) -> TrainConfig:
+    """The fine-tuning recipe measured on the CPU (docs/training-notes.md): supervised loss
+    (no discriminator), Adam 2e-4 betas (0.9, 0.999) with cosine decay, EMA 0.99, the paper's
+    augmentation, 10% of ``data`` held out for choosing the epoch, ``replay_share`` of every batch
+    from ``replay`` (the base training data) when given. ``overrides`` set any other field."""
+    from dermaseg_app.ml.weights import read_model_info
+
+    info = read_model_info(base_model)
+    cfg = TrainConfig(
+        data=[str(p) for p in data], out=str(out), base_model=str(base_model), arch=info.arch,
+        input_size=int(info.input_size), replay=[str(p) for p in (replay or [])],
+        replay_share=replay_share if replay else 0.0, epochs=epochs, freeze_encoder=freeze_encoder,
+        adversarial=False, lr=2e-4, beta1=0.9, lr_schedule="cosine", ema_decay=0.99,
+        model_name=info.name, model_version=f"{info.version}+ft",
+    )
+    for k, v in overrides.items():
+        if not hasattr(cfg, k):
+            raise TrainError(f"unknown training setting {k!r}")
+        setattr(cfg, k, v)
+    return cfg
+
+
 # ============================================================================ events
 
 @dataclass
