@@ -106,6 +106,58 @@ def test_opens_folder_predicts_first_image_and_scores(qtbot, random_model, folde
     _close(w)
 
 
+def test_drop_folder_then_sort_by_metric_uncertainty_and_status(qtbot, random_model, folder) -> None:
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    w = _window(qtbot, random_model)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(folder))])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    w.dropEvent(event)
+    s = w.session
+    assert len(s.entries) == len(SMALL)
+    qtbot.waitUntil(lambda: all(e.predicted for e in s.entries), timeout=WAIT_MS)
+    table = w.case_list.table
+    table.sortByColumn(Column.JSC, Qt.SortOrder.AscendingOrder)
+    jsc = [s.entries[r].scores.jsc for r in w.case_list.view_order()]
+    assert jsc == sorted(jsc)
+    table.sortByColumn(Column.UNCERTAINTY, Qt.SortOrder.AscendingOrder)  # most unsure first
+    unsure = [s.entries[r].uncertainty for r in w.case_list.view_order()]
+    assert unsure == sorted(unsure, reverse=True)
+    s.set_status(2, ReviewStatus.REJECTED)
+    s.set_status(0, ReviewStatus.ACCEPTED)
+    table.sortByColumn(Column.STATUS, Qt.SortOrder.AscendingOrder)
+    assert w.case_list.view_order() == [1, 0, 2]  # unreviewed, accepted, rejected
+    # next/previous follow the sorted order
+    w.case_list.select_row(1)
+    qtbot.keyClick(w, Qt.Key.Key_N)
+    assert s.current == 0
+    qtbot.keyClick(w, Qt.Key.Key_PageDown)
+    assert s.current == 2
+    qtbot.keyClick(w, Qt.Key.Key_P)
+    assert s.current == 0
+    assert str(folder.resolve()) in w.settings.recent_folders  # File > Recent Folders
+    _close(w)
+
+
+def test_open_single_images_without_ground_truth(qtbot, random_model, tmp_path) -> None:
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    shutil.copy(SAMPLES / "ISIC_0000169.jpg", loose / "lesion.jpg")
+    w = _window(qtbot, random_model)
+    with qtbot.waitSignal(w.view.drawn, timeout=WAIT_MS, check_params_cb=lambda r, p, c: p):
+        assert w.open_paths([loose / "lesion.jpg"]) == 1
+    assert w.session.entries[0].case.ground_truth is None
+    assert not w.controls.compare.isEnabled()  # reviewed without comparison
+    qtbot.keyClick(w, Qt.Key.Key_G)
+    assert not w.canvas.legend.isVisible()
+    qtbot.keyClick(w, Qt.Key.Key_A)
+    assert (loose / "dermaseg-project" / "project.json").is_file()
+    _close(w)
+
+
 def test_comparison_colours_rendered_on_canvas(qtbot, random_model, folder) -> None:
     w = _window(qtbot, random_model)
     _open_and_wait_prediction(qtbot, w, folder)
