@@ -200,6 +200,7 @@ def test_comparison_colours_rendered_on_canvas(qtbot, random_model, folder) -> N
 def test_threshold_moves_contour_without_new_prediction(qtbot, random_model, folder) -> None:
     w = _window(qtbot, random_model)
     _open_and_wait_prediction(qtbot, w, folder)
+    qtbot.waitUntil(lambda: all(e.predicted for e in w.session.entries), timeout=WAIT_MS)  # job idle
     images = w.session.current_images()
     prob = np.tile(np.linspace(0, 255, images.rgb.shape[1]).astype(np.uint8), (images.rgb.shape[0], 1))
     images.set_prob(prob)
