@@ -20,6 +20,8 @@ from dermaseg_app import __version__
 
 SCREENSHOT_TIMEOUT_S = 180.0
 SCREENSHOT_SIZE = (1440, 900)
+EMPTY_HINT = ("Open images (Ctrl+O) or a folder (Ctrl+Shift+O), or drop them here.\n"
+              "Help > Open the Bundled Samples shows DermaSeg on a few dermoscopic images.")
 SETTLE_S = 4.0  # at most this long for the metrics to appear after the mask is drawn
 
 
@@ -137,6 +139,8 @@ def run_app(args: Any) -> int:
         QTimer.singleShot(0, lambda: window.open_paths(found))
     elif screenshot:
         QTimer.singleShot(300, lambda: shooter._save(1, "nothing to open"))
+    else:
+        window.canvas.show_message(EMPTY_HINT)
     if os.environ.get("DERMASEG_TIMING"):  # benchmarks: when each redraw lands
         window.view.drawn.connect(lambda r, p, c: print(f"drawn row={r} prediction={p} "
                                                         f"t={time.perf_counter() - t0:.2f}s", flush=True))
