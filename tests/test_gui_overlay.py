@@ -102,3 +102,23 @@ def test_contours_to_path_closed_outlines(qapp) -> None:
     assert path.elementCount() == 9
     assert path.contains(QPointF(5, 2)) and path.contains(QPointF(22, 25)) and not path.contains(QPointF(15, 15))
     assert contours_to_path([]).isEmpty()
+
+
+def test_large_image_outline_is_exact_when_zoomed_in() -> None:
+    from dermaseg_app.gui.canvas.renderer import DisplayOptions, render
+    from dermaseg_app.gui.case_images import CaseImages, downscale
+
+    h, w = 2100, 2800  # > 4 MP: the live outline comes from the preview
+    rgb = np.zeros((h, w, 3), np.uint8)
+    prob = np.zeros((h, w), np.uint8)
+    prob[500:1501, 701:1900] = 255
+    images = CaseImages(rgb=rgb, preview=downscale(rgb))
+    images.set_prob(prob)
+    rendered = render(images, DisplayOptions(threshold=0.5))
+    assert rendered.contours_full is not None and rendered.contour_scale < 1
+    approx = np.concatenate(rendered.contours)
+    exact = np.concatenate(rendered.contours_full())
+    # the exact outline lies on the mask's edge pixels (centres at +0.5)
+    assert exact[:, 0].min() == 701.5 and exact[:, 0].max() == 1899.5
+    assert exact[:, 1].min() == 500.5 and exact[:, 1].max() == 1500.5
+    assert np.abs(approx[:, 0].min() - 701.5) < 3  # the preview outline is close

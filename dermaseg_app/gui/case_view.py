@@ -31,6 +31,7 @@ class CaseView(QObject):
         self.options: DisplayOptions = controls.options()
         self._shown_row = -1
         self._shown_images = None
+        self._rendered = None
         self.last_draw_seconds = 0.0
         self._score_timer = QTimer(self)
         self._score_timer.setSingleShot(True)
@@ -41,6 +42,7 @@ class CaseView(QObject):
         session.current_scores.connect(self._scores_ready)
         session.model_failed.connect(lambda _r: self.redraw())
         controls.options_changed.connect(self.set_options)
+        canvas.zoom_changed.connect(self._zoomed)
 
     def show_row(self, row: int) -> None:
         """The user moved to ``row``: draw it now if decoded, else once it arrives."""
@@ -80,6 +82,7 @@ class CaseView(QObject):
             return
         entry = self.session.entries[row]
         if row != self._shown_row or images is not self._shown_images:
+            self._rendered = None
             self.canvas.set_image(images.size, images.preview, images.rgb)
             self._shown_row, self._shown_images = row, images
         has_gt = images.gt is not None
@@ -88,13 +91,22 @@ class CaseView(QObject):
         options = self.controls.options()
         self.options = options
         rendered = render(images, options)
+        self._rendered = rendered
         self.canvas.set_overlay(rendered.overlay_preview, rendered.overlay_full)
         self.canvas.set_contours(rendered.contours)
+        self._zoomed(self.canvas.zoom)
         self.canvas.show_legend(rendered.compared)
         self.canvas.show_message(self._message(images, entry))
         self._update_metrics(images, entry)
         self.last_draw_seconds = time.perf_counter() - t0
         self.drawn.emit(row, images.prob is not None, rendered.compared)
+
+    def _zoomed(self, zoom: float) -> None:
+        """Past the preview's resolution, replace an approximate outline by the exact one."""
+        rendered = self._rendered
+        if rendered is not None and rendered.contours_full is not None and zoom > rendered.contour_scale * 1.05:
+            self.canvas.set_contours(rendered.contours_full())
+            rendered.contours_full = None
 
     def _message(self, images, entry) -> str:
         if images.prob is not None:

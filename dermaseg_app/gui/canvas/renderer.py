@@ -6,6 +6,7 @@ full resolution (called only when the user zooms in that far), and the contour a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -37,6 +38,8 @@ class Rendered:
     overlay_full: object  # Callable[[], IndexedOverlay] | None
     contours: list[np.ndarray]
     compared: bool  # the ground-truth colouring is drawn
+    contours_full: Callable[[], list[np.ndarray]] | None = None  # exact outline, when ``contours``
+    contour_scale: float = 1.0  # ... were traced at this fraction of full resolution
 
 
 def _overlay(prob: np.ndarray, gt: np.ndarray | None, options: DisplayOptions) -> IndexedOverlay:
@@ -70,9 +73,15 @@ def render(images: CaseImages, options: DisplayOptions) -> Rendered:
     preview = _overlay(images.prob_preview, images.gt_preview, options)
     full = partial(_overlay, images.prob, images.gt, options)
     h, w = images.prob.shape
+    full_contours = partial(_full_contours, images.prob, options.threshold)
     if h * w <= CONTOUR_FULL_RES_MAX_PIXELS:
-        contours = mask_contours(threshold_u8(images.prob, options.threshold))
-    else:  # large images: trace the preview mask, scaled to image coordinates
-        ph, pw = images.prob_preview.shape
-        contours = mask_contours(threshold_u8(images.prob_preview, options.threshold), w / pw)
-    return Rendered(preview, full, contours, compared)
+        return Rendered(preview, full, full_contours(), compared)
+    # large images: trace the preview mask (scaled to image coordinates) so the slider stays live;
+    # the exact outline is traced when the view zooms in past the preview (``contours_full``)
+    ph, pw = images.prob_preview.shape
+    contours = mask_contours(threshold_u8(images.prob_preview, options.threshold), w / pw)
+    return Rendered(preview, full, contours, compared, contours_full=full_contours, contour_scale=pw / w)
+
+
+def _full_contours(prob: np.ndarray, threshold: float) -> list[np.ndarray]:
+    return mask_contours(threshold_u8(prob, threshold))
