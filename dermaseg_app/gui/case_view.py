@@ -121,7 +121,8 @@ class CaseView(QObject):
         if images.gt is None:
             self.metrics.show_pending(images.gt_problem or "No ground truth: reviewed without comparison.")
         elif images.prob is None:
-            self.metrics.show_pending("Waiting for the prediction…")
+            self.metrics.show_pending("No prediction: no model." if self.session.model_error
+                                      else "Waiting for the prediction…")
         elif abs(self.options.threshold - self.session.threshold) < 1e-9 and entry.scores is not None:
             self.metrics.show_scores(entry.scores, self.options.threshold)
         else:
