@@ -169,7 +169,7 @@ def test_comparison_colours_rendered_on_canvas(qtbot, random_model, folder) -> N
     pred[:, shift:] = gt[:, :-shift]
     images.prob = None
     w.session.probs.pop(0)
-    w.session._prediction(PredictionResult(0, (pred * 255).astype(np.uint8)))
+    w.session._prediction(PredictionResult(0, (pred * 255).astype(np.uint8), final=False))
     w.controls.opacity.setValue(100)
     with qtbot.waitSignal(w.view.drawn, timeout=5000, check_params_cb=lambda r, p, compared: compared):
         qtbot.keyClick(w, Qt.Key.Key_G)  # one key toggles the comparison

@@ -40,6 +40,7 @@ class CaseView(QObject):
         session.images_ready.connect(self._images_ready)
         session.image_failed.connect(self._image_failed)
         session.current_scores.connect(self._scores_ready)
+        session.entry_scored.connect(self._entry_scored)
         session.model_failed.connect(lambda _r: self.redraw())
         controls.options_changed.connect(self.set_options)
         canvas.zoom_changed.connect(self._zoomed)
@@ -125,9 +126,16 @@ class CaseView(QObject):
                                       else "Waiting for the prediction…")
         elif abs(self.options.threshold - self.session.threshold) < 1e-9 and entry.scores is not None:
             self.metrics.show_scores(entry.scores, self.options.threshold)
+        elif abs(self.options.threshold - self.session.threshold) < 1e-9 and self.session.predicting():
+            self.metrics.show_pending("Scoring…")  # the prediction job scores it next (entry_scored)
         else:
             self.metrics.show_pending(f"Scoring at threshold {self.options.threshold:.2f}…")
             self._score_timer.start()
+
+    def _entry_scored(self, row: int) -> None:
+        images = self.session.current_images()
+        if row == self.session.current and images is not None and images.prob is not None:
+            self._update_metrics(images, self.session.entries[row])
 
     def _scores_ready(self, row: int, threshold: float, scores) -> None:
         if row == self.session.current and abs(threshold - self.options.threshold) < 1e-9:

@@ -35,6 +35,7 @@ class PredictionResult:
     confusion: Any = None
     uncertainty: float | None = None
     gt_problem: str = ""
+    final: bool = True  # False: the map only, its scores follow in a second result
 
 
 class FocusQueue:
@@ -105,6 +106,8 @@ def predict_cases(
     get_predictor: Callable[[], Any],
     threshold: float,
 ) -> Iterator[PredictionResult]:
+    """Yield, per image, first the map as soon as it exists (``final`` False: the window draws it
+    at once), then the finished result with the scores (``final`` True; progress counts these)."""
     done = 0
     total = queue.total
     job.progress(0, total)
@@ -116,6 +119,7 @@ def predict_cases(
         result = PredictionResult(row, None)
         try:
             prob = cache.load_u8(case.image)
+            fresh = False
             if prob is None:
                 from dermaseg_app.core.imageio import read_image
 
@@ -132,13 +136,17 @@ def predict_cases(
                     prediction = predictor.predict(rgb)
                     result.seconds = time.perf_counter() - t0
                     prob = quantize(prediction.prob)
+                    fresh = True
+            if prob is not None:
+                result.prob = prob
+                result.uncertainty = border_uncertainty(prob, threshold)
+                yield PredictionResult(row, prob, seconds=result.seconds, uncertainty=result.uncertainty,
+                                       final=False)
+                if fresh:
                     try:
                         cache.store(case.image, prob)
                     except (OSError, ValueError):
                         pass  # a full or read-only cache only costs speed next time
-            if prob is not None:
-                result.prob = prob
-                result.uncertainty = border_uncertainty(prob, threshold)
                 result.scores, result.confusion, result.gt_problem = score_against_truth(prob, case, threshold)
         except Exception as exc:  # noqa: BLE001 - one image's failure must not stop the folder
             if getattr(exc, "fatal", False):

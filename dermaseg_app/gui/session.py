@@ -115,6 +115,7 @@ class ReviewSession(QObject):
     predictions_done = Signal(bool)  # True when cancelled
     summary_changed = Signal()
     current_scores = Signal(int, float, object)
+    entry_scored = Signal(int)  # the current image's scores at the model's threshold arrived
     notice = Signal(str, bool)  # text, is_error
     timing_changed = Signal(float)
 
@@ -294,6 +295,9 @@ class ReviewSession(QObject):
         self.notice.emit(f"Background prediction stopped: {describe_error(exc)}", True)
         self.predictions_done.emit(True)
 
+    def predicting(self) -> bool:
+        return self._predict_worker is not None and not self._predict_worker.is_done
+
     def _prune_cache(self) -> None:
         if self.cache is not None:
             self._start(Worker(lambda job, cache: cache.prune(CACHE_MAX_BYTES), self.cache))
@@ -307,24 +311,15 @@ class ReviewSession(QObject):
             return
         entry = self.entries[result.row]
         if result.prob is not None:
-            entry.predicted = True
             entry.prediction_error = ""
             entry.uncertainty = result.uncertainty
-            entry.scores = result.scores
-            entry.confusion = result.confusion
-            entry.seconds = result.seconds
-            self.probs.put(result.row, result.prob)
-            if result.seconds is not None:
-                self.seconds.append(result.seconds)
-                self.timing_changed.emit(float(np.mean(self.seconds[-20:])))
-            images = self.images.get(result.row)
-            if images is not None and images.prob is None:
-                try:
-                    images.set_prob(result.prob)
-                except ValueError as exc:
-                    entry.prediction_error = str(exc)
-                self.images_ready.emit(result.row)
-            self._summary_timer.start()
+            if result.final:
+                entry.predicted = True
+                entry.scores = result.scores
+                entry.confusion = result.confusion
+                self._summary_timer.start()
+            else:
+                self._map_arrived(result.row, result.prob, result.seconds)
         elif result.error:
             if result.image_error:
                 if not entry.error:
@@ -334,6 +329,23 @@ class ReviewSession(QObject):
                 entry.prediction_error = result.error
                 self.notice.emit(f"{entry.case.image.name}: prediction failed: {result.error}", True)
         self.table.entry_changed(result.row)
+        if result.final and result.row == self.current and entry.scores is not None:
+            self.entry_scored.emit(result.row)
+
+    def _map_arrived(self, row: int, prob: np.ndarray, seconds: float | None) -> None:
+        entry = self.entries[row]
+        entry.seconds = seconds
+        self.probs.put(row, prob)
+        if seconds is not None:
+            self.seconds.append(seconds)
+            self.timing_changed.emit(float(np.mean(self.seconds[-20:])))
+        images = self.images.get(row)
+        if images is not None and images.prob is None:
+            try:
+                images.set_prob(prob)
+            except ValueError as exc:
+                entry.prediction_error = str(exc)
+            self.images_ready.emit(row)
 
     # ------------------------------------------------------------------ navigation
     def set_current(self, row: int, order: Sequence[int] | None = None) -> None:
