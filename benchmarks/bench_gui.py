@@ -75,6 +75,7 @@ def navigation(folder: Path, model: Path | None, pause_s: float) -> dict:
                                           masks=None))
     window.resize(1440, 900)
     window.show()
+    app.processEvents()
     window.session.start_model()
 
     def spin(seconds: float) -> None:

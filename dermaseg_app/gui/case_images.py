@@ -7,13 +7,16 @@ image in the background. No Qt here.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import cv2
 import numpy as np
 
 from dermaseg_app.core.dataset import Case
 from dermaseg_app.core.imageio import read_image, read_mask
+from dermaseg_app.core.prediction_cache import PredictionCache
 
 PREVIEW_MAX_SIDE = 1600  # the display copy; full resolution is drawn when zoomed in past it
 
@@ -83,3 +86,20 @@ def load_case_images(case: Case, prob_u8: np.ndarray | None = None) -> CaseImage
 def _reason(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None)
     return reason if isinstance(reason, str) and reason else (str(exc) or type(exc).__name__)
+
+
+def load_rows(job: Any, rows: Sequence[int], cases: Sequence[Case], probs: dict[int, np.ndarray],
+              cache: PredictionCache | None) -> Iterator[tuple[int, CaseImages | None, str]]:
+    """Background decoding (a ``workers.Worker`` generator): (row, images or None, error) per row.
+    The probability map comes from ``probs`` (in memory) or the prediction cache when there."""
+    for row in rows:
+        if job.cancelled:
+            return
+        case = cases[row]
+        try:
+            prob = probs.get(row)
+            if prob is None and cache is not None:
+                prob = cache.load_u8(case.image)
+            yield row, load_case_images(case, prob), ""
+        except Exception as exc:  # noqa: BLE001 - shown on the canvas and in the list
+            yield row, None, _reason(exc)

@@ -98,6 +98,13 @@ def score_against_truth(prob_u8: np.ndarray, case: Case, threshold: float) -> tu
     return scores, conf, ""
 
 
+def score_at(job: Any, row: int, prob: np.ndarray, gt: np.ndarray, threshold: float) -> tuple[int, float, Any]:
+    """Score one map at another threshold (a ``workers.Worker`` function): (row, threshold, Scores)."""
+    from dermaseg_app.core.metrics import score
+
+    return row, threshold, score(threshold_u8(prob, threshold), gt)
+
+
 def predict_cases(
     job: Any,
     cases: Sequence[Case],

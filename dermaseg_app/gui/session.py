@@ -8,7 +8,6 @@ scoring the current image at a new threshold. Results come back as signals on th
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,16 +15,16 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
 
-from dermaseg_app.core.dataset import Case, find_cases
+from dermaseg_app.core.dataset import find_cases
 from dermaseg_app.core.prediction_cache import PredictionCache
 from dermaseg_app.core.project import ProjectError, ReviewStatus
-from dermaseg_app.gui.canvas.overlay import threshold_u8
 from dermaseg_app.gui.canvas.qimage import to_qimage
-from dermaseg_app.gui.case_images import CaseImages, load_case_images
+from dermaseg_app.gui.case_images import CaseImages, load_rows
 from dermaseg_app.gui.case_model import CaseEntry, CaseTableModel
 from dermaseg_app.gui.lru import LRU
 from dermaseg_app.gui.model_header import ModelHeader, ModelHeaderError, read_model_header
-from dermaseg_app.gui.prediction_job import FocusQueue, PredictionResult, predict_cases
+from dermaseg_app.gui.model_slot import ModelSlot, ModelUnavailable, load_predictor
+from dermaseg_app.gui.prediction_job import FocusQueue, PredictionResult, predict_cases, score_at
 from dermaseg_app.gui.projects import ProjectBook
 from dermaseg_app.gui.thumbnails import Thumbnail, thumbnails
 from dermaseg_app.gui.workers import Worker, describe_error
@@ -34,73 +33,6 @@ IMAGE_CACHE_SIZE = 6  # decoded cases kept (a 3072x2304 case holds ~40 MB)
 PROB_CACHE_SIZE = 32  # 8-bit probability maps kept in memory
 PREFETCH = (1, -1, 2)  # neighbours decoded ahead, in the view's order
 CACHE_MAX_BYTES = 2 * 1024**3  # probability maps kept on disk per model (least recently used go)
-
-
-class ModelUnavailable(Exception):
-    fatal = True  # stops the prediction job; the window says why
-
-
-class ModelSlot:
-    """The predictor, loaded once in the background; ``get()`` blocks a worker until it is ready."""
-
-    def __init__(self) -> None:
-        self._ready = threading.Event()
-        self.predictor = None
-        self.error = ""
-
-    def set(self, predictor) -> None:
-        self.predictor = predictor
-        self._ready.set()
-
-    def fail(self, reason: str) -> None:
-        self.error = reason
-        self._ready.set()
-
-    @property
-    def ready(self) -> bool:
-        return self._ready.is_set()
-
-    def get(self, cancel: threading.Event | None = None):
-        while not self._ready.wait(0.1):
-            if cancel is not None and cancel.is_set():
-                raise ModelUnavailable("cancelled")
-        if self.predictor is None:
-            raise ModelUnavailable(self.error or "the model could not be loaded")
-        return self.predictor
-
-
-def _load_predictor(job, model_path: Path | None, device: str | None):
-    from dermaseg_app.ml.device import device_description
-    from dermaseg_app.ml.predictor import Predictor
-
-    predictor = Predictor(model_path, device)
-    return predictor, device_description(predictor.device)
-
-
-def _load_images(job, rows: Sequence[int], cases: Sequence[Case], probs: dict[int, np.ndarray],
-                 cache: PredictionCache | None):
-    for row in rows:
-        if job.cancelled:
-            return
-        case = cases[row]
-        try:
-            prob = probs.get(row)
-            if prob is None and cache is not None:
-                prob = cache.load_u8(case.image)
-            yield row, load_case_images(case, prob), ""
-        except Exception as exc:  # noqa: BLE001 - shown on the canvas and in the list
-            yield row, None, describe_error_reason(exc)
-
-
-def describe_error_reason(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None)
-    return reason if isinstance(reason, str) and reason else describe_error(exc)
-
-
-def _score_current(job, row: int, prob: np.ndarray, gt: np.ndarray, threshold: float):
-    from dermaseg_app.core.metrics import score
-
-    return row, threshold, score(threshold_u8(prob, threshold), gt)
 
 
 class ReviewSession(QObject):
@@ -185,7 +117,7 @@ class ReviewSession(QObject):
         self.threshold = self.header.threshold
         self.model_label = self.header.label
         self.cache = PredictionCache(self.header.cache_key(), root=self.cache_root)
-        worker = Worker(_load_predictor, path, self.device)
+        worker = Worker(load_predictor, path, self.device)
         worker.result.connect(self._model_loaded)
         worker.errored.connect(lambda exc: self._model_unavailable(f"The model cannot be loaded: {exc}"))
         self.workers.add(worker)
@@ -383,7 +315,7 @@ class ReviewSession(QObject):
             self._loader.cancel()
         self._loading = list(wanted)
         probs = {r: p for r in wanted if (p := self.probs.get(r)) is not None}
-        worker = Worker(_load_images, wanted, [e.case for e in self.entries], probs, self.cache)
+        worker = Worker(load_rows, wanted, [e.case for e in self.entries], probs, self.cache)
         worker.yielded.connect(self._images_loaded)
         self._loader = self._start(worker)
 
@@ -418,7 +350,7 @@ class ReviewSession(QObject):
         images = self.current_images()
         if images is None or images.prob is None or images.gt is None:
             return
-        worker = Worker(_score_current, row, images.prob, images.gt, threshold)
+        worker = Worker(score_at, row, images.prob, images.gt, threshold)
         worker.result.connect(lambda v: self.current_scores.emit(*v))
         self._start(worker)
 

@@ -1,0 +1,49 @@
+"""The model, loaded once in the background (importing torch takes seconds), and handed to the
+prediction job when ready. No Qt here."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+
+class ModelUnavailable(Exception):
+    fatal = True  # stops the prediction job; the window says why
+
+
+class ModelSlot:
+    """The predictor, loaded once in the background; ``get()`` blocks a worker until it is ready."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Event()
+        self.predictor = None
+        self.error = ""
+
+    def set(self, predictor) -> None:
+        self.predictor = predictor
+        self._ready.set()
+
+    def fail(self, reason: str) -> None:
+        self.error = reason
+        self._ready.set()
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def get(self, cancel: threading.Event | None = None):
+        while not self._ready.wait(0.1):
+            if cancel is not None and cancel.is_set():
+                raise ModelUnavailable("cancelled")
+        if self.predictor is None:
+            raise ModelUnavailable(self.error or "the model could not be loaded")
+        return self.predictor
+
+
+def load_predictor(job, model_path: Path | None, device: str | None):
+    """(Predictor, device description); a ``workers.Worker`` function (imports torch)."""
+    from dermaseg_app.ml.device import device_description
+    from dermaseg_app.ml.predictor import Predictor
+
+    predictor = Predictor(model_path, device)
+    return predictor, device_description(predictor.device)
