@@ -304,6 +304,40 @@ def test_closing_during_prediction_stops_cleanly(qtbot, random_model, tmp_path) 
     w.session.wait_for_model(60)
 
 
+def test_opening_another_folder_mid_prediction_keeps_results_apart(qtbot, random_model, folder, tmp_path) -> None:
+    import time
+
+    import cv2
+
+    rng = np.random.default_rng(3)
+    warm, other = tmp_path / "warm", tmp_path / "other"
+    for d, n in ((warm, 1), (other, 4)):
+        d.mkdir()
+        for i in range(n):
+            cv2.imwrite(str(d / f"o_{i}.png"), rng.integers(0, 255, (30 + i, 40, 3), dtype=np.uint8))
+    w = _window(qtbot, random_model)
+    s = w.session
+    w.open_paths([warm])  # the network's first run is slow; get it over with
+    qtbot.waitUntil(lambda: all(e.predicted for e in s.entries), timeout=WAIT_MS)
+    w.open_paths([other])
+    time.sleep(1.5)  # its results are now queued, not yet delivered
+    assert s._predict_worker.is_done
+    w.open_paths([folder])
+    done, totals = [], []
+    s.predictions_done.connect(done.append)
+    s.progress.connect(lambda d, total: totals.append(total))
+    qtbot.waitUntil(lambda: all(e.predicted for e in s.entries), timeout=WAIT_MS)
+    qtbot.wait(300)
+    assert done == [False] and set(totals) == {len(SMALL)}  # nothing from the first folder's job
+    assert [e.name for e in s.entries] == [f"{stem}.jpg" for stem in SMALL]
+    assert not any(e.error or e.prediction_error for e in s.entries)
+    from dermaseg_app.core.imageio import read_image
+
+    for row in range(len(SMALL)):
+        assert s.probs.get(row).shape == read_image(s.entries[row].case.image).shape[:2]
+    _close(w)
+
+
 def test_reopen_uses_cache(qtbot, random_model, folder) -> None:
     w = _window(qtbot, random_model)
     _open_and_wait_prediction(qtbot, w, folder)

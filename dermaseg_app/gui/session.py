@@ -81,12 +81,25 @@ class ReviewSession(QObject):
         self._loading: list[int] = []
         self._model_worker: Worker | None = None
         self._closing = False
+        self._generation = 0  # bumped by each open_paths
         self._summary_timer = QTimer(self)
         self._summary_timer.setSingleShot(True)
         self._summary_timer.setInterval(250)
         self._summary_timer.timeout.connect(self.summary_changed)
 
     # ------------------------------------------------------------------ workers
+    def _current_folder(self, slot):
+        """``slot``, called only while the folder opened when it was connected is still open:
+        results of work cancelled by opening another folder may still be queued, and row numbers
+        would then point at the wrong images."""
+        generation = self._generation
+
+        def guarded(*args):
+            if generation == self._generation:
+                slot(*args)
+
+        return guarded
+
     def _start(self, worker: Worker) -> Worker:
         self.workers.add(worker)
         worker.finished.connect(lambda w=worker: self.workers.discard(w))
@@ -154,6 +167,10 @@ class ReviewSession(QObject):
             self.notice.emit(f"No images found in {', '.join(map(str, paths))}.", True)
             return 0
         self.stop_background(wait=False)
+        self._generation += 1
+        self._loader = None
+        self._predict_worker = None
+        self._queue = None
         self.images.clear()
         self.probs.clear()
         self.seconds.clear()
@@ -182,7 +199,7 @@ class ReviewSession(QObject):
 
     def _start_thumbnails(self) -> None:
         worker = Worker(thumbnails, list(range(len(self.entries))), [e.case.image for e in self.entries])
-        worker.yielded.connect(self._thumbnail)
+        worker.yielded.connect(self._current_folder(self._thumbnail))
         self._start(worker)
 
     def _thumbnail(self, thumb: Thumbnail) -> None:
@@ -209,11 +226,11 @@ class ReviewSession(QObject):
         worker = Worker(predict_cases, [e.case for e in self.entries], self._queue, self.cache,
                         get_predictor, self.threshold)
         cancel_holder["event"] = worker._cancel
-        worker.yielded.connect(self._prediction)
-        worker.progress.connect(self.progress)
-        worker.errored.connect(self._prediction_error)
-        worker.cancelled.connect(lambda: self.predictions_done.emit(True))
-        worker.result.connect(lambda _v: self.predictions_done.emit(False))
+        worker.yielded.connect(self._current_folder(self._prediction))
+        worker.progress.connect(self._current_folder(self.progress.emit))
+        worker.errored.connect(self._current_folder(self._prediction_error))
+        worker.cancelled.connect(self._current_folder(lambda: self.predictions_done.emit(True)))
+        worker.result.connect(self._current_folder(lambda _v: self.predictions_done.emit(False)))
         worker.result.connect(lambda _v: self._prune_cache())
         self._predict_worker = self._start(worker)
         if self.current >= 0:
@@ -316,7 +333,7 @@ class ReviewSession(QObject):
         self._loading = list(wanted)
         probs = {r: p for r in wanted if (p := self.probs.get(r)) is not None}
         worker = Worker(load_rows, wanted, [e.case for e in self.entries], probs, self.cache)
-        worker.yielded.connect(self._images_loaded)
+        worker.yielded.connect(self._current_folder(self._images_loaded))
         self._loader = self._start(worker)
 
     def _images_loaded(self, item) -> None:
@@ -351,7 +368,7 @@ class ReviewSession(QObject):
         if images is None or images.prob is None or images.gt is None:
             return
         worker = Worker(score_at, row, images.prob, images.gt, threshold)
-        worker.result.connect(lambda v: self.current_scores.emit(*v))
+        worker.result.connect(self._current_folder(lambda v: self.current_scores.emit(*v)))
         self._start(worker)
 
     def summary(self):
