@@ -400,6 +400,23 @@ def test_worker_error_is_reported_and_finishes(qtbot) -> None:
     assert order == ["errored", "finished"] and worker.is_done
 
 
+def test_error_in_background_work_is_shown(qtbot, random_model, folder, monkeypatch) -> None:
+    from dermaseg_app.gui import session as session_mod
+
+    def broken(job, rows, paths):
+        yield from ()
+        raise OSError("the thumbnail reader crashed")
+
+    monkeypatch.setattr(session_mod, "thumbnails", broken)
+    w = _window(qtbot, random_model)
+    w.open_paths([folder])
+    qtbot.waitUntil(lambda: "the thumbnail reader crashed" in w.notice.text.text(), timeout=WAIT_MS)
+    assert w.notice.isVisible() and "Reading the thumbnails failed" in w.notice.text.text()
+    # the rest still works
+    qtbot.waitUntil(lambda: all(e.predicted for e in w.session.entries), timeout=WAIT_MS)
+    _close(w)
+
+
 def test_read_only_project_asks_for_folder(qtbot, random_model, folder, tmp_path, monkeypatch) -> None:
     from dermaseg_app.core import project as project_mod
 

@@ -100,9 +100,14 @@ class ReviewSession(QObject):
 
         return guarded
 
-    def _start(self, worker: Worker) -> Worker:
+    def _start(self, worker: Worker, what: str = "") -> Worker:
+        """Run ``worker`` on the pool; with ``what``, a failure is shown in the window as
+        "<what> failed: <reason>" (workers with their own error handling pass "")."""
         self.workers.add(worker)
         worker.finished.connect(lambda w=worker: self.workers.discard(w))
+        if what:
+            worker.errored.connect(self._current_folder(
+                lambda exc: self.notice.emit(f"{what} failed: {describe_error(exc)}", True)))
         worker.start(self.pool)
         return worker
 
@@ -200,7 +205,7 @@ class ReviewSession(QObject):
     def _start_thumbnails(self) -> None:
         worker = Worker(thumbnails, list(range(len(self.entries))), [e.case.image for e in self.entries])
         worker.yielded.connect(self._current_folder(self._thumbnail))
-        self._start(worker)
+        self._start(worker, "Reading the thumbnails")
 
     def _thumbnail(self, thumb: Thumbnail) -> None:
         if thumb.row >= len(self.entries):
@@ -249,7 +254,8 @@ class ReviewSession(QObject):
 
     def _prune_cache(self) -> None:
         if self.cache is not None:
-            self._start(Worker(lambda job, cache: cache.prune(CACHE_MAX_BYTES), self.cache))
+            self._start(Worker(lambda job, cache: cache.prune(CACHE_MAX_BYTES), self.cache),
+                        "Tidying the prediction cache")
 
     def cancel_predictions(self) -> None:
         if self._predict_worker is not None and not self._predict_worker.is_done:
@@ -334,7 +340,7 @@ class ReviewSession(QObject):
         probs = {r: p for r in wanted if (p := self.probs.get(r)) is not None}
         worker = Worker(load_rows, wanted, [e.case for e in self.entries], probs, self.cache)
         worker.yielded.connect(self._current_folder(self._images_loaded))
-        self._loader = self._start(worker)
+        self._loader = self._start(worker, "Opening the image")
 
     def _images_loaded(self, item) -> None:
         row, images, error = item
@@ -369,7 +375,7 @@ class ReviewSession(QObject):
             return
         worker = Worker(score_at, row, images.prob, images.gt, threshold)
         worker.result.connect(self._current_folder(lambda v: self.current_scores.emit(*v)))
-        self._start(worker)
+        self._start(worker, "Scoring the image")
 
     def summary(self):
         from dermaseg_app.core.metrics import summarize
