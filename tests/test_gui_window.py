@@ -282,6 +282,14 @@ def test_background_prediction_progresses_and_cancels(qtbot, random_model, tmp_p
     assert 2 <= done < 60 and seen[-1][1] == 60
     assert sum(e.predicted for e in w.session.entries) == done
     assert not w.progress.isVisible()
+    # an image the cancel left out is predicted when the user opens it ...
+    left = next(r for r, e in enumerate(w.session.entries) if not e.predicted)
+    w.case_list.select_row(left)
+    qtbot.waitUntil(lambda: w.session.entries[left].predicted, timeout=WAIT_MS)
+    # ... and Resume predicts the rest
+    with qtbot.waitSignal(w.session.predictions_done, timeout=WAIT_MS):
+        assert w.session.resume_predictions() == 60 - done - 1
+    assert all(e.predicted for e in w.session.entries)
     _close(w)
 
 

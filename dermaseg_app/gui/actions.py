@@ -91,6 +91,7 @@ def build_menus(w: MainWindow) -> Menus:
     review.addSeparator()
     _action(w, review, "Choose Project Folder…", w.choose_project_folder)
     _action(w, review, "Cancel Background Prediction", w.session.cancel_predictions, ("Esc",))
+    _action(w, review, "Resume Background Prediction", w.session.resume_predictions)
 
     help_menu = bar.addMenu("&Help")
     _action(w, help_menu, "Open the Bundled &Samples", lambda: _open_samples(w))

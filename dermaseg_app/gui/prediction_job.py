@@ -65,9 +65,13 @@ class FocusQueue:
             self._pending.discard(best)
             return best
 
-    def requeue(self, row: int) -> None:
+    def add(self, rows: Sequence[int]) -> int:
+        """Queue more rows (a running job picks them up); returns how many were new."""
         with self._lock:
-            self._pending.add(row)
+            new = set(rows) - self._pending
+            self._pending |= new
+            self.total += len(new)
+            return len(new)
 
     def remaining(self) -> int:
         with self._lock:
@@ -116,8 +120,7 @@ def predict_cases(
     """Yield, per image, first the map as soon as it exists (``final`` False: the window draws it
     at once), then the finished result with the scores (``final`` True; progress counts these)."""
     done = 0
-    total = queue.total
-    job.progress(0, total)
+    job.progress(0, queue.total)
     while not job.cancelled:
         row = queue.take()
         if row is None:
@@ -160,6 +163,6 @@ def predict_cases(
                 raise
             result.error = _reason(exc)
         done += 1
-        job.progress(done, total)
+        job.progress(done, queue.total)
         yield result
     return done

@@ -195,10 +195,10 @@ class ReviewSession(QObject):
         self.table.set_entries(self.entries)
         self.current = -1
         self.order = list(range(len(cases)))
-        self.cases_opened.emit()
         self.start_model()
         self._start_thumbnails()
-        self._start_predictions()
+        self._start_predictions()  # before the window selects the first image (no on-demand job)
+        self.cases_opened.emit()
         self.summary_changed.emit()
         return len(cases)
 
@@ -219,10 +219,14 @@ class ReviewSession(QObject):
         self.table.entry_changed(thumb.row)
 
     # ------------------------------------------------------------------ predictions
-    def _start_predictions(self) -> None:
-        if self.cache is None:
+    def _start_predictions(self, rows: Sequence[int] | None = None) -> None:
+        """Predict ``rows`` (default: the whole folder) in the background, nearest the current first."""
+        if self.cache is None or self.predicting() or self.model_error:
             return
-        self._queue = FocusQueue(self.order)
+        rows = list(self.order) if rows is None else list(rows)
+        if not rows:
+            return
+        self._queue = FocusQueue(rows)
         cancel_holder: dict = {}
 
         def get_predictor():
@@ -240,6 +244,15 @@ class ReviewSession(QObject):
         self._predict_worker = self._start(worker)
         if self.current >= 0:
             self._queue.set_focus(self.current, self.order)
+
+    def resume_predictions(self) -> int:
+        """Predict what a cancel left undone; returns how many images that is."""
+        rows = [r for r in range(len(self.entries)) if not self.entries[r].predicted and not self.entries[r].error]
+        if self.predicting() and self._queue is not None:
+            self._queue.add(rows)  # a job is running (e.g. one image on demand): it takes them too
+        else:
+            self._start_predictions(rows)
+        return len(rows)
 
     def _prediction_error(self, exc: BaseException) -> None:
         if isinstance(exc, ModelUnavailable):
@@ -311,6 +324,9 @@ class ReviewSession(QObject):
             self._queue.set_focus(row, self.order)
         if row >= 0:
             self._request_images(row)
+            entry = self.entries[row]
+            if not entry.predicted and not entry.error and not self.predicting():
+                self._start_predictions([row])  # after a cancel: this image on demand
 
     def _neighbours(self, row: int) -> list[int]:
         try:
