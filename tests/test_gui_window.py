@@ -41,7 +41,7 @@ def random_model(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("model") / "random.safetensors"
     net = build_generator("slsnet", {"input_size": 32})
     save_model(path, net, ModelInfo(name="random-test", version="0.0.1", arch="slsnet",
-                                    config={"input_size": 32}, input_size=32))
+                                    config={"input_size": 32}, input_size=32, threshold=0.45))
     return path
 
 
@@ -101,6 +101,9 @@ def test_opens_folder_predicts_first_image_and_scores(qtbot, random_model, folde
     assert entry.scores is not None and 0 <= entry.scores.jsc <= 1 and entry.uncertainty is not None
     assert w.session.table.index(0, Column.JSC).data() == f"{entry.scores.jsc:.3f}"
     assert "random-test 0.0.1" in w.model_label.text() and "CPU" in w.device_label.text()
+    assert w.controls.threshold.value() == 45  # the slider starts at the model's threshold
+    assert w.metrics.note.text() == "at threshold 0.45"
+    assert w.metrics.values["jsc"].text() == f"{100 * entry.scores.jsc:.1f}%"
     qtbot.waitUntil(lambda: w.summary.worst.count() == len(SMALL), timeout=5000)
     assert w.summary.plot is not None  # the pyqtgraph histogram
     _close(w)

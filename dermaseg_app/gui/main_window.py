@@ -102,7 +102,7 @@ class MainWindow(QMainWindow):
         s.cases_opened.connect(self._cases_opened)
         s.model_ready.connect(self._model_ready)
         s.model_failed.connect(self._model_failed)
-        s.model_header_read.connect(lambda label: self.model_label.setText(f"Model: {label} (loading…)"))
+        s.model_header_read.connect(self._model_header_read)
         s.progress.connect(self.progress.set_progress)
         s.predictions_done.connect(lambda cancelled: self.progress.finish())
         s.timing_changed.connect(lambda sec: self.timing_label.setText(f"{sec:.2f} s / image"))
@@ -170,6 +170,10 @@ class MainWindow(QMainWindow):
             self._row_changed(row)
 
     # ------------------------------------------------------------------ status
+    def _model_header_read(self, label: str) -> None:
+        self.model_label.setText(f"Model: {label} (loading…)")
+        self.controls.set_threshold(self.session.threshold)  # the model's own threshold
+
     def _model_ready(self, label: str, device: str) -> None:
         self.model_label.setText(f"Model: {label}")
         self.device_label.setText(f"Device: {device}")
