@@ -22,7 +22,7 @@ SCREENSHOT_TIMEOUT_S = 180.0
 SCREENSHOT_SIZE = (1440, 900)
 EMPTY_HINT = ("Open images (Ctrl+O) or a folder (Ctrl+Shift+O), or drop them here.\n"
               "Help > Open the Bundled Samples shows DermaSeg on a few dermoscopic images.")
-SETTLE_S = 4.0  # at most this long for the metrics to appear after the mask is drawn
+SETTLE_S = 10.0  # at most this long for the metrics and the folder summary after the mask is drawn
 
 
 def _arg(args: Any, name: str, default: Any = None) -> Any:
@@ -61,7 +61,7 @@ class ScreenshotTaker(QObject):
         images = self.window.session.current_images()
         needs_scores = images is not None and images.gt is not None
         scored = self.window.metrics.values["jsc"].text() != "—"
-        summarized = self.window.summary.worst.count() > 0
+        summarized = self.window.summary.worst.count() > 0 and not self.window.session.predicting()
         if (not needs_scores or (scored and summarized)) or time.monotonic() > deadline:
             self._save(0, "")
         else:
@@ -87,6 +87,7 @@ class ScreenshotTaker(QObject):
         QTimer.singleShot(150, lambda: self._grab(code, reason))
 
     def _grab(self, code: int, reason: str) -> None:
+        self.window.refresh_summary()  # not the throttled one: every result so far
         self.path.parent.mkdir(parents=True, exist_ok=True)
         pixmap = self.window.grab()
         if not pixmap.save(str(self.path), "PNG"):

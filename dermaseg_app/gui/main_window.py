@@ -15,6 +15,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QScrollArea,
+    QSplitter,
     QVBoxLayout,
     QWidget,
 )
@@ -53,20 +54,27 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
 
         self.case_list = CaseListWidget(session.table)
-        self._dock("Images", self.case_list, Qt.DockWidgetArea.LeftDockWidgetArea, 430)
+        self.summary = SummaryPanel()
+        left = QSplitter(Qt.Orientation.Vertical)  # the folder: its images above, its summary below
+        left.addWidget(self.case_list)
+        left.addWidget(self.summary)
+        left.setStretchFactor(0, 3)
+        left.setStretchFactor(1, 2)
+        left.setChildrenCollapsible(False)
+        left_dock = self._dock("Images", left, Qt.DockWidgetArea.LeftDockWidgetArea, 400)
         self.controls = DisplayControls()
         self.review = ReviewPanel()
         self.metrics = MetricsPanel()
-        self.summary = SummaryPanel()
         side = QWidget()
         side_col = QVBoxLayout(side)
-        for w in (self.controls, self.review, self.metrics, self.summary):
+        for w in (self.controls, self.review, self.metrics):
             side_col.addWidget(w)
         side_col.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidget(side)
         scroll.setWidgetResizable(True)
-        self._dock("Review", scroll, Qt.DockWidgetArea.RightDockWidgetArea, 330)
+        right_dock = self._dock("Review", scroll, Qt.DockWidgetArea.RightDockWidgetArea, 330)
+        self.resizeDocks([left_dock, right_dock], [470, 330], Qt.Orientation.Horizontal)
 
         self.device_label = QLabel("Device: loading…")
         self.zoom_label = QLabel("")
@@ -107,7 +115,7 @@ class MainWindow(QMainWindow):
         s.predictions_done.connect(lambda cancelled: self.progress.finish())
         s.timing_changed.connect(lambda sec: self.timing_label.setText(f"{sec:.2f} s / image"))
         s.notice.connect(self._notice)
-        s.summary_changed.connect(self._summary)
+        s.summary_changed.connect(self.refresh_summary)
         s.entry_updated.connect(lambda row: self._row_changed(row) if row == s.current else None)
         self.progress.cancel_requested.connect(self._cancel)
         self.canvas.zoom_changed.connect(lambda z: self.zoom_label.setText(f"{100 * z:.0f}%"))
@@ -188,7 +196,7 @@ class MainWindow(QMainWindow):
     def _notice(self, text: str, error: bool) -> None:
         self.notice.show_notice(text, error)
 
-    def _summary(self) -> None:
+    def refresh_summary(self) -> None:
         entries = self.session.entries
         self.summary.update_summary(self.session.summary(), self.session.per_image_jsc(), len(entries),
                                     self.session.threshold,

@@ -30,7 +30,7 @@ from dermaseg_app.gui.thumbnails import Thumbnail, thumbnails
 from dermaseg_app.gui.workers import Worker, describe_error
 
 IMAGE_CACHE_SIZE = 6  # decoded cases kept (a 3072x2304 case holds ~40 MB)
-PROB_CACHE_SIZE = 32  # 8-bit probability maps kept in memory
+PROB_CACHE_SIZE = 16  # 8-bit probability maps kept in memory (7 MB each at 3072x2304)
 PREFETCH = (1, -1, 2)  # neighbours decoded ahead, in the view's order
 CACHE_MAX_BYTES = 2 * 1024**3  # probability maps kept on disk per model (least recently used go)
 

@@ -40,9 +40,10 @@ class CaseListWidget(QWidget):
         self.table.setWordWrap(False)
         self.table.setTextElideMode(Qt.TextElideMode.ElideRight)
         header = self.table.horizontalHeader()
-        header.setSectionResizeMode(Column.NAME, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(Column.NAME, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(Column.STATUS, QHeaderView.ResizeMode.Stretch)
         header.setMinimumSectionSize(40)
-        for col in (Column.STATUS, Column.JSC, Column.DSC, Column.UNCERTAINTY):
+        for col in (Column.JSC, Column.DSC, Column.UNCERTAINTY):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         self.table.selectionModel().currentRowChanged.connect(self._current_changed)
         self.proxy.rowsInserted.connect(self._update_count)

@@ -25,7 +25,7 @@ class SummaryPanel(QGroupBox):
         self.plot = None  # pyqtgraph PlotWidget, created on first use
         self._plot_holder = QVBoxLayout()
         self.worst = QListWidget()
-        self.worst.setMaximumHeight(170)
+        self.worst.setMinimumHeight(60)
         self.worst.itemActivated.connect(self._activated)
         self.worst.itemClicked.connect(self._activated)
         layout = QVBoxLayout(self)
@@ -41,8 +41,8 @@ class SummaryPanel(QGroupBox):
 
             self.plot = pg.PlotWidget(background="w")
             self.plot.setObjectName("jscHistogram")
-            self.plot.setMinimumHeight(140)
-            self.plot.setMaximumHeight(200)
+            self.plot.setMinimumHeight(120)
+            self.plot.setMaximumHeight(180)
             self.plot.setLabel("bottom", "JSC per image")
             self.plot.setLabel("left", "images")
             self.plot.setXRange(0, 1, padding=0.02)
