@@ -382,7 +382,7 @@ def test_corrupt_file_is_listed_with_reason(qtbot, random_model, folder) -> None
     _close(w)
 
 
-def test_missing_model_still_shows_images(qtbot, tmp_path, folder) -> None:
+def test_missing_model_still_shows_images(qtbot, tmp_path, folder, random_model) -> None:
     w = _window(qtbot, tmp_path / "no-such-model.safetensors")
     with qtbot.waitSignal(w.view.drawn, timeout=WAIT_MS):
         w.open_paths([folder])
@@ -390,6 +390,11 @@ def test_missing_model_still_shows_images(qtbot, tmp_path, folder) -> None:
     assert "no such model file" in w.notice.text.text()
     assert "no such model file" in w.canvas.message.text()
     assert w.model_label.text() == "Model: none"
+    # File > Use Model File... : the masks follow
+    with qtbot.waitSignal(w.view.drawn, timeout=WAIT_MS, check_params_cb=lambda r, p, c: p):
+        w.use_model(random_model)
+    qtbot.waitUntil(lambda: all(e.predicted for e in w.session.entries), timeout=WAIT_MS)
+    assert "random-test" in w.model_label.text() and not w.canvas.message.isVisible()
     _close(w)
 
 

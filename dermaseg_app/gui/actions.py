@@ -69,6 +69,8 @@ def build_menus(w: MainWindow) -> Menus:
     sub.setChecked(w.settings.include_subfolders)
     recent = file.addMenu("&Recent Folders")
     file.addSeparator()
+    _action(w, file, "Use Model File…", lambda: _choose_model(w))
+    file.addSeparator()
     _action(w, file, "&Quit", w.close, ("Ctrl+Q",))
 
     view = bar.addMenu("&View")
@@ -124,3 +126,9 @@ def _open_samples(w: MainWindow) -> None:
     from dermaseg_app import paths
 
     w.open_paths([paths.samples_dir()])
+
+
+def _choose_model(w: MainWindow) -> None:
+    path, _ = QFileDialog.getOpenFileName(w, "Model weights", "", "DermaSeg models (*.safetensors)")
+    if path:
+        w.use_model(Path(path))

@@ -33,6 +33,9 @@ class LRU(Generic[K, V]):
     def pop(self, key: K) -> V | None:
         return self._items.pop(key, None)
 
+    def values(self) -> list[V]:
+        return list(self._items.values())
+
     def clear(self) -> None:
         self._items.clear()
 

@@ -177,6 +177,13 @@ class MainWindow(QMainWindow):
             self.review.show_project_problem(problem)
             self._row_changed(row)
 
+    def use_model(self, path: Path) -> None:
+        self.notice.clear()
+        self.model_label.setText("Model: loading…")
+        self.model_label.setToolTip("")
+        self.device_label.setText("Device: loading…")
+        self.session.use_model(path)
+
     # ------------------------------------------------------------------ status
     def _model_header_read(self, label: str) -> None:
         self.model_label.setText(f"Model: {label} (loading…)")

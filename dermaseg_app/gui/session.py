@@ -143,6 +143,33 @@ class ReviewSession(QObject):
         self._model_worker = worker.start_daemon("dermaseg-model-loader")
         self.model_header_read.emit(self.header.label)
 
+    def use_model(self, path: Path) -> None:
+        """Switch to another model file: its maps replace the old model's, which are forgotten
+        (the cache keeps both, keyed by model)."""
+        self.cancel_predictions()
+        self._generation += 1  # drop what the old model's job still has queued
+        self._predict_worker = None
+        self._queue = None
+        self.model_path = Path(path)
+        self.model = ModelSlot()
+        self.model_error = ""
+        self.header = None
+        self.cache = None
+        self._model_worker = None
+        self.seconds.clear()
+        self.probs.clear()
+        for images in self.images.values():
+            images.prob = images.prob_preview = None
+        for row, entry in enumerate(self.entries):
+            entry.predicted, entry.scores, entry.confusion, entry.uncertainty = False, None, None, None
+            entry.prediction_error = ""
+        self.table.set_entries(self.entries)
+        self.start_model()
+        self._start_predictions()
+        if self.current >= 0:
+            self.images_ready.emit(self.current)  # redrawn without the old model's mask
+        self.summary_changed.emit()
+
     def _model_loaded(self, value) -> None:
         predictor, device_label = value
         self.model.set(predictor)
@@ -234,7 +261,7 @@ class ReviewSession(QObject):
 
         worker = Worker(predict_cases, [e.case for e in self.entries], self._queue, self.cache,
                         get_predictor, self.threshold)
-        cancel_holder["event"] = worker._cancel
+        cancel_holder["event"] = worker.cancel_event
         worker.yielded.connect(self._current_folder(self._prediction))
         worker.progress.connect(self._current_folder(self.progress.emit))
         worker.errored.connect(self._current_folder(self._prediction_error))

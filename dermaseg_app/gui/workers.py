@@ -82,6 +82,10 @@ class Worker(QRunnable):
         return self._cancel.is_set()
 
     @property
+    def cancel_event(self) -> threading.Event:
+        return self._cancel
+
+    @property
     def is_done(self) -> bool:
         return self._done.is_set()
 
