@@ -102,12 +102,14 @@ def threshold_u8(prob_u8: np.ndarray, threshold: float) -> np.ndarray:
 
 
 def border_uncertainty(prob_u8: np.ndarray, threshold: float = 0.5, low: float = 0.3, high: float = 0.7,
-                       work_size: int = 256) -> float:
+                       work_size: int = 256, band: float = 0.06) -> float:
     """How unsure the model is about the lesion's border, in [0, 1].
 
     The share of pixels in a band around the predicted border whose probability lies between
-    ``low`` and ``high``. The band is the predicted mask's morphological gradient widened to about
-    3% of the image's size; with no border at all (empty or full mask) the whole image counts.
+    ``low`` and ``high``. The band is the predicted mask's morphological gradient with a disk
+    ``band`` (6%) of the image's long side across, so a crisp border scores near 0 and a border
+    blurred across the whole band near 1; with no border at all (empty or full mask) the whole
+    image counts.
     Computed on a copy at most ``work_size`` pixels on its long side.
     """
     prob = np.asarray(prob_u8, dtype=np.uint8)
@@ -117,10 +119,10 @@ def border_uncertainty(prob_u8: np.ndarray, threshold: float = 0.5, low: float =
         prob = cv2.resize(prob, (max(1, round(w * scale)), max(1, round(h * scale))),
                           interpolation=cv2.INTER_AREA)
     mask = threshold_u8(prob, threshold).astype(np.uint8)
-    k = max(3, int(round(0.03 * max(prob.shape))) | 1)
+    k = max(3, int(round(band * max(prob.shape))) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-    band = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, kernel).astype(bool)
+    ring = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, kernel).astype(bool)
     unsure = (prob > low * 255) & (prob < high * 255)
-    if not band.any():
+    if not ring.any():
         return float(unsure.mean())
-    return float(unsure[band].mean())
+    return float(unsure[ring].mean())
