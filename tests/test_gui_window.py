@@ -176,7 +176,7 @@ def test_comparison_colours_rendered_on_canvas(qtbot, random_model, folder) -> N
     w.controls.opacity.setValue(100)
     with qtbot.waitSignal(w.view.drawn, timeout=5000, check_params_cb=lambda r, p, compared: compared):
         qtbot.keyClick(w, Qt.Key.Key_G)  # one key toggles the comparison
-    assert w.canvas.legend.isVisible()
+    assert w.canvas.legend.isVisible() and not w.canvas.heat_legend.isVisible()
     w.canvas.viewport().repaint()
     shot = qimage_to_rgb(w.canvas.viewport().grab().toImage())
     import cv2
@@ -197,6 +197,9 @@ def test_comparison_colours_rendered_on_canvas(qtbot, random_model, folder) -> N
     vp = w.canvas.mapFromScene(x + 0.5, y + 0.5)
     expected = images.rgb[y, x].astype(int)
     assert np.abs(shot[vp.y(), vp.x()].astype(int) - expected).max() <= 40
+    # the heat-map replaces the comparison colours, with its own colour scale
+    qtbot.keyClick(w, Qt.Key.Key_H)
+    assert w.canvas.heat_legend.isVisible() and not w.canvas.legend.isVisible()
     _close(w)
 
 

@@ -96,7 +96,7 @@ class CaseView(QObject):
         self.canvas.set_overlay(rendered.overlay_preview, rendered.overlay_full)
         self.canvas.set_contours(rendered.contours)
         self._zoomed(self.canvas.zoom)
-        self.canvas.show_legend(rendered.compared)
+        self.canvas.show_legend(rendered.compared, heat=options.heatmap and images.prob is not None)
         self.canvas.show_message(self._message(images, entry))
         self._update_metrics(images, entry)
         self.last_draw_seconds = time.perf_counter() - t0

@@ -16,8 +16,8 @@ from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen, QPolygonF, QWhee
 from PySide6.QtWidgets import QFrame, QGraphicsPathItem, QGraphicsScene, QGraphicsView, QLabel, QWidget
 
 from dermaseg_app.gui.canvas.layers import FullSource, LodImageItem
-from dermaseg_app.gui.canvas.legend import LegendWidget
-from dermaseg_app.gui.canvas.overlay import CONTOUR_COLOUR
+from dermaseg_app.gui.canvas.legend import HeatLegend, LegendWidget
+from dermaseg_app.gui.canvas.overlay import CONTOUR_COLOUR, heat_palette
 
 MIN_ZOOM = 0.02
 MAX_ZOOM = 32.0
@@ -86,6 +86,9 @@ class ImageCanvas(QGraphicsView):
         self.legend = LegendWidget(parent=self.viewport())
         self.legend.move(10, 10)
         self.legend.hide()
+        self.heat_legend = HeatLegend(heat_palette(1.0, 0)[:, :3], parent=self.viewport())
+        self.heat_legend.move(10, 10)
+        self.heat_legend.hide()
         self.message = QLabel(self.viewport())
         self.message.setObjectName("canvasMessage")
         self.message.setWordWrap(True)
@@ -120,10 +123,13 @@ class ImageCanvas(QGraphicsView):
         self.contour_item.setPath(QPainterPath())
         self._image_size = (0, 0)
 
-    def show_legend(self, visible: bool) -> None:
+    def show_legend(self, visible: bool, heat: bool = False) -> None:
+        """The comparison legend (``visible``) or the heat-map's colour scale (``heat``)."""
         self.legend.setVisible(visible)
-        if visible:
-            self.legend.raise_()
+        self.heat_legend.setVisible(heat and not visible)
+        for w in (self.legend, self.heat_legend):
+            if w.isVisible():
+                w.raise_()
 
     def show_message(self, text: str, error: bool = False) -> None:
         """A message over the canvas (loading, no model, unreadable image); "" hides it."""

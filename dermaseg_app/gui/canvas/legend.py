@@ -52,3 +52,37 @@ class LegendWidget(QWidget):
             row.addStretch(1)
             layout.addLayout(row)
         self.adjustSize()
+
+
+class HeatLegend(QWidget):
+    """The probability colour scale of the heat-map, 0 to 1."""
+
+    def __init__(self, palette_rgb, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("heatLegend")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        self.setStyleSheet("#heatLegend { background: rgba(20, 20, 20, 215); border-radius: 6px; }"
+                           "#heatLegend QLabel { color: white; }")
+        self.colours = [QColor(int(r), int(g), int(b)) for r, g, b in palette_rgb]
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 8, 10, 8)
+        layout.addWidget(QLabel("<b>Lesion probability</b>"))
+        self.bar = QWidget()
+        self.bar.setFixedSize(200, 14)
+        self.bar.paintEvent = self._paint_bar  # a plain strip; no subclass needed
+        layout.addWidget(self.bar)
+        ticks = QHBoxLayout()
+        for text in ("0", "0.5", "1"):
+            ticks.addWidget(QLabel(text))
+            if text != "1":
+                ticks.addStretch(1)
+        layout.addLayout(ticks)
+        self.adjustSize()
+
+    def _paint_bar(self, event) -> None:
+        p = QPainter(self.bar)
+        w = self.bar.width()
+        n = len(self.colours)
+        for x in range(w):
+            p.setPen(self.colours[min(n - 1, x * n // w)])
+            p.drawLine(x, 0, x, self.bar.height())

@@ -78,7 +78,8 @@ def comparison_overlay(pred: np.ndarray, gt: np.ndarray, opacity: float) -> Inde
     return IndexedOverlay(index, palette)
 
 
-def _heat_palette(opacity: float, floor: int) -> np.ndarray:
+def heat_palette(opacity: float, floor: int) -> np.ndarray:
+    """The heat-map's 256 RGBA colours (inferno; transparent below ``floor``)."""
     levels = np.arange(256, dtype=np.uint8)
     bgr = cv2.applyColorMap(levels.reshape(-1, 1), cv2.COLORMAP_INFERNO).reshape(256, 3)
     a = levels.astype(np.float32) * (_alpha(opacity) / 255.0)
@@ -93,7 +94,7 @@ def _heat_palette(opacity: float, floor: int) -> np.ndarray:
 def heatmap_overlay(prob_u8: np.ndarray, opacity: float, floor: int = 13) -> IndexedOverlay:
     """The probability map in the 'inferno' colour scale; probabilities below ``floor``/255 are
     transparent so the skin stays visible, the rest fade in with the probability."""
-    return IndexedOverlay(np.asarray(prob_u8, dtype=np.uint8), _heat_palette(opacity, floor))
+    return IndexedOverlay(np.asarray(prob_u8, dtype=np.uint8), heat_palette(opacity, floor))
 
 
 def threshold_u8(prob_u8: np.ndarray, threshold: float) -> np.ndarray:
