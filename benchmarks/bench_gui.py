@@ -157,6 +157,12 @@ def main() -> int:
                      "cpu_count": os.cpu_count(), "load_average_before": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        if args.folder.resolve() == paths.samples_dir().resolve():
+            # opening a folder creates its review project inside it: work on a copy of the samples
+            import shutil
+
+            shutil.copytree(args.folder.parent, tmp / "samples")
+            args.folder = tmp / "samples" / args.folder.name
         cold, warm = [], []
         for i in range(args.repeats):
             cache = tmp / f"cache{i}"
