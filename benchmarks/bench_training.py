@@ -140,7 +140,8 @@ def finetune_benchmark(args: argparse.Namespace) -> int:
     cfg = TrainConfig(
         data=[str(ft_dir)], val=[], val_fraction=0.1, out=str(out), run_dir=str(work / "run"),
         base_model=args.base, replay=[args.replay] if args.replay_share > 0 else [],
-        replay_share=args.replay_share, freeze_encoder=args.freeze_encoder, adversarial=False,
+        replay_share=args.replay_share, freeze_encoder=args.freeze_encoder, adversarial=args.adversarial,
+        warmup_epochs=args.warmup,
         epochs=args.epochs, lr=args.lr, beta1=0.9, lr_schedule="cosine", ema_decay=args.ema,
         seed=args.seed, num_threads=args.threads, pack_dir=args.pack_dir, model_version="ft-bench",
     )
@@ -156,7 +157,7 @@ def finetune_benchmark(args: argparse.Namespace) -> int:
     after = score_model(out, folders, args.pack_dir)
     result = {
         "base": args.base, "n_finetune_part": args.n_finetune, "heldout": len(held), "seed": args.seed,
-        "epochs": args.epochs, "freeze_encoder": args.freeze_encoder, "replay_share": args.replay_share,
+        "epochs": args.epochs, "freeze_encoder": args.freeze_encoder, "adversarial": args.adversarial, "replay_share": args.replay_share,
         "lr": args.lr, "threads": torch.get_num_threads(), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
         "best_epoch": finished.best_epoch if finished else None, "before": before, "after": after,
     }
@@ -180,6 +181,8 @@ def main() -> int:
         ap.add_argument("--lr", type=float, default=2e-4)
         ap.add_argument("--ema", type=float, default=0.99)
         ap.add_argument("--freeze-encoder", action="store_true")
+        ap.add_argument("--adversarial", action="store_true", help="the paper's GAN loss (fresh D)")
+        ap.add_argument("--warmup", type=float, default=0.0, help="supervised epochs before the GAN")
         ap.add_argument("--seed", type=int, default=0)
         ap.add_argument("--threads", type=int, default=1)
         ap.add_argument("--pack-dir")
