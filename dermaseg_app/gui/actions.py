@@ -60,6 +60,13 @@ def _action(window: MainWindow, menu: QMenu, text: str, slot, keys: tuple[str, .
     return act
 
 
+def shortcuts_html() -> str:
+    """The whole shortcut sheet: reviewing, then correcting the contour (gui.shortcuts)."""
+    from dermaseg_app.gui.shortcuts import editing_html
+
+    return "<p><b>Reviewing</b></p>" + SHORTCUTS_HELP + editing_html()
+
+
 def build_menus(w: MainWindow) -> Menus:
     bar = w.menuBar()
     file = bar.addMenu("&File")
@@ -98,7 +105,7 @@ def build_menus(w: MainWindow) -> Menus:
     help_menu = bar.addMenu("&Help")
     _action(w, help_menu, "Open the Bundled &Samples", lambda: _open_samples(w))
     _action(w, help_menu, "&Keyboard Shortcuts",
-            lambda: QMessageBox.information(w, "Keyboard shortcuts", SHORTCUTS_HELP))
+            lambda: QMessageBox.information(w, "Keyboard shortcuts", shortcuts_html()))
     menus = Menus(w, recent)
     menus.refresh_recent()
     return menus

@@ -29,6 +29,7 @@ STATUS_COLOURS: dict[ReviewStatus, QColor] = {
 }
 STATUS_ORDER = {s: i for i, s in enumerate(ReviewStatus)}
 UNREADABLE_FILTER = "unreadable"
+EDITED_MARKS = {"saved": " ✎", "unsaved": " ✎*"}  # extras["edited"]: the mask was corrected (gui.editing)
 
 
 class Column(IntEnum):
@@ -130,7 +131,7 @@ class CaseTableModel(QAbstractTableModel):
             return row
         if role == Qt.ItemDataRole.DisplayRole:
             if col == Column.NAME:
-                return e.name
+                return e.name + EDITED_MARKS.get(e.extras.get("edited"), "")
             if col == Column.STATUS:
                 return "unreadable" if e.error else e.status.label
             no_truth = "—" if e.case.ground_truth is None and not e.error else ""
@@ -167,6 +168,8 @@ class CaseTableModel(QAbstractTableModel):
                 tip += "\nno ground truth: reviewed without comparison"
             if e.prediction_error:
                 tip += f"\nprediction failed: {e.prediction_error}"
+            if e.extras.get("edited"):
+                tip += "\ncorrected" + (", not saved yet" if e.extras["edited"] == "unsaved" else " (saved)")
             if e.note:
                 tip += f"\nnote: {e.note}"
             return tip

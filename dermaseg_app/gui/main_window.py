@@ -24,6 +24,7 @@ from dermaseg_app.core.project import ReviewStatus
 from dermaseg_app.gui.actions import build_menus
 from dermaseg_app.gui.canvas.image_view import ImageCanvas
 from dermaseg_app.gui.case_view import CaseView
+from dermaseg_app.gui.editing import install_editing
 from dermaseg_app.gui.session import ReviewSession
 from dermaseg_app.gui.settings import GuiSettings
 from dermaseg_app.gui.widgets.case_list import CaseListWidget
@@ -89,6 +90,7 @@ class MainWindow(QMainWindow):
         self.view = CaseView(session, self.canvas, self.controls, self.metrics, self)
         self.menus = build_menus(self)
         self._connect()
+        self.editing = install_editing(self)  # contour correction: panel, Edit menu, save, export
         geometry = QSettings("DermaSeg", "DermaSeg").value("main_window/geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
@@ -126,6 +128,8 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ opening
     def open_paths(self, paths: list[Path], recursive: bool | None = None) -> int:
+        if not self.editing.confirm_leave():  # unsaved corrections: save / discard / cancel
+            return 0
         recursive = self.settings.include_subfolders if recursive is None else recursive
         n = self.session.open_paths(paths, recursive=recursive, masks_dir=self.masks_dir)
         if n:
@@ -225,6 +229,9 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        if not self.editing.confirm_leave():  # unsaved corrections: save / discard / cancel
+            event.ignore()
+            return
         self.review.flush_note()
         QSettings("DermaSeg", "DermaSeg").setValue("main_window/geometry", self.saveGeometry())
         self.session.shutdown(timeout=5.0)
