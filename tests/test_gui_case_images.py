@@ -59,3 +59,22 @@ def test_unreadable_image_raises_with_reason(tmp_path: Path) -> None:
     bad.write_bytes(b"\xff\xd8\xff nothing")
     with pytest.raises(ImageReadError):
         load_case_images(Case(bad, None, "bad"))
+
+
+def test_thumbnail_follows_exif_orientation_and_reports_bad_files(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from dermaseg_app.gui.thumbnails import THUMB_SIZE, read_thumbnail
+
+    path = tmp_path / "rotated.jpg"
+    img = Image.new("RGB", (400, 200), (200, 60, 60))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees": shown as 200 wide, 400 high
+    img.save(path, exif=exif)
+    thumb = read_thumbnail(path)
+    assert thumb.shape[0] == THUMB_SIZE and thumb.shape[1] == THUMB_SIZE // 2
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    with pytest.raises(ImageReadError) as err:
+        read_thumbnail(bad)
+    assert err.value.reason
