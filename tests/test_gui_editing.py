@@ -172,7 +172,7 @@ def test_mouse_drag_paints_with_brush_and_bracket_keys_resize(qtbot, random_mode
     assert ed.tools.tool == Tool.BRUSH
     r0 = ed.tools.radius
     qtbot.keyClick(w.canvas, Qt.Key.Key_BracketRight)
-    assert ed.tools.radius > r0 and ed.panel.radius.value() == round(ed.tools.radius)
+    assert ed.tools.radius > r0 and ed.toolbar.radius.value() == round(ed.tools.radius)
     qtbot.keyClick(w.canvas, Qt.Key.Key_E)
     assert ed.tools.tool == Tool.ERASER
     vp = w.canvas.viewport()

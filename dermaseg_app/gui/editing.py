@@ -1,7 +1,7 @@
 """Contour correction in the review window (issue 5): the glue between the canvas tools, the
 per-image undo histories (``edit_session.EditBook``), the store and the panels.
 
-``install_editing(window)`` adds the correction panel (above the metrics), an Edit menu, File >
+``install_editing(window)`` adds the tool bar, the correction panel (below the metrics), an Edit menu, File >
 Save Correction / Export..., and returns the ``EditController``. While an image has a correction,
 the controller draws its mask with ``canvas.mask_layer.MaskLayer`` instead of the thresholded
 prediction (the heat-map, when chosen, stays, with the corrected outline over it), repaints only
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMenu, QMessageBox
 
@@ -35,7 +35,7 @@ from dermaseg_app.gui.canvas.mask_layer import MaskLayer
 from dermaseg_app.gui.canvas.overlay import threshold_u8
 from dermaseg_app.gui.canvas.renderer import mask_contours
 from dermaseg_app.gui.edit_session import EditBook, ImageEdit
-from dermaseg_app.gui.widgets.edit_panel import EditPanel
+from dermaseg_app.gui.widgets.edit_panel import EditPanel, EditToolBar
 from dermaseg_app.gui.workers import Worker, describe_error
 
 if TYPE_CHECKING:
@@ -84,9 +84,10 @@ class EditController(QObject):
         self.tools = EditTools(self.canvas, self)
         self.actions = self._make_actions()
         self.panel = EditPanel(self.actions)
-        self.panel.radius.setValue(int(self.tools.radius))
-        self.panel.radius.valueChanged.connect(lambda v: self.tools.set_radius(float(v)))
-        self.tools.radius_changed.connect(lambda r: self.panel.radius.setValue(int(round(r))))
+        self.toolbar = EditToolBar(self.actions)
+        self.toolbar.radius.setValue(int(self.tools.radius))
+        self.toolbar.radius.valueChanged.connect(lambda v: self.tools.set_radius(float(v)))
+        self.tools.radius_changed.connect(lambda r: self.toolbar.radius.setValue(int(round(r))))
         self.tools.tool_changed.connect(self._tool_changed)
         self._contour_timer = QTimer(self)
         self._contour_timer.setSingleShot(True)
@@ -98,8 +99,9 @@ class EditController(QObject):
         s.cases_opened.connect(self._cases_opened)
         window.view.drawn.connect(self._after_draw)
         self.canvas.zoom_changed.connect(self._zoomed)
-        s.current_scores.connect(lambda *a: self._reshow_metrics())
-        s.entry_scored.connect(lambda *a: self._reshow_metrics())
+        # bound methods (not lambdas): Qt drops these connections when the window is deleted
+        s.current_scores.connect(self._case_view_scored)
+        s.entry_scored.connect(self._case_view_scored)
         self._update_actions()
 
     # ------------------------------------------------------------------ actions and menus
@@ -172,8 +174,9 @@ class EditController(QObject):
         can_redo = h is not None and h.can_redo()
         self.actions["undo"].setEnabled(can_undo)
         self.actions["redo"].setEnabled(can_redo)
-        self.actions["undo"].setText(f"Undo {h.undo_label()}" if can_undo else "Undo")
-        self.actions["redo"].setText(f"Redo {h.redo_label()}" if can_redo else "Redo")
+        self.actions["undo"].setToolTip(f"Undo {h.undo_label()} (Ctrl+Z)" if can_undo else "Undo (Ctrl+Z)")
+        self.actions["redo"].setToolTip(f"Redo {h.redo_label()} (Ctrl+Shift+Z)" if can_redo
+                                        else "Redo (Ctrl+Shift+Z)")
         self.actions["reset"].setEnabled(edit is not None)
         self.actions["save"].setEnabled(edit is not None)
         if edit is None:
@@ -341,6 +344,10 @@ class EditController(QObject):
             self.canvas.set_contours(mask_contours(mask))
 
     # ------------------------------------------------------------------ metrics
+    def _case_view_scored(self, *_args) -> None:
+        """The case view has just shown the prediction's scores: put the correction's back."""
+        self._reshow_metrics()
+
     def _reshow_metrics(self, start: bool = False) -> None:
         row = self.session.current
         edit = self.current_edit()
@@ -675,12 +682,13 @@ def _menu(bar, title: str) -> QMenu | None:
 
 
 def install_editing(window: MainWindow) -> EditController:
-    """Add contour correction to the review window (panel above the metrics, menus, keys)."""
+    """Add contour correction to the review window (tool bar, panel below the metrics, menus, keys)."""
     controller = EditController(window)
     side = window.metrics.parentWidget()
     layout = side.layout() if side is not None else None
-    if layout is not None:
-        layout.insertWidget(layout.indexOf(window.metrics), controller.panel)
+    if layout is not None:  # below the metrics, which stay in view while editing
+        layout.insertWidget(layout.indexOf(window.metrics) + 1, controller.panel)
+    window.addToolBar(Qt.ToolBarArea.TopToolBarArea, controller.toolbar)
     controller.install_menus()
     return controller
 

@@ -55,12 +55,12 @@ class Tool(str, Enum):
 
 TOOL_LABELS = {
     Tool.NAVIGATE: "Pan/zoom",
-    Tool.BRUSH: "Brush (add)",
-    Tool.ERASER: "Eraser (remove)",
+    Tool.BRUSH: "Brush",
+    Tool.ERASER: "Eraser",
     Tool.LASSO_ADD: "Lasso add",
-    Tool.LASSO_SUBTRACT: "Lasso subtract",
+    Tool.LASSO_SUBTRACT: "Lasso cut",
     Tool.NEW_CONTOUR: "New contour",
-    Tool.VERTICES: "Edit vertices",
+    Tool.VERTICES: "Vertices",
 }
 LASSO_MODES = {Tool.LASSO_ADD: "add", Tool.LASSO_SUBTRACT: "subtract", Tool.NEW_CONTOUR: "replace"}
 
