@@ -116,7 +116,13 @@ def navigation(folder: Path, model: Path | None, pause_s: float) -> dict:
     # jumps to images not decoded yet: dropped from the LRU first, so each is read from disk
     # (the largest image included: the worst case)
     jumps = []
-    largest = max(order, key=lambda r: s.entries[r].case.image.stat().st_size)
+    from PIL import Image
+
+    def pixels(row: int) -> int:
+        with Image.open(s.entries[row].case.image) as im:
+            return im.size[0] * im.size[1]
+
+    largest = max(order, key=pixels)
     for row in [order[0], largest]:
         s.images.pop(row)
         jumps.append((s.entries[row].name, go(row)))
