@@ -65,6 +65,8 @@ def _window(qtbot, model: Path | None):
     window = build_window(SimpleNamespace(paths=[], model=str(model) if model else None, device="cpu",
                                           masks=None))
     qtbot.addWidget(window)
+    window.editing.ask_unsaved = lambda n: "discard"  # never a modal dialog in a test (teardown too)
+    window.editing.show_error = lambda title, text: None
     window.resize(1280, 800)
     window.show()
     window.activateWindow()
@@ -368,4 +370,85 @@ def test_export_dialog_writes_the_project(qtbot, random_model, folder, tmp_path)
     assert summary.corrected == 1 and (tmp_path / "out" / "manifest.csv").is_file()
     assert "Exported" in dialog.message.text()
     dialog.close()
+    _close(w)
+
+
+def test_vertex_editing_moves_inserts_and_deletes(qtbot, random_model, folder) -> None:
+    w = _window(qtbot, random_model)
+    _open(qtbot, w, folder)
+    ed = w.editing
+    h, wd = w.session.current_images().rgb.shape[:2]
+    ed.tools.set_tool(Tool.NEW_CONTOUR)
+    ed.tools.lasso([(100, 100), (300, 100), (300, 300), (100, 300)])
+    qtbot.keyClick(w.canvas, Qt.Key.Key_O)
+    assert ed.tools.tool == Tool.VERTICES
+    geom = ed.tools._geom
+    from dermaseg_app.core.editing import nearest_edge, nearest_vertex, vertices
+
+    assert len(vertices(geom)) == 4 and not ed.tools.handles_item.path().isEmpty()
+    ref, dist = nearest_vertex(geom, (300, 300))
+    assert dist < 1e-6
+    steps = len(ed.current_edit().history)
+    ed.tools.vertex_drag("move", ref, (400, 400))  # one corner pulled out
+    mask = ed.current_edit().mask
+    assert mask[350, 350] and len(ed.current_edit().history) == steps + 1
+    # insert on the top edge and pull it up
+    edge, _d, at = nearest_edge(ed.tools._geom, (200, 100))
+    ed.tools.vertex_drag("insert", edge, (200, 40))
+    assert ed.current_edit().mask[60, 200] and len(vertices(ed.tools._geom)) == 5
+    # delete that vertex again (Shift+click through the mouse)
+    vp = w.canvas.viewport()
+    pos = w.canvas.mapFromScene(200, 40)
+    qtbot.mouseClick(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier, pos)
+    assert not ed.current_edit().mask[60, 200] and len(vertices(ed.tools._geom)) == 4
+    ed.undo()
+    assert ed.current_edit().mask[60, 200]
+    _close(w)
+
+
+def test_read_only_folder_saves_into_the_chosen_project_folder(qtbot, random_model, folder, tmp_path,
+                                                               monkeypatch) -> None:
+    from PySide6.QtWidgets import QFileDialog
+
+    from dermaseg_app.core import project as project_mod
+
+    real_open = project_mod.Project.open_for.__func__
+
+    def open_for(cls, image_folder, project_dir=None):
+        if project_dir is None:
+            raise project_mod.ProjectNotWritable(Path(image_folder) / "dermaseg-project",
+                                                 "the file system is read-only")
+        return real_open(cls, image_folder, project_dir)
+
+    monkeypatch.setattr(project_mod.Project, "open_for", classmethod(open_for))
+    elsewhere = tmp_path / "my-project"
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *a, **k: str(elsewhere))
+    w = _window(qtbot, random_model)
+    _open(qtbot, w, folder)
+    ed = w.editing
+    mask = _known_start(w)
+    assert ed.current_edit().store is None  # kept in memory only, and the panel says so
+    assert "read-only" in ed.panel.state.text()
+    assert ed.save_current()
+    saved = read_mask(elsewhere / "corrections" / f"{SMALL[0]}_segmentation.png")
+    assert np.array_equal(saved, mask)
+    assert not (folder / "dermaseg-project").exists()
+    _close(w)
+
+
+def test_shortcut_sheet_lists_editing_keys_without_clashes(qtbot, random_model) -> None:
+    from dermaseg_app.gui.actions import shortcuts_html
+    from dermaseg_app.gui.shortcuts import EDIT_SHORTCUTS
+
+    w = _window(qtbot, random_model)
+    sheet = shortcuts_html()
+    for s in EDIT_SHORTCUTS:
+        assert s.keys[0] in sheet
+    seen: dict[str, str] = {}
+    for act in w.actions():
+        for seq in act.shortcuts():
+            key = seq.toString()
+            assert key not in seen, f"{key} is used by {seen[key]!r} and {act.text()!r}"
+            seen[key] = act.text()
+    assert "Brush" in w.editing.actions["tool_brush"].toolTip() and "(B)" in w.editing.actions["tool_brush"].toolTip()
     _close(w)

@@ -141,6 +141,7 @@ class EditBook:
                                                 "(the image folder is read-only: choose a project folder)")
         if edit.store is None:  # a project became available (chosen after a read-only folder)
             edit.store = store
+            edit.journal_errors.clear()
             if np.any(edit.prediction):
                 store.save_prediction(edit.image, edit.prediction)
             edit.history.journal = _safe_sink(

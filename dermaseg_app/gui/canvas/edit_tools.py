@@ -89,6 +89,7 @@ class EditTools(QObject):
         self._lasso: list[tuple[float, float]] = []
         self._pan_from: QPointF | None = None
         self._geom = None  # vertex mode: the outline being edited
+        self._kept = None  # the outline a vertex edit just made (kept instead of re-traced)
         self._drag = None  # vertex mode: (kind, ref, start point)
         scene = canvas.scene()
         self.cursor_item = QGraphicsEllipseItem()
@@ -263,9 +264,21 @@ class EditTools(QObject):
 
     # ------------------------------------------------------------------ vertex editing
     def refresh_outline(self) -> None:
-        """Re-read the outline after the mask changed (vertex mode only)."""
-        self._geom = self.target.outline() if self.tool == Tool.VERTICES else None
+        """Re-read the outline after the mask changed (vertex mode only). After a vertex edit the
+        edited outline itself is kept (tracing the new mask again would turn every slanted edge
+        into a staircase of vertices)."""
+        kept, self._kept = self._kept, None
+        if self.tool != Tool.VERTICES:
+            self._geom = None
+        else:
+            self._geom = kept if kept is not None else self.target.outline()
         self._draw_handles()
+
+    def _commit(self, edit: GeometryEdit) -> None:
+        self._kept = edit.geometry
+        self.target.commit_geometry(edit)
+        if self._kept is not None:  # the target did not refresh (nothing changed)
+            self.refresh_outline()
 
     def _zoom(self) -> float:
         return float(self.canvas.transform().m11()) or 1.0
@@ -298,8 +311,7 @@ class EditTools(QObject):
                 event.button() == Qt.MouseButton.LeftButton
                 and event.modifiers() & Qt.KeyboardModifier.ShiftModifier)
             if near and delete:
-                self.target.commit_geometry(delete_vertex(geom, hit[0], self._shape()))
-                self.refresh_outline()
+                self._commit(delete_vertex(geom, hit[0], self._shape()))
             elif near and event.button() == Qt.MouseButton.LeftButton:
                 self._drag = ("move", hit[0])
             elif event.button() == Qt.MouseButton.LeftButton:
@@ -326,8 +338,7 @@ class EditTools(QObject):
             edit = move_vertex(geom, ref, to, self._shape())
         else:
             edit = insert_vertex(geom, ref, to, self._shape())
-        self.target.commit_geometry(edit)
-        self.refresh_outline()
+        self._commit(edit)
 
     def _rubber(self, drag, to):
         kind, ref = drag
