@@ -452,3 +452,23 @@ def test_shortcut_sheet_lists_editing_keys_without_clashes(qtbot, random_model) 
             seen[key] = act.text()
     assert "Brush" in w.editing.actions["tool_brush"].toolTip() and "(B)" in w.editing.actions["tool_brush"].toolTip()
     _close(w)
+
+
+def test_failing_journal_is_reported_and_the_edit_goes_on(qtbot, random_model, folder, monkeypatch) -> None:
+    from dermaseg_app.core.store import CorrectionStore, StoreError
+
+    def fail(self, image, entry):
+        raise StoreError(self.journal_path(image), "Read-only file system")
+
+    monkeypatch.setattr(CorrectionStore, "append_journal", fail)
+    w = _window(qtbot, random_model)
+    _open(qtbot, w, folder)
+    ed = w.editing
+    mask = _known_start(w)
+    assert np.array_equal(ed.current_edit().mask, mask) and ed.current_edit().dirty
+    assert "not journalled" in ed.panel.state.text() and "Read-only file system" in ed.panel.state.text()
+    assert any("Read-only file system" in m for m in w.notice.messages)
+    monkeypatch.undo()
+    assert ed.save_current()
+    assert ed.panel.state.text().startswith("Corrected and saved")
+    _close(w)

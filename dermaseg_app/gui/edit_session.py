@@ -151,6 +151,7 @@ class EditBook:
         edit.saved_mask = mask
         edit.saved_revision = edit.history.revision
         edit.on_disk = True
+        edit.journal_errors.clear()  # what the journal missed is in the saved file now
         return info
 
     # ------------------------------------------------------------------ recovery
