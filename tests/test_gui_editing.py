@@ -177,6 +177,16 @@ def test_mouse_drag_paints_with_brush_and_bracket_keys_resize(qtbot, random_mode
     assert ed.tools.radius > r0 and ed.toolbar.radius.value() == round(ed.tools.radius)
     qtbot.keyClick(w.canvas, Qt.Key.Key_E)
     assert ed.tools.tool == Tool.ERASER
+    from PySide6.QtCore import QPointF
+    from PySide6.QtGui import QWheelEvent
+    from PySide6.QtWidgets import QApplication
+
+    r1, zoom = ed.tools.radius, w.canvas.zoom
+    wheel = QWheelEvent(QPointF(50, 50), QPointF(50, 50), QPoint(0, 0), QPoint(0, 120),
+                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.ControlModifier,
+                        Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(w.canvas.viewport(), wheel)
+    assert ed.tools.radius > r1 and w.canvas.zoom == zoom  # Ctrl + wheel sizes the brush, no zoom
     vp = w.canvas.viewport()
     centre = vp.rect().center()
     scene = w.canvas.mapToScene(centre)

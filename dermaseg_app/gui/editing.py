@@ -414,6 +414,11 @@ class EditController(QObject):
         edit = self._edit_for_display(row)
         if edit is not None:
             return edit
+        entry = self.session.entries[row]
+        if images.prob is None and not self.session.model_error and not entry.prediction_error:
+            # the correction starts from the model's mask: wait for it (no model: from scratch)
+            self.w.statusBar().showMessage("Wait for the prediction before correcting it", 4000)
+            return None
         pred = None
         if images.prob is not None:
             pred = threshold_u8(images.prob, self.w.controls.options().threshold)
