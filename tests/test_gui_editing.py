@@ -357,9 +357,12 @@ def test_lasso_ops_reset_and_close_asks(qtbot, random_model, folder) -> None:
     ed.actions["undo"].trigger()
     assert not np.array_equal(ed.current_edit().mask, pred)
     # closing with unsaved edits asks; cancel keeps the window
-    ed.ask_unsaved = lambda n: "cancel"
+    asked = []
+    ed.ask_unsaved = lambda n: asked.append(n) or "cancel"
     w.close()
-    assert w.isVisible()
+    assert w.isVisible() and asked == [1]
+    assert w.open_paths([folder]) == 0 and asked == [1, 1]  # opening a folder asks too
+    assert ed.current_edit() is not None and ed.current_edit().dirty
     _close(w, answer="discard")
 
 

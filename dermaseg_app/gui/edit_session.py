@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 
-from dermaseg_app.core.editing import BBox
 from dermaseg_app.core.history import History
 from dermaseg_app.core.project import Project
 from dermaseg_app.core.store import CorrectionInfo, CorrectionStore, StoreError
@@ -209,8 +208,3 @@ def _safe_sink(sink, errors: list[str]):
 
     return write
 
-
-def union(a: BBox | None, b: BBox | None) -> BBox | None:
-    if a is None:
-        return b
-    return a.union(b)
