@@ -485,3 +485,24 @@ def test_failing_journal_is_reported_and_the_edit_goes_on(qtbot, random_model, f
     assert ed.save_current()
     assert ed.panel.state.text().startswith("Corrected and saved")
     _close(w)
+
+
+def test_mask_layer_region_updates_match_a_full_recolour(qtbot) -> None:
+    from dermaseg_app.core.editing import BrushStroke
+    from dermaseg_app.gui.canvas.mask_layer import MaskLayer
+
+    rng = np.random.default_rng(0)
+    h, wd = 1700, 2100  # larger than the preview: both buffers are updated
+    mask = np.zeros((h, wd), bool)
+    gt = rng.random((h, wd)) > 0.5
+    layer = MaskLayer()
+    layer.set_mask(mask, gt, 0.5, compare=True)
+    stroke = BrushStroke(mask, 37.0)
+    for x, y in [(100, 100), (900, 400), (1500, 1600), (2099, 10)]:
+        layer.set_live_mask(stroke.working)
+        layer.update_region(stroke.add_point(x, y))
+    fresh = MaskLayer()
+    fresh.set_mask(stroke.working, gt, 0.5, compare=True)
+    assert np.array_equal(layer.pixels(), fresh.pixels())
+    assert np.array_equal(layer.pixels(preview=True), fresh.pixels(preview=True))
+    assert layer.pixels(preview=True).shape[1] < wd

@@ -72,6 +72,9 @@ class EditController(QObject):
         self._stroke = None
         self._stroke_row = -1
         self._showing = False
+        self._layer_key: tuple | None = None  # what the mask layer shows (skip recolouring it)
+        self._contour_key: tuple | None = None
+        self._contour_cache: list = []
         self.last_move_seconds = 0.0
         # test hooks: replace to answer the dialogs programmatically
         self.ask_recovery: Callable[[list[str]], bool] = self._ask_recovery
@@ -316,10 +319,13 @@ class EditController(QObject):
                 self.layer.hide()
                 self.canvas.overlay_item.show()
             else:
-                self.layer.set_mask(edit.mask, images.gt, opts.opacity, compare)
+                key = (id(edit), edit.history.revision, opts.opacity, compare, id(images.gt))
+                if key != self._layer_key or not self.layer.has_content or edit.history.stroke_in_progress:
+                    self.layer.set_mask(edit.mask, images.gt, opts.opacity, compare)
+                    self._layer_key = key
                 self.layer.show()
                 self.canvas.overlay_item.hide()
-            self.canvas.set_contours(mask_contours(edit.mask))
+            self.canvas.set_contours(self._contours(edit))
         self.canvas.show_legend(compare and opts.show_mask, heat=opts.heatmap and images.prob is not None)
         self.tools.refresh_outline()
         self._reshow_metrics(start=True)
@@ -329,7 +335,17 @@ class EditController(QObject):
         edit = self.current_edit()
         if self._showing and edit is not None and self.w.controls.options().show_mask \
                 and self._stroke is None:
-            self.canvas.set_contours(mask_contours(edit.mask))
+            self.canvas.set_contours(self._contours(edit))
+
+    def _contours(self, edit: ImageEdit) -> list:
+        """The corrected mask's outline (traced once per change: redraws and zooms reuse it)."""
+        key = (id(edit), edit.history.revision)
+        if edit.history.stroke_in_progress:
+            return mask_contours(edit.mask)
+        if self._contour_key != key:
+            self._contour_cache = mask_contours(edit.mask)
+            self._contour_key = key
+        return self._contour_cache
 
     def _live_contour(self) -> None:
         edit = self.current_edit()
@@ -536,8 +552,10 @@ class EditController(QObject):
         if row == self.session.current and self._showing:
             self.layer.set_live_mask(edit.history.mask)
             self.layer.update_region(box)
+            if self._layer_key is not None and self._layer_key[0] == id(edit):  # now up to date
+                self._layer_key = (id(edit), edit.history.revision, *self._layer_key[2:])
             if self.w.controls.options().show_mask:
-                self.canvas.set_contours(mask_contours(edit.history.mask))
+                self.canvas.set_contours(self._contours(edit))
             self._start_metrics(row, edit)
             self.tools.refresh_outline()
         entry = self.session.entries[row]
