@@ -112,7 +112,7 @@ def test_large_image_outline_is_exact_when_zoomed_in() -> None:
     rgb = np.zeros((h, w, 3), np.uint8)
     prob = np.zeros((h, w), np.uint8)
     prob[500:1501, 701:1900] = 255
-    images = CaseImages(rgb=rgb, preview=downscale(rgb))
+    images = CaseImages(rgb, downscale(rgb))
     images.set_prob(prob)
     rendered = render(images, DisplayOptions(threshold=0.5))
     assert rendered.contours_full is not None and rendered.contour_scale < 1

@@ -84,7 +84,8 @@ class CaseView(QObject):
         entry = self.session.entries[row]
         if row != self._shown_row or images is not self._shown_images:
             self._rendered = None
-            self.canvas.set_image(images.size, images.preview, images.rgb)
+            full = images.rgb if images.full_ready else (lambda im=images: im.rgb)  # may still decode
+            self.canvas.set_image(images.size, images.preview, full)
             self._shown_row, self._shown_images = row, images
         has_gt = images.gt is not None
         self.controls.set_compare_available(

@@ -390,6 +390,7 @@ class ReviewSession(QObject):
         if row >= len(self.entries):
             return
         if images is None:
+            self.images.pop(row)  # its preview may have been shown before the full decode failed
             entry = self.entries[row]
             if not entry.error:
                 entry.error = error

@@ -61,7 +61,11 @@ class LodImageItem(QGraphicsItem):
 
     def _full_pixmap(self) -> QPixmap | None:
         if self._full is None and self._full_source is not None:
-            self._full = to_pixmap(self._full_source())
+            source, self._full_source = self._full_source, None
+            try:
+                self._full = to_pixmap(source())
+            except Exception:  # noqa: BLE001 - the full decode failed: the window reports it; keep the preview
+                self._full = None
         return self._full
 
     def paint(self, painter: QPainter, option: QStyleOptionGraphicsItem,
