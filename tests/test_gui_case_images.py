@@ -78,3 +78,13 @@ def test_thumbnail_follows_exif_orientation_and_reports_bad_files(tmp_path: Path
     with pytest.raises(ImageReadError) as err:
         read_thumbnail(bad)
     assert err.value.reason
+
+
+def test_case_is_drawable_before_the_full_decode_ends(tmp_path: Path) -> None:
+    image = _jpeg(tmp_path / "big.jpg", 2304, 3072)
+    images = load_case_images(Case(image, None, "big"), wait_full=False)
+    assert images.shape == (2304, 3072) and images.size == (3072, 2304)
+    assert max(images.preview.shape[:2]) <= PREVIEW_MAX_SIDE
+    images.set_prob(np.zeros((2304, 3072), np.uint8))  # the map fits before the pixels arrive
+    images.wait_full()
+    assert images.full_ready and images.rgb.shape == (2304, 3072, 3)
