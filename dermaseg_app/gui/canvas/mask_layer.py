@@ -40,6 +40,9 @@ def mask_palette(opacity: float, compare: bool) -> np.ndarray:
     return premultiplied_palette([(0, 0, 0, 0), (*FILL_COLOUR, a), (0, 0, 0, 0), (*FILL_COLOUR, a)])
 
 
+SMOOTH_PREVIEW = False  # nearest sampling when zoomed out: ~2 ms less per repaint, the outline hides it
+
+
 class MaskLayer(QGraphicsItem):
     def __init__(self, parent: QGraphicsItem | None = None) -> None:
         super().__init__(parent)
@@ -146,7 +149,7 @@ class MaskLayer(QGraphicsItem):
             painter.drawImage(rect, self._full_image, rect)
             self.full_resolution_drawn = True
             return
-        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, SMOOTH_PREVIEW)
         img = self._preview_image
         painter.drawImage(QRectF(0, 0, self._w, self._h), img, QRectF(0, 0, img.width(), img.height()))
 
