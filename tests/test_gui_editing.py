@@ -290,11 +290,14 @@ def test_crash_journal_is_offered_for_recovery(qtbot, random_model, folder) -> N
     # a crash: the window goes away without saving (the journal stays)
     ed.book.edits.clear()
     _close(w)
-    asked = []
     w2 = _window(qtbot, random_model)
-    w2.editing.ask_recovery = lambda names: asked.append(names) or True
     _open(qtbot, w2, folder)
-    assert asked == [[image.name]]
+    from PySide6.QtWidgets import QMessageBox
+
+    box = w2.editing.recovery_box  # the window asks (without blocking its event loop)
+    assert box.isVisible() and image.name in box.text()
+    box.button(QMessageBox.StandardButton.Yes).click()
+    qtbot.waitUntil(lambda: w2.editing.book.get(0) is not None, timeout=5000)
     edit = w2.editing.book.get(0)
     assert edit is not None and np.array_equal(edit.mask, mask) and edit.dirty
     assert w2.session.table.index(0, 0).data().endswith("✎*")

@@ -77,7 +77,7 @@ class EditController(QObject):
         self._contour_cache: list = []
         self.last_move_seconds = 0.0
         # test hooks: replace to answer the dialogs programmatically
-        self.ask_recovery: Callable[[list[str]], bool] = self._ask_recovery
+        self.ask_recovery: Callable[[list[str]], bool] | None = None  # None: a non-blocking question
         self.ask_unsaved: Callable[[int], str] = self._ask_unsaved
         self.show_error: Callable[[str, str], None] = self._show_error
 
@@ -215,13 +215,37 @@ class EditController(QObject):
         self.offer_recovery()
 
     def offer_recovery(self) -> int:
-        """Offer to restore the unsaved edits found in the folder's journals; returns how many."""
+        """Offer to restore the unsaved edits found in the folder's journals.
+
+        With the ``ask_recovery`` hook set (tests, scripts) it is asked at once and the number of
+        restored images is returned; by default a window-modal question is opened without
+        blocking the event loop (the window keeps drawing; the screenshot mode is not held up)
+        and the answer is applied when given (returns 0)."""
         entries = self.session.entries
         pending = self.book.pending([e.case.image for e in entries])
         if not pending:
             return 0
         names = [entries[row].name for row, _ in pending]
-        if not self.ask_recovery(names):
+        if self.ask_recovery is not None:
+            return self._restore(pending, self.ask_recovery(names))
+        shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+        box = QMessageBox(
+            QMessageBox.Icon.Question, "Restore unsaved corrections?",
+            f"Corrections that were never saved were found for {len(names)} image(s) of this folder "
+            f"({shown}); the program may have closed unexpectedly.\n\nRestore them? "
+            "(No discards them.)",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self.w)
+        box.setDefaultButton(QMessageBox.StandardButton.Yes)
+        entries_ref = self.session.entries
+        box.finished.connect(lambda result: self._restore(
+            pending, result == QMessageBox.StandardButton.Yes) if entries_ref is self.session.entries else None)
+        self.recovery_box = box
+        box.open()
+        return 0
+
+    def _restore(self, pending: list[tuple[int, str]], yes: bool) -> int:
+        entries = self.session.entries
+        if not yes:
             for row, _stem in pending:
                 try:
                     self.book.discard_journal(entries[row].case.image)
@@ -651,17 +675,6 @@ class EditController(QObject):
         return True
 
     # ------------------------------------------------------------------ dialogs
-    def _ask_recovery(self, names: list[str]) -> bool:
-        shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
-        answer = QMessageBox.question(
-            self.w, "Restore unsaved corrections?",
-            f"Corrections that were never saved were found for {len(names)} image(s) of this folder "
-            f"({shown}); the program may have closed unexpectedly.\n\nRestore them? "
-            "(No discards them.)",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
-            QMessageBox.StandardButton.Yes)
-        return answer == QMessageBox.StandardButton.Yes
-
     def _ask_unsaved(self, n: int) -> str:
         box = QMessageBox(QMessageBox.Icon.Question, "Unsaved corrections",
                           f"{n} image(s) have corrections that are not saved.",
