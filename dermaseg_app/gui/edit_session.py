@@ -64,6 +64,8 @@ class EditBook:
         self._stores.clear()
 
     def store_for(self, image: Path) -> CorrectionStore | None:
+        """The store of ``image``'s project (None without a project); raises StoreError when its
+        folders cannot be made."""
         project = self.project_for(image)
         if project is None:
             return None
@@ -159,7 +161,10 @@ class EditBook:
         out = []
         seen: set[tuple[Path, str]] = set()
         for row, image in enumerate(images):
-            store = self.store_for(image)
+            try:
+                store = self.store_for(image)
+            except StoreError:  # the project's folders cannot be made: nothing was journalled there
+                continue
             if store is None:
                 continue
             stem = store.stem(image)
