@@ -305,9 +305,9 @@ class EditController(QObject):
             pred = None
             if images is not None and images.prob is not None:
                 pred = threshold_u8(images.prob, self.session.threshold)
-            if images is not None and saved.shape != images.rgb.shape[:2]:
+            if images is not None and saved.shape != images.shape:
                 raise StoreError(image, f"the saved correction is {saved.shape[1]}x{saved.shape[0]}, "
-                                        f"the image {images.rgb.shape[1]}x{images.rgb.shape[0]}")
+                                        f"the image {images.shape[1]}x{images.shape[0]}")
             edit = self.book.start(row, image, saved, pred, on_disk=True, **self._model_identity())
         except StoreError as exc:
             self.w.notice.show_notice(f"The saved correction cannot be shown: {exc}", True)
@@ -462,7 +462,7 @@ class EditController(QObject):
         pred = None
         if images.prob is not None:
             pred = threshold_u8(images.prob, self.w.controls.options().threshold)
-        mask = pred.copy() if pred is not None else np.zeros(images.rgb.shape[:2], bool)
+        mask = pred.copy() if pred is not None else np.zeros(images.shape, bool)
         image = self.session.entries[row].case.image
         try:
             edit = self.book.start(row, image, mask, pred, **self._model_identity())
