@@ -64,7 +64,8 @@ def folder(tmp_path) -> Path:
     return images
 
 
-def _window(qtbot, model: Path | None):
+def _window(qtbot, model: Path | None, keys: bool = True):
+    """The window on ``model``; with ``keys``, active so that single-key shortcuts reach it."""
     from dermaseg_app.gui.app import build_window
 
     window = build_window(SimpleNamespace(paths=[], model=str(model) if model else None, device="cpu",
@@ -72,8 +73,9 @@ def _window(qtbot, model: Path | None):
     qtbot.addWidget(window)
     window.resize(1280, 800)
     window.show()
-    window.activateWindow()
-    qtbot.waitUntil(window.isActiveWindow, timeout=5000)  # single-key shortcuts need it active
+    if keys:
+        window.activateWindow()
+        qtbot.waitUntil(window.isActiveWindow, timeout=5000)
     return window
 
 
@@ -462,17 +464,28 @@ def test_read_only_project_asks_for_folder(qtbot, random_model, folder, tmp_path
     _close(w)
 
 
-def test_screenshot_mode(qtbot, random_model, folder, tmp_path) -> None:
-    from dermaseg_app.gui.app import run_app
+def test_screenshot_mode(random_model, folder, tmp_path) -> None:
+    """``dermaseg PATH --screenshot FILE --compare`` through the real command (its own process:
+    the mode ends the application's event loop)."""
+    import os
+    import subprocess
+    import sys
 
     out = tmp_path / "shot.png"
-    code = run_app(SimpleNamespace(paths=[str(folder)], model=str(random_model), device="cpu", masks=None,
-                                   screenshot=str(out), compare=True, in_process=True))
-    assert code == 0
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CACHE_HOME=str(tmp_path / "c"),
+               XDG_CONFIG_HOME=str(tmp_path / "cfg"))
+    done = subprocess.run([sys.executable, "-m", "dermaseg_app", str(folder), "--model", str(random_model),
+                           "--device", "cpu", "--screenshot", str(out), "--compare"],
+                          env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
     from PySide6.QtGui import QImage
 
     img = QImage(str(out))
-    assert img.width() >= 1000 and img.height() >= 700
+    assert img.width() == 1440 and img.height() == 900
+    rgb = qimage_to_rgb(img)
+    # the comparison is drawn: the legend's three colours and the overlay's yellow are on screen
+    yellow = (rgb[..., 0] > 200) & (rgb[..., 1] > 200) & (rgb[..., 2] < 60)
+    assert yellow.sum() > 50
 
 
 @pytest.mark.slow
@@ -480,7 +493,7 @@ def test_bundled_model_on_a_sample(qtbot, folder) -> None:
     model = paths.default_model_path()
     if not model.exists():
         pytest.skip(f"the bundled model {model} is not installed (trained separately)")
-    w = _window(qtbot, None)
+    w = _window(qtbot, None, keys=False)
     _open_and_wait_prediction(qtbot, w, folder)
     qtbot.waitUntil(lambda: w.session.entries[0].scores is not None, timeout=WAIT_MS)
     assert w.session.entries[0].scores.jsc > 0.5  # a trained model finds these lesions
