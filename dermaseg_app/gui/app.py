@@ -128,9 +128,26 @@ def quiet_cpu_threads() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+def _start_importing_torch() -> None:
+    """Begin importing torch (about 2 s) on a daemon thread before Qt and the window are built,
+    so that the import overlaps with them; the model loader later finds it in sys.modules (the
+    import lock makes a concurrent import wait rather than run twice)."""
+    import importlib
+    import threading
+
+    def _import() -> None:
+        try:
+            importlib.import_module("torch")
+        except Exception:  # the model loader reports a missing or broken torch in the window
+            pass
+
+    threading.Thread(target=_import, name="dermaseg-import-torch", daemon=True).start()
+
+
 def run_app(args: Any) -> int:
     t0 = time.perf_counter()
     quiet_cpu_threads()
+    _start_importing_torch()
     app = make_app()
     window = build_window(args)
     paths = [Path(p) for p in (_arg(args, "paths") or [])]
