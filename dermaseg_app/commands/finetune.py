@@ -17,7 +17,8 @@ import argparse
 import sys
 from typing import Any
 
-from dermaseg_app.commands.train import _positive_int, _share, add_common_arguments
+from dermaseg_app.commands.argtypes import positive_int, share
+from dermaseg_app.commands.train import add_common_arguments
 
 
 def register(subparsers: Any) -> None:
@@ -30,9 +31,9 @@ def register(subparsers: Any) -> None:
                         help="folder of images with corrected masks (repeatable)")
     parser.add_argument("--replay", action="append", default=[], metavar="DIR",
                         help="base training data to replay (folder or pack; repeatable)")
-    parser.add_argument("--replay-share", type=_share, default=0.5, metavar="F",
+    parser.add_argument("--replay-share", type=share, default=0.5, metavar="F",
                         help="share of every batch drawn from --replay (default 0.5)")
-    parser.add_argument("--epochs", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--epochs", type=positive_int, default=None, metavar="N",
                         help="default 20 (when resuming: the checkpoint's)")
     parser.add_argument("--freeze-encoder", action="store_true",
                         help="train only the bridge and the decoder (faster; keeps the encoder's features)")

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from dermaseg_app.commands.argtypes import positive_int, threshold
+
 CSV_NAME = "predictions.csv"
 CSV_COLUMNS = ("image", "mask", "width", "height", "lesion_fraction", "seconds", "error")
 
@@ -44,30 +46,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """--model, --device, --threshold: shared by predict and evaluate."""
     parser.add_argument("--model", metavar="FILE", help="model weights (.safetensors; default: the bundled model)")
     parser.add_argument("--device", metavar="DEVICE", help="cpu, cuda, cuda:N or mps (default: CUDA when present)")
-    parser.add_argument("--threshold", type=threshold_type, metavar="T",
+    parser.add_argument("--threshold", type=threshold, metavar="T",
                         help="probability threshold between 0 and 1 (default: the model's, usually 0.5)")
     parser.add_argument("--batch-size", type=positive_int, default=8, metavar="N",
                         help="images per network run (default 8)")
-
-
-def threshold_type(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"the threshold must be between 0 and 1, got {text}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
-    return value
 
 
 def load_predictor(args: argparse.Namespace) -> Any:

@@ -19,34 +19,9 @@ import threading
 import time
 from typing import Any
 
+from dermaseg_app.commands.argtypes import non_negative_float, positive_int, share
+
 EXIT_INTERRUPTED = 130
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {text}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def _share(text: str) -> float:
-    value = _non_negative_float(text)
-    if value >= 1.0:
-        raise argparse.ArgumentTypeError(f"must be below 1, got {text}")
-    return value
 
 
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,20 +33,20 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                              "required unless resuming")
     parser.add_argument("--run-dir", metavar="DIR", help="work folder for checkpoints and logs")
     parser.add_argument("--device", metavar="DEVICE", help="cpu, cuda, cuda:N or mps (default: CUDA when present)")
-    parser.add_argument("--threads", type=_positive_int, metavar="N", help="CPU threads for torch")
+    parser.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads for torch")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--batch-size", type=_positive_int, default=8, metavar="B", help="default 8")
+    parser.add_argument("--batch-size", type=positive_int, default=8, metavar="B", help="default 8")
     parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
     parser.add_argument("--beta1", type=float, default=0.5, help="Adam beta1 (default 0.5, as the paper)")
     parser.add_argument("--lr-schedule", choices=("constant", "cosine", "linear"), default=None,
                         help="learning-rate schedule over the run (default: constant for train, cosine for finetune)")
-    parser.add_argument("--lambda-l1", type=_non_negative_float, default=0.1, metavar="L",
+    parser.add_argument("--lambda-l1", type=non_negative_float, default=0.1, metavar="L",
                         help="weight of the L1 term of G's loss (default 0.1)")
-    parser.add_argument("--alpha-jaccard", type=_non_negative_float, default=0.5, metavar="A",
+    parser.add_argument("--alpha-jaccard", type=non_negative_float, default=0.5, metavar="A",
                         help="weight of the soft Jaccard term of G's loss (default 0.5)")
     parser.add_argument("--ema", type=float, default=None, metavar="DECAY",
                         help="keep an exponential moving average of G's weights (e.g. 0.999) and validate/save it")
-    parser.add_argument("--max-steps-per-epoch", type=_positive_int, metavar="N",
+    parser.add_argument("--max-steps-per-epoch", type=positive_int, metavar="N",
                         help="cap the steps of each epoch (quick runs)")
     parser.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
                         help="also write the resumable checkpoint every STEPS steps")
@@ -90,12 +65,12 @@ def register(subparsers: Any) -> None:
                     "validation JSC to --out.")
     parser.add_argument("--data", action="append", metavar="DIR",
                         help="training folder or pack (.npz) (repeatable; required unless resuming)")
-    parser.add_argument("--epochs", type=_positive_int, default=None, metavar="N",
+    parser.add_argument("--epochs", type=positive_int, default=None, metavar="N",
                         help="default 50 (when resuming: the checkpoint's)")
-    parser.add_argument("--input-size", type=_positive_int, default=128, metavar="PX",
+    parser.add_argument("--input-size", type=positive_int, default=128, metavar="PX",
                         help="network input size, a multiple of 8 (default 128, as the paper)")
     parser.add_argument("--resume", metavar="CKPT", help="continue a run from its last.pt")
-    parser.add_argument("--warmup", type=_non_negative_float, default=0.0, metavar="EPOCHS",
+    parser.add_argument("--warmup", type=non_negative_float, default=0.0, metavar="EPOCHS",
                         help="supervised epochs (pixel BCE, no adversarial term) before the GAN (default 0)")
     parser.add_argument("--supervised", action="store_true",
                         help="train G alone with pixel BCE + L1 + soft Jaccard (no discriminator)")
