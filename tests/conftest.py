@@ -18,3 +18,37 @@ def samples_dir() -> Path:
 @pytest.fixture(scope="session")
 def sample_gt_dir() -> Path:
     return SAMPLE_GT
+
+
+@pytest.fixture(autouse=True)
+def isolated_user_dirs(tmp_path, monkeypatch):
+    """Keep every test away from the real user's settings and prediction cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread: on a shared 2-core CI machine more threads are several times slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def random_model(tmp_path_factory) -> Path:
+    """An SLSNet with random weights at a 32 px input (fast), saved with the weights API."""
+    import torch
+
+    from dermaseg_app.ml.registry import build_generator
+    from dermaseg_app.ml.weights import ModelInfo, save_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("model") / "random.safetensors"
+    net = build_generator("slsnet", {"input_size": 32})
+    save_model(path, net, ModelInfo(name="random-test", version="0.0.1", arch="slsnet",
+                                    config={"input_size": 32}, input_size=32, threshold=0.45))
+    return path

@@ -21,13 +21,7 @@ SMALL = {"encoder_channels": [24, 32, 64], "decoder_channels": [32, 16], "stage2
 STEMS = ("ISIC_0000169", "ISIC_0000299", "ISIC_0000009")  # the three smallest samples
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core CI machine more threads are several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -29,28 +29,6 @@ SMALL = ["ISIC_0000169", "ISIC_0000299", "ISIC_0000457"]  # the smallest samples
 WAIT_MS = 60000  # generous: CI and this shared 2-core machine can be slow to import torch
 
 
-@pytest.fixture(scope="module")
-def random_model(tmp_path_factory) -> Path:
-    """An SLSNet with random weights at a 32 px input (fast), saved with the weights API."""
-    import torch
-
-    from dermaseg_app.ml.registry import build_generator
-    from dermaseg_app.ml.weights import ModelInfo, save_model
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model") / "random.safetensors"
-    net = build_generator("slsnet", {"input_size": 32})
-    save_model(path, net, ModelInfo(name="random-test", version="0.0.1", arch="slsnet",
-                                    config={"input_size": 32}, input_size=32, threshold=0.45))
-    return path
-
-
-@pytest.fixture(autouse=True)
-def user_dirs(tmp_path, monkeypatch):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
-
-
 @pytest.fixture
 def folder(tmp_path) -> Path:
     """An ISIC-layout folder with three real samples and their ground truth."""

@@ -31,13 +31,7 @@ def write_random_model(folder: Path, size: int = SIZE, small: bool = True, seed:
     return save_model(folder / f"random{size}.safetensors", build_generator("slsnet", config), info)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core CI machine more threads are several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
