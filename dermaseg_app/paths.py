@@ -64,6 +64,31 @@ def user_config_dir() -> Path:
     return root / "dermaseg"
 
 
+def user_data_dir() -> Path:
+    """The user's own DermaSeg data (for instance the review project of the bundled samples)."""
+    if sys.platform == "win32":
+        root = Path(os.environ.get("APPDATA", Path.home() / "AppData" / "Roaming"))
+    elif sys.platform == "darwin":
+        root = Path.home() / "Library" / "Application Support"
+    else:
+        root = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share"))
+    return root / "dermaseg"
+
+
+def is_bundled(path: Path) -> bool:
+    """Whether ``path`` lies inside the application's own resources (never written to)."""
+    try:
+        return Path(path).resolve().is_relative_to(resources_dir().resolve())
+    except OSError:
+        return False
+
+
+def bundled_project_dir(folder: Path) -> Path:
+    """Where the review project of a bundled folder lives: in the user's data, not the install."""
+    rel = Path(folder).resolve().relative_to(resources_dir().resolve())
+    return user_data_dir() / "projects" / "__".join(rel.parts)
+
+
 def user_cache_dir() -> Path:
     if sys.platform == "win32":
         root = Path(os.environ.get("LOCALAPPDATA", Path.home() / "AppData" / "Local"))

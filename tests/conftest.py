@@ -25,6 +25,7 @@ def isolated_user_dirs(tmp_path, monkeypatch):
     """Keep every test away from the real user's settings and prediction cache."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data-home"))
 
 
 @pytest.fixture(scope="module")

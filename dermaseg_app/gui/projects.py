@@ -1,6 +1,7 @@
 """The review projects of what is open: one ``core.project.Project`` per opened folder.
 
-An image opened on its own belongs to the project of its folder. When a folder cannot hold its
+An image opened on its own belongs to the project of its folder. The bundled samples keep their
+project in the user's data folder (``paths.bundled_project_dir``), never in the install. When a folder cannot hold its
 project (read-only), the problem is kept and shown, and the user may pick another folder
 (``use_project_dir``); statuses are then saved there.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dermaseg_app import paths
 from dermaseg_app.core.project import Project, ProjectError, ReviewStatus
 
 
@@ -24,6 +26,9 @@ class ProjectBook:
         folder = folder.resolve()
         if folder not in self.roots:
             self.roots.append(folder)
+        if project_dir is None and paths.is_bundled(folder):
+            # The bundled samples: the app's install folder is not the user's to write in.
+            project_dir = paths.bundled_project_dir(folder)
         try:
             project = Project.open_for(folder, project_dir)
         except ProjectError as exc:
