@@ -144,13 +144,19 @@ def finetune_benchmark(args: argparse.Namespace) -> int:
         warmup_epochs=args.warmup,
         epochs=args.epochs, lr=args.lr, beta1=0.9, lr_schedule="cosine", ema_decay=args.ema,
         seed=args.seed, num_threads=args.threads, pack_dir=args.pack_dir, model_version="ft-bench",
+        base_val=list(args.base_val), base_val_tolerance=args.base_val_tolerance, l2sp_weight=args.l2sp,
     )
     t0, c0 = time.perf_counter(), time.process_time()
     finished = None
     for event in train(cfg):
         if type(event).__name__ == "EpochEnd":
             print(f"  epoch {event.epoch}: G {event.train_losses.get('g', 0):.4f} "
-                  f"val(10% of fine-tune part) JSC {event.val.jsc:.4f} {event.seconds:.0f}s", flush=True)
+                  f"val(10% of fine-tune part) JSC {event.val.jsc:.4f}"
+                  + (f" base val JSC {event.base_val.jsc:.4f}{'' if event.qualifies else ' (too low)'}"
+                     if event.base_val is not None else "")
+                  + f"{' best' if event.is_best else ''} {event.seconds:.0f}s", flush=True)
+        if type(event).__name__ == "TrainStarted" and event.base_scores:
+            print(f"  base model before fine-tuning: {event.base_scores}", flush=True)
         if isinstance(event, TrainFinished):
             finished = event
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -158,7 +164,9 @@ def finetune_benchmark(args: argparse.Namespace) -> int:
     result = {
         "base": args.base, "n_finetune_part": args.n_finetune, "heldout": len(held), "seed": args.seed,
         "epochs": args.epochs, "freeze_encoder": args.freeze_encoder, "adversarial": args.adversarial, "replay_share": args.replay_share,
-        "lr": args.lr, "threads": torch.get_num_threads(), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+        "lr": args.lr, "base_val": args.base_val, "base_val_tolerance": args.base_val_tolerance,
+        "l2sp": args.l2sp, "fell_back_to_base": finished.fell_back_to_base if finished else None,
+        "threads": torch.get_num_threads(), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
         "best_epoch": finished.best_epoch if finished else None, "before": before, "after": after,
     }
     print(json.dumps(result, indent=2))
@@ -183,6 +191,10 @@ def main() -> int:
         ap.add_argument("--freeze-encoder", action="store_true")
         ap.add_argument("--adversarial", action="store_true", help="the paper's GAN loss (fresh D)")
         ap.add_argument("--warmup", type=float, default=0.0, help="supervised epochs before the GAN")
+        ap.add_argument("--base-val", action="append", default=[],
+                        help="base-domain validation folder for epoch selection (e.g. ISIC 2017 val; repeatable)")
+        ap.add_argument("--base-val-tolerance", type=float, default=0.01)
+        ap.add_argument("--l2sp", type=float, default=0.0, help="L2-SP weight (distance from the base weights)")
         ap.add_argument("--seed", type=int, default=0)
         ap.add_argument("--threads", type=int, default=1)
         ap.add_argument("--pack-dir")

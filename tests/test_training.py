@@ -225,3 +225,128 @@ def test_train_command_runs_and_publishes(data: dict[str, Path], tmp_path: Path,
     text = capsys.readouterr().out
     assert code == 0, text
     assert (tmp_path / "ft.safetensors").exists() and "+ 16 replay" in text
+
+
+def _tiny_base(tmp_path: Path) -> Path:
+    from dermaseg_app.ml import registry
+    from dermaseg_app.ml.weights import ModelInfo, save_model
+
+    base = tmp_path / "base.safetensors"
+    cfg_dict = registry.default_config("slsnet") | TINY | {"input_size": 32}
+    torch.manual_seed(0)
+    save_model(base, registry.build_generator("slsnet", cfg_dict),
+               ModelInfo(name="base", version="1", arch="slsnet", config=cfg_dict, input_size=32,
+                         trained_on="synthetic"))
+    return base
+
+
+def _lower_base_val_jsc(monkeypatch: pytest.MonkeyPatch, n_base_val: int, worse_calls: set[int]) -> None:
+    """Make the base-domain scores of the given evaluation calls (0: the base model) 0.5 lower."""
+    import dataclasses
+
+    real = t.evaluate_pack
+    calls = [0]
+
+    def fake(model, pack, device, threshold=0.5, batch_size=16):  # type: ignore[no-untyped-def]
+        s = real(model, pack, device, threshold, batch_size)
+        if len(pack) == n_base_val:
+            if calls[0] in worse_calls:
+                s = dataclasses.replace(s, mean=dataclasses.replace(s.mean, jsc=s.mean.jsc - 0.5))
+            calls[0] += 1
+        return s
+
+    monkeypatch.setattr(t, "evaluate_pack", fake)
+
+
+def test_base_validation_vetoes_epochs_that_forget(data: dict[str, Path], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    base = _tiny_base(tmp_path)
+    out = tmp_path / "ft.safetensors"
+    cfg = t.finetune_config(base, [data["new"]], out, epochs=3, batch_size=4, val_fraction=0.25,
+                            base_val=[str(data["val"])], base_val_tolerance=0.01, lr=3e-3,
+                            run_dir=str(tmp_path / "run"), num_threads=1, pack_dir=str(data["pack"]))
+    _lower_base_val_jsc(monkeypatch, 6, worse_calls={2})  # epoch 2 "forgets"
+    events = run(cfg)
+    started = of(events, t.TrainStarted)[0]
+    assert started.n_base_val == 6 and set(started.base_scores) == {"base_val_jsc", "val_jsc"}
+    ends = of(events, t.EpochEnd)
+    assert [e.qualifies for e in ends] == [True, False, True]
+    assert ends[1].base_val is not None and not ends[1].is_best
+    assert all(e.base_val.jsc >= started.base_scores["base_val_jsc"] - 0.01 for e in ends if e.qualifies)
+    finished = of(events, t.TrainFinished)[0]
+    assert not finished.fell_back_to_base and finished.best_epoch in (1, 3)
+    history = finished.history
+    assert [r["qualifies"] for r in history] == [True, False, True] and "base_val_jsc" in history[0]
+    card = out.with_suffix(".md").read_text(encoding="utf-8")
+    assert "base-domain validation" in card and "not an independent test" in card
+
+
+def test_base_validation_falls_back_to_the_base_model(data: dict[str, Path], tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from dermaseg_app.ml.weights import load_model
+
+    base = _tiny_base(tmp_path)
+    out = tmp_path / "ft.safetensors"
+    cfg = t.finetune_config(base, [data["new"]], out, epochs=2, batch_size=4, val_fraction=0.25,
+                            base_val=[str(data["val"])], lr=3e-3, max_steps_per_epoch=2,
+                            run_dir=str(tmp_path / "run"), num_threads=1, pack_dir=str(data["pack"]))
+    _lower_base_val_jsc(monkeypatch, 6, worse_calls={1, 2})  # every epoch "forgets"
+    events = run(cfg)
+    assert not any(e.is_best for e in of(events, t.EpochEnd))
+    finished = of(events, t.TrainFinished)[0]
+    assert finished.fell_back_to_base and finished.best_epoch == 0 and finished.model_path == out
+    tuned, info = load_model(out)
+    before, _ = load_model(base)
+    sb, sa = before.state_dict(), tuned.state_dict()
+    assert all(torch.equal(sb[k], sa[k]) for k in sb)
+    assert info.metrics["epoch"] == 0 and "base_val_jsc" in info.metrics
+    assert "base model unchanged" in out.with_suffix(".md").read_text(encoding="utf-8")
+
+
+def test_l2sp_keeps_the_weights_nearer_the_base(data: dict[str, Path], tmp_path: Path) -> None:
+    from dermaseg_app.ml.weights import load_model
+
+    base = _tiny_base(tmp_path)
+    before, _ = load_model(base)
+    sb = before.state_dict()
+    dist = {}
+    for w in (0.0, 50.0):
+        out = tmp_path / f"ft{w}.safetensors"
+        cfg = t.finetune_config(base, [data["new"]], out, epochs=2, batch_size=4, val_fraction=0.0,
+                                l2sp_weight=w, lr=1e-2, ema_decay=0.0, augment=NO_AUG,
+                                run_dir=str(tmp_path / f"run{w}"), num_threads=1, pack_dir=str(data["pack"]))
+        events = run(cfg)
+        assert ("l2sp" in of(events, t.StepProgress)[0].losses) == bool(w)
+        tuned, _ = load_model(out)
+        sa = tuned.state_dict()
+        dist[w] = sum(float((sa[k] - sb[k]).pow(2).sum()) for k in sb
+                      if sb[k].is_floating_point() and "running" not in k)
+    assert 0 < dist[50.0] < 0.5 * dist[0.0]
+
+
+def test_base_validation_and_l2sp_settings_are_checked(data: dict[str, Path], tmp_path: Path) -> None:
+    with pytest.raises(t.TrainError, match="needs a base model"):
+        run(tiny_config(data, tmp_path, base_val=[str(data["val"])]))
+    with pytest.raises(t.TrainError, match="L2-SP"):
+        run(tiny_config(data, tmp_path, l2sp_weight=-1.0))
+    with pytest.raises(t.TrainError, match="tolerance"):
+        run(tiny_config(data, tmp_path, base_model=str(_tiny_base(tmp_path)), base_val=[str(data["val"])],
+                        base_val_tolerance=2.0))
+
+
+def test_finetune_command_with_base_validation(data: dict[str, Path], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from dermaseg_app.cli import main
+
+    base = _tiny_base(tmp_path)
+    code = main(["finetune", "--base", str(base), "--data", str(data["new"]), "--base-val", str(data["val"]),
+                 "--base-val-tolerance", "0.5", "--l2sp", "0.1", "--out", str(tmp_path / "ft.safetensors"),
+                 "--run-dir", str(tmp_path / "ftrun"), "--epochs", "1", "--threads", "1",
+                 "--pack-dir", str(data["pack"]), "--batch-size", "4"])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "base model: base-domain val JSC" in text and "base val JSC" in text
+    with pytest.raises(SystemExit) as exit_info:
+        main(["finetune", "--base", str(base), "--data", str(data["new"]), "--l2sp", "-1",
+              "--out", str(tmp_path / "x.safetensors")])
+    assert exit_info.value.code == 2 and "--l2sp: must be 0 or more" in capsys.readouterr().err

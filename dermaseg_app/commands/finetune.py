@@ -17,7 +17,7 @@ import argparse
 import sys
 from typing import Any
 
-from dermaseg_app.commands.argtypes import positive_int, share
+from dermaseg_app.commands.argtypes import non_negative_float, positive_int, share
 from dermaseg_app.commands.train import add_common_arguments
 
 
@@ -39,6 +39,15 @@ def register(subparsers: Any) -> None:
                         help="train only the bridge and the decoder (faster; keeps the encoder's features)")
     parser.add_argument("--adversarial", action="store_true",
                         help="keep the GAN loss (a fresh discriminator) instead of the supervised loss")
+    parser.add_argument("--base-val", action="append", default=[], metavar="DIR",
+                        help="validation data of the base domain (e.g. ISIC 2017 val; repeatable): each epoch is "
+                             "also scored there and only epochs within --base-val-tolerance of the base model's "
+                             "JSC may be published (the base model itself if none is)")
+    parser.add_argument("--base-val-tolerance", type=share, default=0.01, metavar="F",
+                        help="how far (JSC) an epoch may fall below the base model on --base-val (default 0.01)")
+    parser.add_argument("--l2sp", type=non_negative_float, default=0.0, metavar="W",
+                        help="L2-SP: add W * sum((w - w_base)^2) to the loss to stay near the base weights "
+                             "(default 0: off)")
     parser.add_argument("--resume", metavar="CKPT", help="continue a fine-tuning run from its last.pt")
     add_common_arguments(parser)
     parser.set_defaults(func=run_finetune)
@@ -79,6 +88,9 @@ def run_finetune(args: argparse.Namespace) -> int:
         replay=list(args.replay),
         replay_share=args.replay_share if args.replay else 0.0,
         freeze_encoder=args.freeze_encoder,
+        base_val=list(args.base_val),
+        base_val_tolerance=args.base_val_tolerance,
+        l2sp_weight=args.l2sp,
         adversarial=bool(args.adversarial),
         input_size=info.input_size,
         arch=info.arch,

@@ -149,6 +149,11 @@ class ProgressPrinter:
                        + (f" + {event.n_replay} replay" if event.n_replay else "")
                        + f", {event.n_val} for validation, {event.steps_per_epoch} steps/epoch x {event.epochs} epochs"
                        + f", {event.parameters / 1e6:.2f} M parameters{resumed}; run folder {event.run_dir}", False)
+            if event.base_scores:
+                self._line(f"base model: base-domain val JSC {event.base_scores['base_val_jsc']:.4f} "
+                           f"({event.n_base_val} pairs)"
+                           + (f", val JSC {event.base_scores['val_jsc']:.4f}" if "val_jsc" in event.base_scores else ""),
+                           False)
         elif isinstance(event, t.StepProgress):
             if self.quiet:
                 return
@@ -169,7 +174,9 @@ class ProgressPrinter:
                 self.last_val = event.val.jsc
                 v = event.val
                 val = (f"val JSC {v.jsc:.4f} DSC {v.dsc:.4f} ACC {v.acc:.4f} SEN {v.sen:.4f} SPE {v.spe:.4f}"
-                       f"{' (best)' if event.is_best else ''}")
+                       + (f", base val JSC {event.base_val.jsc:.4f}{'' if event.qualifies else ' (too low)'}"
+                          if event.base_val is not None else "")
+                       + f"{' (best)' if event.is_best else ''}")
             else:
                 val = "no validation set"
             g = event.train_losses.get("g", float("nan"))
@@ -180,6 +187,8 @@ class ProgressPrinter:
                 self._line(f"best model so far (epoch {event.epoch}) -> {event.path}", False)
         elif isinstance(event, t.TrainFinished):
             best = f"best val JSC {event.best_jsc:.4f} at epoch {event.best_epoch}" if event.best_jsc is not None else "no validation"
+            if event.fell_back_to_base:
+                best = "no epoch kept the base-domain validation JSC: published the base model unchanged"
             self._line(f"finished in {t.describe_eta(event.seconds)}: {best}; model {event.model_path}", False)
         elif isinstance(event, t.TrainCancelled):
             best = f"best val JSC {event.best_jsc:.4f} (epoch {event.best_epoch})" if event.best_jsc is not None else "no epoch finished"

@@ -104,6 +104,9 @@ class TrainConfig:
     replay: list[str] = field(default_factory=list)
     replay_share: float = 0.0
     freeze_encoder: bool = False
+    base_val: list[str] = field(default_factory=list)  # base-domain validation (e.g. ISIC val): guards forgetting
+    base_val_tolerance: float = 0.01                   # an epoch qualifies if base JSC >= base model's - this
+    l2sp_weight: float = 0.0                           # L2-SP: weight * sum((w - w_base)^2) added to G's loss
     # the model file written
     model_name: str = "slsnet"
     model_version: str = "0.1"
@@ -140,6 +143,14 @@ class TrainConfig:
             raise TrainError(f"EMA decay must be in [0, 1), got {self.ema_decay}")
         if not 0.0 <= self.replay_share < 1.0:
             raise TrainError(f"replay share must be in [0, 1), got {self.replay_share}")
+        if self.base_val and not self.base_model:
+            raise TrainError("base validation (--base-val) needs a base model to compare with")
+        if not 0.0 <= self.base_val_tolerance <= 1.0:
+            raise TrainError(f"base validation tolerance must be in [0, 1], got {self.base_val_tolerance}")
+        if self.l2sp_weight < 0 or not math.isfinite(self.l2sp_weight):
+            raise TrainError(f"L2-SP weight must be >= 0, got {self.l2sp_weight}")
+        if self.l2sp_weight and not self.base_model:
+            raise TrainError("L2-SP (--l2sp) needs a base model to stay near")
         if self.out is not None and not str(self.out).endswith(".safetensors"):
             raise TrainError(f"{self.out}: model files must end in .safetensors")
 
@@ -190,6 +201,8 @@ class TrainStarted:
     start_epoch: int          # 1-based epoch the run starts (or resumes) in
     start_step: int           # steps of that epoch already done (resume)
     parameters: int
+    n_base_val: int = 0       # base-domain validation pairs (0: selection on the new data alone)
+    base_scores: dict[str, float] | None = None  # the base model's {"val_jsc", "base_val_jsc"} before training
 
 
 @dataclass
@@ -218,6 +231,8 @@ class EpochEnd:
     best_epoch: int | None
     seconds: float
     eta_seconds: float
+    base_val: Any = None      # core.metrics.Scores on the base-domain validation set, or None
+    qualifies: bool = True    # False: base JSC fell more than the tolerance below the base model's
 
 
 @dataclass
@@ -235,6 +250,7 @@ class TrainFinished:
     run_dir: Path
     seconds: float
     history: list[dict[str, Any]]
+    fell_back_to_base: bool = False  # no epoch kept the base-domain JSC: the base model was published
 
 
 @dataclass
@@ -480,6 +496,8 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
     torch.manual_seed(cfg.seed)
 
     g, d, model_cfg, base_trained_on = _build_networks(cfg)
+    # The base model as loaded, for the base-domain reference, the fallback and L2-SP.
+    base_g = copy.deepcopy(g).eval() if cfg.base_model and (cfg.base_val or cfg.l2sp_weight) else None
     if ckpt is not None:
         g.load_state_dict(ckpt["generator"])
         d.load_state_dict(ckpt["discriminator"])
@@ -488,6 +506,11 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
         freeze_encoder(g)
     g.to(device)
     d.to(device)
+    l2sp_pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
+    if cfg.l2sp_weight and base_g is not None:
+        base_g.to(device)
+        base_params = dict(base_g.named_parameters())
+        l2sp_pairs = [(p, base_params[n].detach()) for n, p in g.named_parameters() if p.requires_grad]
     ema = EMA(g, cfg.ema_decay) if cfg.ema_decay > 0 else None
     if ema is not None and ckpt is not None and ckpt.get("ema") is not None:
         ema.module.load_state_dict(ckpt["ema"])
@@ -510,6 +533,8 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
         val_pack = train_pack.subset(sorted(order[:n_val]))
         train_pack = train_pack.subset(sorted(order[n_val:]))
     replay_pack = _load_packs(cfg.replay, size, cfg, full_masks=False)
+    # Base-domain validation is scored at the pack size (cheap; it only has to rank epochs).
+    base_pack = _load_packs(cfg.base_val, size, cfg, full_masks=False)
     sources = [train_pack] + ([replay_pack] if replay_pack is not None else [])
     n_replay = len(replay_pack) if replay_pack is not None else 0
     share = cfg.replay_share if n_replay else 0.0
@@ -537,6 +562,7 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
     last_path = run_dir / "last.pt"
 
     # ---- state
+    base_scores: dict[str, float] | None = None
     start_epoch, start_step, global_step = 0, 0, 0
     best_jsc: float | None = None
     best_epoch: int | None = None
@@ -549,10 +575,18 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
         best_epoch = ckpt.get("best_epoch")
         history = list(ckpt.get("history", []))
         sums = dict(ckpt.get("sums", {}))
+        base_scores = ckpt.get("base_scores")
         _set_rng_state(ckpt["rng"])
         if start_step >= steps_per_epoch:
             start_epoch, start_step, sums = start_epoch + 1, 0, {}
     elapsed_before = float(ckpt.get("seconds", 0.0)) if ckpt is not None else 0.0
+    if base_pack is not None and base_scores is None:
+        assert base_g is not None
+        base_g.to(device)
+        base_scores = {"base_val_jsc": round(float(evaluate_pack(base_g, base_pack, device, cfg.threshold).mean.jsc), 5)}
+        if val_pack is not None:
+            base_scores["val_jsc"] = round(float(evaluate_pack(base_g, val_pack, device, cfg.threshold).mean.jsc), 5)
+    base_floor = (base_scores["base_val_jsc"] - cfg.base_val_tolerance) if base_scores is not None else None
 
     def eval_model() -> nn.Module:
         return ema.module if ema is not None else g
@@ -585,6 +619,7 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
             "best_epoch": best_epoch,
             "history": history,
             "sums": sums,
+            "base_scores": base_scores,
             "rng": _rng_state(),
             "seconds": elapsed,
         }
@@ -595,7 +630,8 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
     yield TrainStarted(run_dir=run_dir, device=str(device), notice=notice, n_train=len(train_pack),
                        n_replay=n_replay, n_val=len(val_pack) if val_pack is not None else 0,
                        steps_per_epoch=steps_per_epoch, epochs=cfg.epochs, start_epoch=start_epoch + 1,
-                       start_step=start_step, parameters=n_params)
+                       start_step=start_step, parameters=n_params,
+                       n_base_val=len(base_pack) if base_pack is not None else 0, base_scores=base_scores)
 
     t_start = time.perf_counter()
     step_time_avg: float | None = None
@@ -665,6 +701,10 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
                             p.requires_grad_(True)
                         loss_g = loss_g + adv
                         losses["adv"] = float(adv.detach())
+                    if l2sp_pairs:
+                        l2sp = torch.stack([(p - p0).pow(2).sum() for p, p0 in l2sp_pairs]).sum()
+                        loss_g = loss_g + cfg.l2sp_weight * l2sp
+                        losses["l2sp"] = float(l2sp.detach())
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()
@@ -710,11 +750,15 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
             train_losses = {k: v / n for k, v in sums.items() if k != "_n"}
             t_val = time.perf_counter()
             summary = evaluate_pack(eval_model(), val_pack, device, cfg.threshold) if val_pack is not None else None
+            base_summary = (evaluate_pack(eval_model(), base_pack, device, cfg.threshold)
+                            if base_pack is not None else None)
             val_seconds = time.perf_counter() - t_val
             val_jsc = summary.mean.jsc if summary is not None else None
-            is_best = val_jsc is not None and (best_jsc is None or val_jsc > best_jsc)
+            # An epoch qualifies when it keeps the base domain (base JSC within the tolerance).
+            qualifies = base_summary is None or (base_floor is not None and base_summary.mean.jsc >= base_floor)
+            is_best = qualifies and val_jsc is not None and (best_jsc is None or val_jsc > best_jsc)
             if summary is None:
-                is_best = True  # nothing to select on: the latest model is the best we know
+                is_best = qualifies  # nothing to select on: the latest qualifying model is the best we know
             record: dict[str, Any] = {"epoch": epoch + 1, "global_step": global_step,
                                       "seconds": round(elapsed_before + time.perf_counter() - t_start, 1),
                                       "lr": cfg.lr * lr_factor(cfg.lr_schedule, global_step / max(1, total_steps),
@@ -726,11 +770,17 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
                         record[f"val_{k}"] = round(float(v), 5)
                 record["val_pooled_jsc"] = round(float(summary.pooled.jsc), 5)
                 record["val_pooled_dsc"] = round(float(summary.pooled.dsc), 5)
+            if base_summary is not None:
+                record["base_val_jsc"] = round(float(base_summary.mean.jsc), 5)
+                record["base_val_dsc"] = round(float(base_summary.mean.dsc), 5)
+                record["qualifies"] = bool(qualifies)
             history.append(record)
             if is_best:
                 best_jsc, best_epoch = val_jsc, epoch + 1
                 metrics = {k[4:]: v for k, v in record.items() if k.startswith("val_")}
                 metrics["epoch"] = epoch + 1
+                if "base_val_jsc" in record:
+                    metrics["base_val_jsc"] = record["base_val_jsc"]
                 from dermaseg_app.ml.weights import save_model
 
                 save_model(best_path, eval_model(), model_info(metrics))
@@ -749,20 +799,40 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
                            val=summary.mean if summary is not None else None,
                            val_pooled=summary.pooled if summary is not None else None,
                            is_best=is_best, best_jsc=best_jsc, best_epoch=best_epoch,
-                           seconds=epoch_seconds, eta_seconds=eta)
+                           seconds=epoch_seconds, eta_seconds=eta,
+                           base_val=base_summary.mean if base_summary is not None else None,
+                           qualifies=qualifies)
             sums = {}
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
-    if cfg.out and best_jsc is not None:
+    fell_back = False
+    if base_pack is not None and best_epoch is None and history and base_g is not None:
+        # No epoch kept the base domain: publish the base model unchanged (epoch 0).
+        from dermaseg_app.ml.weights import save_model
+
+        fell_back = True
+        best_epoch = 0
+        best_jsc = base_scores.get("val_jsc") if base_scores else None
+        metrics = dict(base_scores or {}) | {"epoch": 0}
+        save_model(best_path, base_g, model_info(metrics))
+        yield CheckpointSaved(path=best_path, kind="best", epoch=0)
+        if cfg.out:
+            Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
+            save_model(Path(cfg.out), base_g, model_info(metrics),
+                       card=model_card(cfg, history, best_epoch, _hardware(), base_scores))
+            yield CheckpointSaved(path=Path(cfg.out), kind="published", epoch=0)
+    elif cfg.out and best_jsc is not None:
         # Refresh the published card with the full curve.
         from dermaseg_app.core.atomic import atomic_write_text
         from dermaseg_app.ml.weights import card_path
 
-        atomic_write_text(card_path(Path(cfg.out)), model_card(cfg, history, best_epoch, _hardware()))
-    model_path = Path(cfg.out) if cfg.out and best_jsc is not None else (best_path if best_path.exists() else None)
+        atomic_write_text(card_path(Path(cfg.out)), model_card(cfg, history, best_epoch, _hardware(), base_scores))
+    model_path = (Path(cfg.out) if cfg.out and (best_jsc is not None or fell_back)
+                  else (best_path if best_path.exists() else None))
     yield TrainFinished(best_jsc=best_jsc, best_epoch=best_epoch, model_path=model_path, run_dir=run_dir,
-                        seconds=elapsed_before + time.perf_counter() - t_start, history=history)
+                        seconds=elapsed_before + time.perf_counter() - t_start, history=history,
+                        fell_back_to_base=fell_back)
 
 
 # ============================================================================ logs and card
@@ -785,7 +855,8 @@ def _write_logs(run_dir: Path, history: list[dict[str, Any]]) -> None:
     atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
 
 
-def model_card(cfg: TrainConfig, history: list[dict[str, Any]], best_epoch: int | None, hardware: str) -> str:
+def model_card(cfg: TrainConfig, history: list[dict[str, Any]], best_epoch: int | None, hardware: str,
+               base_scores: dict[str, float] | None = None) -> str:
     """A Markdown model card of a run: what it was trained on, how, and its validation curve."""
     best = next((r for r in history if r["epoch"] == best_epoch), None)
     lines = [f"# {cfg.model_name} {cfg.model_version}", ""]
@@ -810,10 +881,20 @@ def model_card(cfg: TrainConfig, history: list[dict[str, Any]], best_epoch: int 
         "EMA decay": cfg.ema_decay or "off", "frozen encoder": cfg.freeze_encoder,
         "augmentation": dataclasses.asdict(cfg.augment), "seed": cfg.seed,
         "max steps per epoch": cfg.max_steps_per_epoch, "hardware": hardware,
+        "base-domain validation (epoch selection)": (
+            f"{', '.join(cfg.base_val)}: an epoch qualifies if its JSC there is at most "
+            f"{cfg.base_val_tolerance} below the base model's ({base_scores['base_val_jsc']:.4f}); "
+            "the best qualifying epoch by validation JSC is kept, the base model if none qualifies. "
+            "Figures on this set are selection figures, not an independent test"
+            if cfg.base_val and base_scores else None),
+        "L2-SP weight (distance from the base weights)": cfg.l2sp_weight or None,
     }
     for k, v in recipe.items():
         if v not in (None, [], ""):
             lines.append(f"- {k}: {v}")
+    if best_epoch == 0 and cfg.base_val:
+        lines += ["", "No epoch kept the base-domain validation JSC within the tolerance: "
+                  "this file is the base model unchanged."]
     if cfg.command:
         lines += ["", "Command:", "", "```", cfg.command, "```"]
     lines += ["", "## Validation curve (mean over images, threshold "
@@ -825,7 +906,9 @@ def model_card(cfg: TrainConfig, history: list[dict[str, Any]], best_epoch: int 
             return f"{v:.4f}" if isinstance(v, (int, float)) else "-"
         lines.append(f"| {r['epoch']}{' (best)' if r['epoch'] == best_epoch else ''} | {r['seconds']:.0f} | "
                      f"{f('train_g')} | {f('val_jsc')} | {f('val_dsc')} | {f('val_acc')} | {f('val_sen')} | "
-                     f"{f('val_spe')} | {f('val_jsc_th')} |")
+                     f"{f('val_spe')} | {f('val_jsc_th')} |"
+                     + (f" base val JSC {f('base_val_jsc')}{'' if r.get('qualifies', True) else ' (too low)'}"
+                        if "base_val_jsc" in r else ""))
     lines.append("")
     return "\n".join(lines)
 
