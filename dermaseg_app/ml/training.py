@@ -897,9 +897,11 @@ def model_card(cfg: TrainConfig, history: list[dict[str, Any]], best_epoch: int 
                   "this file is the base model unchanged."]
     if cfg.command:
         lines += ["", "Command:", "", "```", cfg.command, "```"]
+    with_base = any("base_val_jsc" in r for r in history)
     lines += ["", "## Validation curve (mean over images, threshold "
-              f"{cfg.threshold})", "", "| epoch | time (s) | train G loss | val JSC | val DSC | val ACC | val SEN | val SPE | thresholded JSC |",
-              "|---|---|---|---|---|---|---|---|---|"]
+              f"{cfg.threshold})", "", "| epoch | time (s) | train G loss | val JSC | val DSC | val ACC | val SEN | val SPE | thresholded JSC |"
+              + (" base-domain val JSC |" if with_base else ""),
+              "|---|---|---|---|---|---|---|---|---|" + ("---|" if with_base else "")]
     for r in history:
         def f(key: str) -> str:
             v = r.get(key)
@@ -907,8 +909,7 @@ def model_card(cfg: TrainConfig, history: list[dict[str, Any]], best_epoch: int 
         lines.append(f"| {r['epoch']}{' (best)' if r['epoch'] == best_epoch else ''} | {r['seconds']:.0f} | "
                      f"{f('train_g')} | {f('val_jsc')} | {f('val_dsc')} | {f('val_acc')} | {f('val_sen')} | "
                      f"{f('val_spe')} | {f('val_jsc_th')} |"
-                     + (f" base val JSC {f('base_val_jsc')}{'' if r.get('qualifies', True) else ' (too low)'}"
-                        if "base_val_jsc" in r else ""))
+                     + (f" {f('base_val_jsc')}{'' if r.get('qualifies', True) else ' (too low)'} |" if with_base else ""))
     lines.append("")
     return "\n".join(lines)
 
