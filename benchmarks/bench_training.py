@@ -145,6 +145,7 @@ def finetune_benchmark(args: argparse.Namespace) -> int:
         epochs=args.epochs, lr=args.lr, beta1=0.9, lr_schedule="cosine", ema_decay=args.ema,
         seed=args.seed, num_threads=args.threads, pack_dir=args.pack_dir, model_version="ft-bench",
         base_val=list(args.base_val), base_val_tolerance=args.base_val_tolerance, l2sp_weight=args.l2sp,
+        freeze_bn_stats=args.freeze_bn_stats,
     )
     t0, c0 = time.perf_counter(), time.process_time()
     finished = None
@@ -165,7 +166,7 @@ def finetune_benchmark(args: argparse.Namespace) -> int:
         "base": args.base, "n_finetune_part": args.n_finetune, "heldout": len(held), "seed": args.seed,
         "epochs": args.epochs, "freeze_encoder": args.freeze_encoder, "adversarial": args.adversarial, "replay_share": args.replay_share,
         "lr": args.lr, "base_val": args.base_val, "base_val_tolerance": args.base_val_tolerance,
-        "l2sp": args.l2sp, "fell_back_to_base": finished.fell_back_to_base if finished else None,
+        "l2sp": args.l2sp, "freeze_bn_stats": args.freeze_bn_stats, "fell_back_to_base": finished.fell_back_to_base if finished else None,
         "threads": torch.get_num_threads(), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
         "best_epoch": finished.best_epoch if finished else None, "before": before, "after": after,
     }
@@ -195,6 +196,7 @@ def main() -> int:
                         help="base-domain validation folder for epoch selection (e.g. ISIC 2017 val; repeatable)")
         ap.add_argument("--base-val-tolerance", type=float, default=0.01)
         ap.add_argument("--l2sp", type=float, default=0.0, help="L2-SP weight (distance from the base weights)")
+        ap.add_argument("--freeze-bn-stats", action="store_true", help="keep the base model's batch-norm statistics")
         ap.add_argument("--seed", type=int, default=0)
         ap.add_argument("--threads", type=int, default=1)
         ap.add_argument("--pack-dir")

@@ -350,3 +350,19 @@ def test_finetune_command_with_base_validation(data: dict[str, Path], tmp_path: 
         main(["finetune", "--base", str(base), "--data", str(data["new"]), "--l2sp", "-1",
               "--out", str(tmp_path / "x.safetensors")])
     assert exit_info.value.code == 2 and "--l2sp: must be 0 or more" in capsys.readouterr().err
+
+
+def test_freeze_bn_stats_keeps_the_base_running_statistics(data: dict[str, Path], tmp_path: Path) -> None:
+    from dermaseg_app.ml.weights import load_model
+
+    base = _tiny_base(tmp_path)
+    out = tmp_path / "ft.safetensors"
+    cfg = t.finetune_config(base, [data["new"]], out, epochs=1, batch_size=4, val_fraction=0.0,
+                            freeze_bn_stats=True, lr=1e-2, run_dir=str(tmp_path / "run"), num_threads=1,
+                            pack_dir=str(data["pack"]))
+    run(cfg)
+    sb, sa = load_model(base)[0].state_dict(), load_model(out)[0].state_dict()
+    stats = [k for k in sb if k.endswith(("running_mean", "running_var"))]
+    weights = [k for k in sb if k.endswith("weight")]
+    assert stats and all(torch.equal(sb[k], sa[k]) for k in stats)
+    assert any(not torch.equal(sb[k], sa[k]) for k in weights)

@@ -48,6 +48,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--l2sp", type=non_negative_float, default=0.0, metavar="W",
                         help="L2-SP: add W * sum((w - w_base)^2) to the loss to stay near the base weights "
                              "(default 0: off)")
+    parser.add_argument("--freeze-bn-stats", action="store_true",
+                        help="keep the base model's batch-norm running statistics (normalise as the base did)")
     parser.add_argument("--resume", metavar="CKPT", help="continue a fine-tuning run from its last.pt")
     add_common_arguments(parser)
     parser.set_defaults(func=run_finetune)
@@ -91,6 +93,7 @@ def run_finetune(args: argparse.Namespace) -> int:
         base_val=list(args.base_val),
         base_val_tolerance=args.base_val_tolerance,
         l2sp_weight=args.l2sp,
+        freeze_bn_stats=bool(args.freeze_bn_stats),
         adversarial=bool(args.adversarial),
         input_size=info.input_size,
         arch=info.arch,

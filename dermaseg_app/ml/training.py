@@ -107,6 +107,7 @@ class TrainConfig:
     base_val: list[str] = field(default_factory=list)  # base-domain validation (e.g. ISIC val): guards forgetting
     base_val_tolerance: float = 0.01                   # an epoch qualifies if base JSC >= base model's - this
     l2sp_weight: float = 0.0                           # L2-SP: weight * sum((w - w_base)^2) added to G's loss
+    freeze_bn_stats: bool = False                      # keep batch norm's running statistics (eval-mode BN)
     # the model file written
     model_name: str = "slsnet"
     model_version: str = "0.1"
@@ -334,11 +335,15 @@ def freeze_encoder(generator: nn.Module) -> int:
     return n
 
 
-def _set_train_mode(generator: nn.Module, frozen: bool) -> None:
+def _set_train_mode(generator: nn.Module, frozen: bool, bn_stats_fixed: bool = False) -> None:
     generator.train()
     if frozen:
         for m in encoder_modules(generator):
             m.eval()
+    if bn_stats_fixed:  # batch norm normalises with the base model's running statistics, never updates them
+        for m in generator.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
 
 
 def _rng_state() -> dict[str, Any]:
@@ -654,7 +659,7 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
             if first == 0:
                 sums = {}
             t_epoch = time.perf_counter()
-            _set_train_mode(g, frozen)
+            _set_train_mode(g, frozen, cfg.freeze_bn_stats)
             d.train()
             pending: Future | None = (pool.submit(prepare, epoch, first, batches[first])
                                       if first < len(batches) else None)
@@ -879,6 +884,7 @@ def model_card(cfg: TrainConfig, history: list[dict[str, Any]], best_epoch: int 
                  f"supervised: {cfg.bce_weight} pixel BCE + {cfg.lambda_l1} L1 + {cfg.alpha_jaccard} soft Jaccard"),
         "supervised warm-up epochs": cfg.warmup_epochs if cfg.adversarial else "all",
         "EMA decay": cfg.ema_decay or "off", "frozen encoder": cfg.freeze_encoder,
+        "batch-norm statistics fixed": cfg.freeze_bn_stats or None,
         "augmentation": dataclasses.asdict(cfg.augment), "seed": cfg.seed,
         "max steps per epoch": cfg.max_steps_per_epoch, "hardware": hardware,
         "base-domain validation (epoch selection)": (
