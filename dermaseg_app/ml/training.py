@@ -169,7 +169,10 @@ def finetune_config(
     """The fine-tuning recipe measured on the CPU (docs/training-notes.md): supervised loss
     (no discriminator), Adam 2e-4 betas (0.9, 0.999) with cosine decay, EMA 0.99, the paper's
     augmentation, 10% of ``data`` held out for choosing the epoch, ``replay_share`` of every batch
-    from ``replay`` (the base training data) when given. ``overrides`` set any other field."""
+    from ``replay`` (the base training data) when given. ``overrides`` set any other field, e.g.
+    ``base_val=[ISIC val folder]`` to publish only epochs whose base-domain JSC stays within
+    ``base_val_tolerance`` of the base model's (the base model itself if none does), or
+    ``l2sp_weight`` to pull the weights toward the base (docs/training-notes.md has both measured)."""
     from dermaseg_app.ml.weights import read_model_info
 
     info = read_model_info(base_model)
