@@ -164,7 +164,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """
     target = Path(path)
     fd, tmp = _make_temp(target)
-    try:
+    with _removed_on_failure(tmp, target):
         try:
             view = memoryview(data)
             while view:
@@ -174,6 +174,14 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         finally:
             os.close(fd)
         _commit(tmp, target)
+
+
+@contextlib.contextmanager
+def _removed_on_failure(tmp: Path, target: Path) -> Iterator[None]:
+    """On any failure inside the block: remove the temp file; an OSError becomes an
+    AtomicWriteError naming ``target``."""
+    try:
+        yield
     except BaseException as err:
         _unlink_quietly(tmp)
         if isinstance(err, OSError):
@@ -201,7 +209,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     fd, tmp = _make_temp(target)
     os.close(fd)
-    try:
+    with _removed_on_failure(tmp, target):
         yield tmp
         if not tmp.is_file() or tmp.stat().st_size == 0:
             raise AtomicWriteError(target, "the writer produced no data")
@@ -211,11 +219,6 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         finally:
             os.close(fd)
         _commit(tmp, target)
-    except BaseException as err:
-        _unlink_quietly(tmp)
-        if isinstance(err, OSError):
-            raise _wrap(err, target) from err
-        raise
 
 
 def cleanup_stale_temp_files(folder: str | os.PathLike[str], min_age_s: float = 60.0) -> list[Path]:
