@@ -21,7 +21,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from dermaseg_app.commands.predict import UserError, add_model_arguments, fail, find_input_cases, load_predictor
+from dermaseg_app.commands.predict import (
+    UserError,
+    add_model_arguments,
+    fail,
+    find_input_cases,
+    load_predictor,
+    run_reporting_user_errors,
+)
 
 SUMMARY_KEYS = ("acc", "dsc", "jsc", "sen", "spe", "jsc_th")
 PER_IMAGE_KEYS = ("acc", "dsc", "jsc", "sen", "spe", "jsc_th", "hd95")
@@ -43,11 +50,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except UserError as exc:
-        fail(str(exc))
-        return exc.code
+    return run_reporting_user_errors(_run, args)
 
 
 def _number(value: float | None) -> float | None:

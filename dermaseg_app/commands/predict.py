@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,15 @@ class UserError(Exception):
 
 def fail(message: str) -> None:
     print(f"dermaseg: error: {message}", file=sys.stderr)
+
+
+def run_reporting_user_errors(body: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command's body; a UserError prints as one line and becomes the exit code."""
+    try:
+        return body(args)
+    except UserError as exc:
+        fail(str(exc))
+        return exc.code
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -183,11 +193,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except UserError as exc:
-        fail(str(exc))
-        return exc.code
+    return run_reporting_user_errors(_run, args)
 
 
 def _run(args: argparse.Namespace) -> int:
