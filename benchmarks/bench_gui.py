@@ -66,7 +66,7 @@ def startup_seconds(folder: Path, model: Path | None, cache_home: Path, config_h
 
 def navigation(folder: Path, model: Path | None, pause_s: float) -> dict:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6.QtCore import QEventLoop, QTimer
+    from qt_wait import spin, wait_until
 
     from dermaseg_app.gui.app import build_window, make_app
 
@@ -77,19 +77,6 @@ def navigation(folder: Path, model: Path | None, pause_s: float) -> dict:
     window.show()
     app.processEvents()
     window.session.start_model()
-
-    def spin(seconds: float) -> None:
-        loop = QEventLoop()
-        QTimer.singleShot(int(seconds * 1000), loop.quit)
-        loop.exec()
-
-    def wait_until(cond, timeout: float = 300.0) -> bool:
-        end = time.perf_counter() + timeout
-        while not cond():
-            if time.perf_counter() > end:
-                return False
-            spin(0.02)
-        return True
 
     window.open_paths([folder])
     s = window.session

@@ -59,7 +59,8 @@ def main() -> int:
         (tmp / "ISIC-2017_Training_Part1_GroundTruth").mkdir()
         shutil.copy(gt, tmp / "ISIC-2017_Training_Part1_GroundTruth")
 
-    from PySide6.QtCore import QEvent, QEventLoop, QPointF, Qt, QTimer
+    from PySide6.QtCore import QEvent, QPointF, Qt
+    from qt_wait import spin, wait_until
     from PySide6.QtGui import QMouseEvent
     from PySide6.QtWidgets import QApplication
 
@@ -72,19 +73,6 @@ def main() -> int:
     window.resize(1440, 900)
     window.show()
     app.processEvents()
-
-    def spin(seconds: float) -> None:
-        loop = QEventLoop()
-        QTimer.singleShot(int(seconds * 1000), loop.quit)
-        loop.exec()
-
-    def wait_until(cond, timeout: float = 300.0) -> bool:
-        end = time.perf_counter() + timeout
-        while not cond():
-            if time.perf_counter() > end:
-                return False
-            spin(0.02)
-        return True
 
     window.open_paths([folder])
     s = window.session
