@@ -163,6 +163,59 @@ def _load_case(case, size: int, keep_full: bool) -> tuple[np.ndarray, np.ndarray
     return resize_image(rgb, size), resize_mask(mask, size), (mask.astype(bool) if keep_full else None)
 
 
+def load_cases(
+    cases: Sequence,
+    size: int = 128,
+    full_masks: bool = False,
+    workers: int = 2,
+    source: str = "",
+    errors: list[tuple[object, str]] | None = None,
+) -> Pack:
+    """Decode explicit (image, mask) pairs into a :class:`Pack` at ``size``.
+
+    ``cases`` are ``core.dataset.Case`` records (``ground_truth`` is the mask used, e.g. a
+    reviewer's saved correction). Decoding runs in ``workers`` threads (OpenCV releases the GIL).
+    A pair that cannot be used (unreadable file, size mismatch) raises :class:`DataError` naming
+    the file, unless ``errors`` is a list: then the pair is left out and ``(case, reason)`` is
+    appended to it.
+    """
+    cases = list(cases)
+    for c in cases:
+        if c.ground_truth is None:
+            raise DataError(c.image, "has no mask to train on")
+    n = len(cases)
+    images = np.empty((n, size, size, 3), np.uint8)
+    masks = np.empty((n, size, size), bool)
+    full: list[np.ndarray] | None = [None] * n if full_masks else None  # type: ignore[list-item]
+    failed: dict[int, str] = {}
+
+    def work(i: int) -> None:
+        from dermaseg_app.core.imageio import ImageReadError
+
+        try:
+            img, m, fm = _load_case(cases[i], size, full_masks)
+        except (DataError, ImageReadError) as exc:
+            if errors is None:
+                raise
+            failed[i] = str(exc)
+            return
+        images[i] = img
+        masks[i] = m
+        if full is not None:
+            full[i] = fm
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        list(pool.map(work, range(n)))
+    keep = [i for i in range(n) if i not in failed]
+    if errors is not None:
+        errors.extend((cases[i], failed[i]) for i in sorted(failed))
+    if failed:
+        images, masks = images[keep], masks[keep]
+        full = None if full is None else [full[i] for i in keep]
+    return Pack(images=images, masks=masks, stems=[cases[i].stem for i in keep], size=size,
+                source=source, full_masks=full)
+
+
 def load_folder(
     data: Path | str,
     size: int = 128,
@@ -173,8 +226,7 @@ def load_folder(
 ) -> Pack:
     """Decode every (image, mask) pair of a folder into a :class:`Pack` at ``size``.
 
-    ``stems`` keeps only those cases (in that order). Decoding runs in ``workers`` threads
-    (OpenCV releases the GIL).
+    ``stems`` keeps only those cases (in that order). Decoding: :func:`load_cases`.
     """
     cases = _cases(data, masks_dir)
     if stems is not None:
@@ -183,22 +235,7 @@ def load_folder(
         if missing:
             raise DataError(data, f"no image with a mask for {', '.join(missing[:5])}")
         cases = [by_stem[s] for s in stems]
-    n = len(cases)
-    images = np.empty((n, size, size, 3), np.uint8)
-    masks = np.empty((n, size, size), bool)
-    full: list[np.ndarray] | None = [None] * n if full_masks else None  # type: ignore[list-item]
-
-    def work(i: int) -> None:
-        img, m, fm = _load_case(cases[i], size, full_masks)
-        images[i] = img
-        masks[i] = m
-        if full is not None:
-            full[i] = fm
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        list(pool.map(work, range(n)))
-    return Pack(images=images, masks=masks, stems=[c.stem for c in cases], size=size,
-                source=str(Path(data).resolve()), full_masks=full)
+    return load_cases(cases, size, full_masks=full_masks, workers=workers, source=str(Path(data).resolve()))
 
 
 # ----------------------------------------------------------------------------- pack files
