@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QMenu, QMessageBox
+from PySide6.QtWidgets import QMenu, QMessageBox, QToolButton
 
 from dermaseg_app.core.editing import BBox, EditOp, GeometryEdit, apply_geometry, simplify_geometry
 from dermaseg_app.core.imageio import ImageReadError, image_size
 from dermaseg_app.core.store import StoreError
 from dermaseg_app.gui import shortcuts
-from dermaseg_app.gui.canvas.edit_tools import TOOL_LABELS, EditTools, Tool
+from dermaseg_app.gui.canvas.edit_tools import POLYGON_MODES, TOOL_LABELS, EditTools, Tool
 from dermaseg_app.gui.canvas.mask_layer import MaskLayer
 from dermaseg_app.gui.canvas.overlay import threshold_u8
 from dermaseg_app.gui.canvas.renderer import mask_contours
@@ -88,6 +88,7 @@ class EditController(QObject):
         self.actions = self._make_actions()
         self.panel = EditPanel(self.actions)
         self.toolbar = EditToolBar(self.actions)
+        self.polygon_button = self._polygon_button()
         self.toolbar.radius.setValue(int(self.tools.radius))
         self.toolbar.radius.valueChanged.connect(lambda v: self.tools.set_radius(float(v)))
         self.tools.radius_changed.connect(lambda r: self.toolbar.radius.setValue(int(round(r))))
@@ -142,6 +143,21 @@ class EditController(QObject):
         make("export", "Export…", self.open_export)
         return acts
 
+    def _polygon_button(self) -> QToolButton:
+        """One tool-bar button for the three polygon tools (before Vertices): it shows and picks the
+        last one chosen, its arrow lists all three."""
+        menu = QMenu(self.toolbar)
+        for tool in POLYGON_MODES:
+            menu.addAction(self.actions[f"tool_{tool.value}"])
+        button = QToolButton(self.toolbar)
+        button.setObjectName("polygon_tools")
+        button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        button.setDefaultAction(self.actions["tool_polygon_add"])
+        button.setMenu(menu)
+        button.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
+        self.toolbar.insertWidget(self.actions["tool_vertices"], button)
+        return button
+
     def install_menus(self) -> None:
         bar = self.w.menuBar()
         file_menu = _menu(bar, "&File")
@@ -168,6 +184,9 @@ class EditController(QObject):
     def _tool_changed(self, value: str) -> None:
         for tool in Tool:
             self.actions[f"tool_{tool.value}"].setChecked(tool.value == value)
+        if Tool(value) in POLYGON_MODES:
+            self.polygon_button.setDefaultAction(self.actions[f"tool_{value}"])
+            self.polygon_button.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
         self.w.statusBar().showMessage(f"Tool: {Tool(value).label}", 3000)
 
     def _update_actions(self) -> None:

@@ -3,7 +3,8 @@
 One table, used for the actions' keys, their tooltips and the Help > Keyboard Shortcuts sheet.
 The review window already uses A/C/R/X/U (status), G/H/M (display), F/1/+/- (zoom), N/P and
 Page Up/Down (navigation), Esc (cancel background prediction), Ctrl+O / Ctrl+Shift+O / Ctrl+Q;
-none of the keys below clash with them.
+none of the keys below clash with them. The polygon tools are the lasso's keys with Shift (P is
+Previous Image); while a polygon is drawn the canvas takes Backspace, Enter and Esc.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ EDIT_SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("tool_lasso_add", ("L",), "lasso add: draw an outline to add"),
     Shortcut("tool_lasso_subtract", ("K",), "lasso subtract: draw an outline to cut away"),
     Shortcut("tool_new_contour", ("D",), "new contour: draw the lesion from scratch"),
+    Shortcut("tool_polygon_add", ("Shift+L",),
+             "polygon add: click the vertices one by one; Enter, a double click or a click on the "
+             "first vertex closes it"),
+    Shortcut("tool_polygon_subtract", ("Shift+K",), "polygon subtract: click an outline to cut away"),
+    Shortcut("tool_polygon_new", ("Shift+D",), "new polygon: click the lesion's outline from scratch"),
     Shortcut("tool_vertices", ("O",),
              "edit vertices: drag a vertex, click an edge to insert, Shift+click to delete"),
     Shortcut("radius_down", ("[",), "smaller brush (also Ctrl + wheel)"),
@@ -41,6 +47,13 @@ EDIT_SHORTCUTS: tuple[Shortcut, ...] = (
     Shortcut("shrink", ("Shift+R",), "shrink by N pixels"),
     Shortcut("save", ("Ctrl+S",), "save the correction"),
     Shortcut("export", ("Ctrl+E",), "export the project (masks, polygons, COCO, manifest)"),
+)
+
+# keys of the polygon being drawn (handled by the canvas, not window-wide actions)
+POLYGON_KEYS_HELP: tuple[tuple[str, str], ...] = (
+    ("Backspace", "polygon: remove the last vertex"),
+    ("Enter / double click", "polygon: close it (or click its first vertex); one undo step"),
+    ("Esc", "polygon: cancel it"),
 )
 
 BY_NAME = {s.name: s for s in EDIT_SHORTCUTS}
@@ -60,6 +73,8 @@ def editing_html() -> str:
     """The correction tools' rows for the shortcut sheet (an HTML table)."""
     rows = [f"<tr><td><b>{escape(' / '.join(s.keys))}</b></td><td>{escape(s.text)}</td></tr>"
             for s in EDIT_SHORTCUTS]
-    rows.append("<tr><td><b>middle button</b></td><td>pan while a correction tool is chosen</td></tr>")
-    rows.append("<tr><td><b>right button</b></td><td>cancel the stroke/outline in progress</td></tr>")
+    rows += [f"<tr><td><b>{escape(k)}</b></td><td>{escape(t)}</td></tr>" for k, t in POLYGON_KEYS_HELP]
+    rows.append("<tr><td><b>middle button</b>, Space + drag</td><td>pan while a correction tool is chosen</td></tr>")
+    rows.append("<tr><td><b>right button</b></td><td>cancel the stroke/outline in progress "
+                "(polygon: remove the last vertex)</td></tr>")
     return "<p><b>Correcting the contour</b></p><table>" + "".join(rows) + "</table>"

@@ -1,4 +1,4 @@
-"""Mouse gestures on the canvas -> mask edits (issue 5): brush, eraser, lasso, vertex editing.
+"""Mouse gestures on the canvas -> mask edits (issue 5): brush, eraser, lasso, polygon, vertices.
 
 ``EditTools`` filters the canvas viewport's mouse and wheel events while an editing tool is
 chosen (with ``Tool.NAVIGATE`` the canvas pans and zooms as before):
@@ -6,10 +6,15 @@ chosen (with ``Tool.NAVIGATE`` the canvas pans and zooms as before):
 * brush / eraser: press-drag-release is one stroke (one undo step); the radius, in image pixels,
   is drawn as a circle under the cursor; ``[`` / ``]`` or Ctrl + wheel change it;
 * lasso add / lasso subtract / new contour: press-drag-release draws a closed freehand outline;
+* polygon add / polygon subtract / new polygon: click vertices one by one (as in labelme); the
+  rubber band follows the cursor and the closed polygon is previewed; Backspace (or the right
+  button) removes the last vertex, Enter, a double click or a click on the first vertex closes it
+  (one undo step), Escape cancels it (``canvas.polygon_tool``);
 * vertices: the outline's vertices (simplified by 1 px) as handles; drag one to move it, click
   an edge to insert one there (and drag it), Shift+click or right-click a vertex to delete it.
 
-The middle button pans in every tool; the plain wheel still zooms. The tools only translate
+The middle button, or the left one with Space held, pans in every tool; the plain wheel still
+zooms (a polygon in progress stays where it is on the image). The tools only translate
 gestures: the ``EditTarget`` (gui.editing.EditController) changes the mask through core.history.
 """
 
@@ -32,6 +37,7 @@ from dermaseg_app.core.editing import (
     nearest_vertex,
     vertices,
 )
+from dermaseg_app.gui.canvas.polygon_tool import PolygonInProgress
 
 MIN_RADIUS = 1.0
 MAX_RADIUS = 500.0
@@ -46,6 +52,9 @@ class Tool(str, Enum):
     LASSO_ADD = "lasso_add"
     LASSO_SUBTRACT = "lasso_subtract"
     NEW_CONTOUR = "new_contour"
+    POLYGON_ADD = "polygon_add"
+    POLYGON_SUBTRACT = "polygon_subtract"
+    POLYGON_NEW = "polygon_new"
     VERTICES = "vertices"
 
     @property
@@ -60,9 +69,17 @@ TOOL_LABELS = {
     Tool.LASSO_ADD: "Lasso add",
     Tool.LASSO_SUBTRACT: "Lasso cut",
     Tool.NEW_CONTOUR: "New contour",
+    Tool.POLYGON_ADD: "Polygon add",
+    Tool.POLYGON_SUBTRACT: "Polygon cut",
+    Tool.POLYGON_NEW: "New polygon",
     Tool.VERTICES: "Vertices",
 }
 LASSO_MODES = {Tool.LASSO_ADD: "add", Tool.LASSO_SUBTRACT: "subtract", Tool.NEW_CONTOUR: "replace"}
+POLYGON_MODES = {Tool.POLYGON_ADD: "add", Tool.POLYGON_SUBTRACT: "subtract", Tool.POLYGON_NEW: "replace"}
+POLYGON_KEYS = {  # while a polygon is being drawn (the canvas has the keyboard focus)
+    Qt.Key.Key_Backspace: "pop", Qt.Key.Key_Delete: "pop",
+    Qt.Key.Key_Return: "close", Qt.Key.Key_Enter: "close", Qt.Key.Key_Escape: "cancel",
+}
 
 
 class EditTarget(Protocol):
@@ -88,6 +105,8 @@ class EditTools(QObject):
         self._stroking = False
         self._lasso: list[tuple[float, float]] = []
         self._pan_from: QPointF | None = None
+        self._pan_button = Qt.MouseButton.MiddleButton
+        self._space_held = False
         self._geom = None  # vertex mode: the outline being edited
         self._kept = None  # the outline a vertex edit just made (kept instead of re-traced)
         self._drag = None  # vertex mode: (kind, ref, start point)
@@ -114,16 +133,19 @@ class EditTools(QObject):
         self.handles_item.setZValue(9)
         for item in (self.cursor_item, self.lasso_item, self.handles_item):
             scene.addItem(item)
+        self.polygon_item = PolygonInProgress(canvas)
         canvas.viewport().setMouseTracking(True)
         canvas.viewport().installEventFilter(self)
+        canvas.installEventFilter(self)  # keys (the canvas has the focus; the viewport has the mouse)
         if hasattr(canvas, "zoom_changed"):
-            canvas.zoom_changed.connect(lambda _z: self._draw_handles())
+            canvas.zoom_changed.connect(self._zoomed)
 
     # ------------------------------------------------------------------ state
     def set_tool(self, tool: Tool | str) -> None:
         tool = Tool(tool)
         self.cancel()
         self.tool = tool
+        self.polygon_item.mode = POLYGON_MODES.get(tool, "add")
         self.canvas.setDragMode(QGraphicsView.DragMode.ScrollHandDrag if tool == Tool.NAVIGATE
                                 else QGraphicsView.DragMode.NoDrag)
         self.canvas.viewport().setCursor(Qt.CursorShape.OpenHandCursor if tool == Tool.NAVIGATE
@@ -149,7 +171,7 @@ class EditTools(QObject):
 
     @property
     def busy(self) -> bool:
-        return self._stroking or bool(self._lasso) or self._drag is not None
+        return self._stroking or bool(self._lasso) or self._drag is not None or self.polygon_item.active
 
     def cancel(self) -> None:
         """Abandon a gesture in progress (moving to another image, switching tools)."""
@@ -159,6 +181,7 @@ class EditTools(QObject):
         self._lasso = []
         self.lasso_item.setPath(QPainterPath())
         self._drag = None
+        self.polygon_item.cancel()
 
     # ------------------------------------------------------------------ the gestures as calls
     def stroke(self, points: list[tuple[float, float]], erase: bool | None = None) -> None:
@@ -176,9 +199,25 @@ class EditTools(QObject):
         if len(points) >= 3:
             self.target.polygon(points, mode)
 
+    def polygon(self, points: list[tuple[float, float]], tool: Tool | None = None) -> None:
+        """Place the polygon's vertices one by one and close it, as clicks and Enter would (tests,
+        scripts): one undo step; fewer than 3 vertices change nothing."""
+        tool = Tool(tool) if tool is not None else self.tool
+        self.polygon_item.cancel()
+        for x, y in points:
+            self.polygon_item.add_vertex(x, y)
+        self._close_polygon(POLYGON_MODES[tool])
+
+    @property
+    def polygon_points(self) -> list[tuple[float, float]]:
+        """The vertices of the polygon being drawn (empty when none)."""
+        return list(self.polygon_item.points)
+
     # ------------------------------------------------------------------ events
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
         et = event.type()
+        if obj is self.canvas:  # the view itself: keys only (mouse events it gets are the viewport's)
+            return self._key_event(et, event)
         if et == QEvent.Type.Leave:
             self.cursor_item.hide()
             return False
@@ -192,9 +231,12 @@ class EditTools(QObject):
                       QEvent.Type.MouseButtonDblClick):
             return False
         pos = event.position()
-        # middle button pans in every tool
-        if et == QEvent.Type.MouseButtonPress and event.button() == Qt.MouseButton.MiddleButton:
+        # the middle button (or the left one with Space held) pans in every tool
+        if et in (QEvent.Type.MouseButtonPress, QEvent.Type.MouseButtonDblClick) and self._pan_from is None and (
+                event.button() == Qt.MouseButton.MiddleButton or (
+                event.button() == Qt.MouseButton.LeftButton and self._space_held and self.tool != Tool.NAVIGATE)):
             self._pan_from = pos
+            self._pan_button = event.button()
             return True
         if self._pan_from is not None:
             if et == QEvent.Type.MouseMove:
@@ -204,7 +246,7 @@ class EditTools(QObject):
                 h.setValue(h.value() - round(d.x()))
                 v.setValue(v.value() - round(d.y()))
                 return True
-            if et == QEvent.Type.MouseButtonRelease and event.button() == Qt.MouseButton.MiddleButton:
+            if et == QEvent.Type.MouseButtonRelease and event.button() == self._pan_button:
                 self._pan_from = None
                 return True
         if self.tool == Tool.NAVIGATE:
@@ -215,6 +257,8 @@ class EditTools(QObject):
             return self._brush_event(et, event, x, y)
         if self.tool in LASSO_MODES:
             return self._lasso_event(et, event, x, y)
+        if self.tool in POLYGON_MODES:
+            return self._polygon_event(et, event, x, y)
         if self.tool == Tool.VERTICES:
             return self._vertex_event(et, event, x, y)
         return False
@@ -261,6 +305,60 @@ class EditTools(QObject):
             path.closeSubpath()
         self.lasso_item.setPath(path)
         return True
+
+    # ------------------------------------------------------------------ polygon and keys
+    def _polygon_event(self, et, event, x: float, y: float) -> bool:
+        poly = self.polygon_item
+        if et == QEvent.Type.MouseMove:
+            poly.hover(x, y)
+        elif event.button() == Qt.MouseButton.LeftButton and et == QEvent.Type.MouseButtonPress:
+            self._apply_polygon(poly.click(x, y))  # a vertex, or closed on the first vertex
+        elif event.button() == Qt.MouseButton.LeftButton and et == QEvent.Type.MouseButtonDblClick:
+            self._apply_polygon(poly.double_click(x, y))
+        elif event.button() == Qt.MouseButton.RightButton and et != QEvent.Type.MouseButtonRelease:
+            poly.pop()
+        return True
+
+    def _close_polygon(self, mode: str | None = None) -> None:
+        self._apply_polygon(self.polygon_item.close(), mode)
+
+    def _apply_polygon(self, points: list[tuple[float, float]] | None, mode: str | None = None) -> None:
+        if points is not None:
+            self.target.polygon(points, mode or POLYGON_MODES[self.tool])
+
+    def _key_event(self, et, event) -> bool:
+        """Keys on the canvas: Space held pans with the left button; Backspace / Enter / Escape
+        edit the polygon in progress (taking them from the window's shortcuts meanwhile)."""
+        if et == QEvent.Type.FocusOut:
+            self._space_held = False
+            return False
+        if et not in (QEvent.Type.KeyPress, QEvent.Type.KeyRelease, QEvent.Type.ShortcutOverride):
+            return False
+        key = event.key()
+        if key == Qt.Key.Key_Space and self.tool != Tool.NAVIGATE and et != QEvent.Type.ShortcutOverride:
+            if not event.isAutoRepeat():
+                self._space_held = et == QEvent.Type.KeyPress
+                self.canvas.viewport().setCursor(Qt.CursorShape.OpenHandCursor if self._space_held
+                                                 else Qt.CursorShape.CrossCursor)
+            return True
+        action = POLYGON_KEYS.get(key)
+        if action is None or not self.polygon_item.active or event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
+            return False
+        if et == QEvent.Type.ShortcutOverride:
+            event.accept()  # the key comes to the canvas instead of triggering a window shortcut (Esc)
+            return True
+        if et == QEvent.Type.KeyPress:
+            if action == "pop":
+                self.polygon_item.pop()
+            elif action == "close":
+                self._close_polygon()
+            else:
+                self.polygon_item.cancel()
+        return True
+
+    def _zoomed(self, _zoom: float) -> None:
+        self._draw_handles()
+        self.polygon_item.redraw()
 
     # ------------------------------------------------------------------ vertex editing
     def refresh_outline(self) -> None:
