@@ -59,9 +59,14 @@ class Target:
         self.history = History(mask)
         self.calls: list[tuple[list, str]] = []
 
-    def polygon(self, points, mode: str) -> None:
+        self.ready = True  # False: as the window before the image's prediction arrives
+
+    def polygon(self, points, mode: str) -> bool:
+        if not self.ready:
+            return False
         self.calls.append((list(points), mode))
         self.history.apply(EditOp.polygon(points, mode))
+        return True
 
     def outline(self):
         return None
@@ -174,6 +179,37 @@ def test_backspace_and_right_button_remove_the_last_vertex(qtbot, rig) -> None:
     key(qtbot, rig, Qt.Key.Key_Return)
     tri = [SQUARE[0], SQUARE[1], (33.25, 60.75)]
     assert np.array_equal(rig.history.mask, rig.before | centre_rule(tri)) and len(rig.history) == 1
+
+
+def test_ctrl_z_while_drawing_removes_the_last_vertex(qtbot, rig) -> None:
+    rig.tools.polygon(TRIANGLE)  # an earlier edit, not undone by Ctrl+Z while drawing
+    for x, y in SQUARE:
+        click(qtbot, rig, x, y)
+    qtbot.keyClick(rig.canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert rig.tools.polygon_points == SQUARE[:3] and len(rig.history) == 1
+
+
+def test_polygon_kept_when_it_cannot_be_applied_yet(qtbot, rig) -> None:
+    rig.target.ready = False
+    for x, y in SQUARE:
+        click(qtbot, rig, x, y)
+    key(qtbot, rig, Qt.Key.Key_Return)
+    assert rig.tools.polygon_points == SQUARE and drawn(rig) and len(rig.history) == 0
+    rig.target.ready = True
+    key(qtbot, rig, Qt.Key.Key_Return)
+    assert rig.target.calls == [(SQUARE, "add")] and not rig.tools.busy
+
+
+def test_polygon_partly_outside_the_image_is_clipped(qtbot, rig) -> None:
+    outside = [(-12.0, -10.0), (30.0, -10.0), (30.0, 20.0), (-12.0, 20.0)]  # still on the screen
+    rig.tools.set_tool(Tool.POLYGON_NEW)
+    for x, y in outside:
+        assert rig.vp.rect().contains(vpos(rig.canvas, x, y))
+        click(qtbot, rig, x, y)
+    key(qtbot, rig, Qt.Key.Key_Return)
+    want = np.zeros((SIZE, SIZE), bool)
+    want[:20, :30] = True
+    assert np.array_equal(rig.history.mask, want)
 
 
 def test_escape_cancels_without_a_change_or_an_undo_step(qtbot, rig) -> None:
@@ -321,3 +357,112 @@ def test_zoom_and_pan_keep_the_polygon(qtbot, rig) -> None:
     assert np.allclose(placed, SQUARE, atol=1.0 / canvas.zoom)
     key(qtbot, rig, Qt.Key.Key_Return)
     assert np.array_equal(rig.history.mask, rig.before | centre_rule(placed))
+
+
+# ---------------------------------------------------------------------------------------- the window
+@pytest.fixture
+def tiny_folder(tmp_path):
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((48, SIZE, 3)) * 255).astype(np.uint8)).save(images / "tiny.png")
+    return images
+
+
+def test_polygon_in_the_review_window(qtbot, random_model, tiny_folder) -> None:
+    from dermaseg_app.core.editing import fill_polygon
+    from dermaseg_app.gui.actions import shortcuts_html
+    from dermaseg_app.gui.app import build_window
+
+    w = build_window(SimpleNamespace(paths=[], model=str(random_model), device="cpu", masks=None))
+    qtbot.addWidget(w)
+    w.editing.ask_unsaved = lambda n: "discard"
+    w.editing.show_error = lambda title, text: None
+    w.resize(1100, 700)
+    w.show()
+    w.activateWindow()
+    qtbot.waitUntil(w.isActiveWindow, timeout=5000)
+    with qtbot.waitSignal(w.view.drawn, timeout=30000, check_params_cb=lambda row, has_pred, compared: has_pred):
+        assert w.open_paths([tiny_folder]) == 1
+    ed, canvas = w.editing, w.canvas
+    vp = canvas.viewport()
+    cancel_prediction = next(a for a in w.actions() if a.text() == "Cancel Background Prediction")
+    cancelled = []
+    cancel_prediction.triggered.connect(lambda *_: cancelled.append(1))
+    # the keys, the tool-bar button (showing the last polygon mode, the three in its menu), Edit menu
+    canvas.setFocus()
+    qtbot.keyClick(canvas, Qt.Key.Key_L, Qt.KeyboardModifier.ShiftModifier)
+    assert ed.tools.tool == Tool.POLYGON_ADD and ed.actions["tool_polygon_add"].isChecked()
+    assert ed.polygon_button.defaultAction() is ed.actions["tool_polygon_add"]
+    qtbot.keyClick(canvas, Qt.Key.Key_D, Qt.KeyboardModifier.ShiftModifier)
+    assert ed.tools.tool == Tool.POLYGON_NEW
+    assert ed.polygon_button.defaultAction() is ed.actions["tool_polygon_new"]
+    assert [a.text() for a in ed.polygon_button.menu().actions()] == ["Polygon add", "Polygon cut", "New polygon"]
+    assert {"Polygon add", "Polygon cut", "New polygon"} <= {a.text() for a in ed.edit_menu.actions()}
+    assert "(Shift+L)" in ed.actions["tool_polygon_add"].toolTip()
+    sheet = shortcuts_html()
+    assert "Shift+L" in sheet and "Backspace" in sheet
+
+    def place(points):
+        for x, y in points:
+            pos = canvas.mapFromScene(QPointF(x, y))
+            qtbot.mouseMove(vp, pos)
+            qtbot.mouseClick(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pos)
+
+    square = [(12.0, 10.0), (40.0, 10.0), (40.0, 30.0), (12.0, 30.0)]
+    canvas.clearFocus()
+    place(square[:3])
+    assert canvas.hasFocus()  # a click on the image gives the canvas the keys
+    assert len(ed.tools.polygon_points) == 3
+    # Esc cancels the polygon, not the background prediction; without a polygon it is the window's again
+    qtbot.keyClick(canvas, Qt.Key.Key_Escape)
+    assert ed.tools.polygon_points == [] and cancelled == [] and ed.current_edit() is None
+    qtbot.keyClick(canvas, Qt.Key.Key_Escape)
+    assert cancelled == [1]
+    # a new contour closed by a double click: one undo step, exactly fill_polygon's pixels
+    before = w.session.current_images().prob >= int(np.ceil(w.controls.options().threshold * 255 - 1e-6))
+    place(square[:3])
+    pos = canvas.mapFromScene(QPointF(*square[3]))
+    qtbot.mouseClick(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pos)
+    placed = ed.tools.polygon_points
+    assert len(placed) == 4 and np.allclose(placed, square, atol=1.0 / canvas.zoom)
+    with qtbot.waitSignal(ed.metrics_updated, timeout=30000):
+        qtbot.mouseDClick(vp, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pos)
+    edit = ed.current_edit()
+    assert edit is not None and len(edit.history) == 1 and ed.tools.polygon_points == []
+    drawn_new = fill_polygon(before, placed, "replace").mask
+    assert np.array_equal(edit.mask, drawn_new) and edit.mask[20, 26] and edit.mask.sum() == 28 * 20
+    assert w.session.table.index(0, 0).data().endswith("✎*")
+    # undo / redo with the window's keys
+    qtbot.keyClick(canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert np.array_equal(edit.mask, before)
+    qtbot.keyClick(canvas, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    assert np.array_equal(edit.mask, drawn_new)
+    # add a triangle (closed with Enter), then cut a hole (Backspace first drops a stray vertex)
+    qtbot.keyClick(canvas, Qt.Key.Key_L, Qt.KeyboardModifier.ShiftModifier)
+    place([(44.0, 20.0), (60.0, 40.0), (30.0, 44.0)])
+    placed = ed.tools.polygon_points
+    with qtbot.waitSignal(ed.metrics_updated, timeout=30000):
+        qtbot.keyClick(canvas, Qt.Key.Key_Return)
+    added = fill_polygon(drawn_new, placed, "add").mask
+    assert np.array_equal(edit.mask, added) and added.sum() > drawn_new.sum() and len(edit.history) == 2
+    qtbot.keyClick(canvas, Qt.Key.Key_K, Qt.KeyboardModifier.ShiftModifier)
+    assert ed.tools.tool == Tool.POLYGON_SUBTRACT
+    hole = [(20.0, 14.0), (30.0, 14.0), (30.0, 24.0), (20.0, 24.0)]
+    place(hole + [(50.0, 40.0)])
+    qtbot.keyClick(canvas, Qt.Key.Key_Backspace)
+    placed = ed.tools.polygon_points
+    assert len(placed) == 4
+    with qtbot.waitSignal(ed.metrics_updated, timeout=30000):
+        qtbot.keyClick(canvas, Qt.Key.Key_Return)
+    assert np.array_equal(edit.mask, fill_polygon(added, placed, "subtract").mask)
+    assert not edit.mask[18, 24] and len(edit.history) == 3
+    # choosing another tool mid-polygon drops it
+    place(hole[:2])
+    qtbot.keyClick(canvas, Qt.Key.Key_B)
+    assert ed.tools.polygon_points == [] and len(edit.history) == 3
+    w.close()
+    assert w.session.stop_background(wait=True, timeout=10)
+    w.session.wait_for_model(60)

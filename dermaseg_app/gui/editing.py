@@ -187,7 +187,9 @@ class EditController(QObject):
         if Tool(value) in POLYGON_MODES:
             self.polygon_button.setDefaultAction(self.actions[f"tool_{value}"])
             self.polygon_button.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
-        self.w.statusBar().showMessage(f"Tool: {Tool(value).label}", 3000)
+        hint = (": click the vertices; Enter, a double click or the first vertex closes; Backspace removes "
+                "the last; Esc cancels") if Tool(value) in POLYGON_MODES else ""
+        self.w.statusBar().showMessage(f"Tool: {Tool(value).label}{hint}", 8000 if hint else 3000)
 
     def _update_actions(self) -> None:
         edit = self.current_edit()
@@ -532,8 +534,12 @@ class EditController(QObject):
         box = edit.history.cancel_stroke()
         self._after_change(self._stroke_row, box)
 
-    def polygon(self, points: list[tuple[float, float]], mode: str) -> None:
+    def polygon(self, points: list[tuple[float, float]], mode: str) -> bool:
+        """A lasso or polygon; False when the image has nothing to edit yet (the tools keep it)."""
+        if self.ensure_edit() is None:  # (the status bar says why)
+            return False
         self.apply(EditOp.polygon(points, mode))
+        return True
 
     def outline(self):
         edit = self.current_edit()

@@ -51,7 +51,7 @@ EDIT_SHORTCUTS: tuple[Shortcut, ...] = (
 
 # keys of the polygon being drawn (handled by the canvas, not window-wide actions)
 POLYGON_KEYS_HELP: tuple[tuple[str, str], ...] = (
-    ("Backspace", "polygon: remove the last vertex"),
+    ("Backspace, Ctrl+Z", "polygon being drawn: remove the last vertex"),
     ("Enter / double click", "polygon: close it (or click its first vertex); one undo step"),
     ("Esc", "polygon: cancel it"),
 )

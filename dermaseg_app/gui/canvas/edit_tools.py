@@ -8,7 +8,7 @@ chosen (with ``Tool.NAVIGATE`` the canvas pans and zooms as before):
 * lasso add / lasso subtract / new contour: press-drag-release draws a closed freehand outline;
 * polygon add / polygon subtract / new polygon: click vertices one by one (as in labelme); the
   rubber band follows the cursor and the closed polygon is previewed; Backspace (or the right
-  button) removes the last vertex, Enter, a double click or a click on the first vertex closes it
+  button, or Ctrl+Z) removes the last vertex, Enter, a double click or a click on the first vertex closes it
   (one undo step), Escape cancels it (``canvas.polygon_tool``);
 * vertices: the outline's vertices (simplified by 1 px) as handles; drag one to move it, click
   an edge to insert one there (and drag it), Shift+click or right-click a vertex to delete it.
@@ -80,6 +80,7 @@ POLYGON_KEYS = {  # while a polygon is being drawn (the canvas has the keyboard 
     Qt.Key.Key_Backspace: "pop", Qt.Key.Key_Delete: "pop",
     Qt.Key.Key_Return: "close", Qt.Key.Key_Enter: "close", Qt.Key.Key_Escape: "cancel",
 }
+POLYGON_CTRL_KEYS = {Qt.Key.Key_Z: "pop"}  # Ctrl+Z removes the last vertex, as in labelme
 
 
 class EditTarget(Protocol):
@@ -87,7 +88,7 @@ class EditTarget(Protocol):
     def stroke_to(self, x: float, y: float) -> None: ...
     def stroke_end(self) -> None: ...
     def stroke_cancel(self) -> None: ...
-    def polygon(self, points: list[tuple[float, float]], mode: str) -> None: ...
+    def polygon(self, points: list[tuple[float, float]], mode: str) -> bool | None: ...  # False: not applied
     def outline(self): ...  # the current mask's outline as a MultiPolygon, or None
     def commit_geometry(self, edit: GeometryEdit) -> None: ...
 
@@ -323,12 +324,12 @@ class EditTools(QObject):
         self._apply_polygon(self.polygon_item.close(), mode)
 
     def _apply_polygon(self, points: list[tuple[float, float]] | None, mode: str | None = None) -> None:
-        if points is not None:
-            self.target.polygon(points, mode or POLYGON_MODES[self.tool])
+        if points is not None and self.target.polygon(points, mode or POLYGON_MODES[self.tool]) is False:
+            self.polygon_item.restore(points)  # not applied (no image or prediction yet): kept to retry
 
     def _key_event(self, et, event) -> bool:
-        """Keys on the canvas: Space held pans with the left button; Backspace / Enter / Escape
-        edit the polygon in progress (taking them from the window's shortcuts meanwhile)."""
+        """Keys on the canvas: Space held pans with the left button; Backspace (Ctrl+Z) / Enter /
+        Escape edit the polygon in progress (taking them from the window's shortcuts meanwhile)."""
         if et == QEvent.Type.FocusOut:
             self._space_held = False
             return False
@@ -341,8 +342,12 @@ class EditTools(QObject):
                 self.canvas.viewport().setCursor(Qt.CursorShape.OpenHandCursor if self._space_held
                                                  else Qt.CursorShape.CrossCursor)
             return True
-        action = POLYGON_KEYS.get(key)
-        if action is None or not self.polygon_item.active or event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier:
+        mods = event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+        if mods == Qt.KeyboardModifier.NoModifier:
+            action = POLYGON_KEYS.get(key)
+        else:
+            action = POLYGON_CTRL_KEYS.get(key) if mods == Qt.KeyboardModifier.ControlModifier else None
+        if action is None or not self.polygon_item.active:
             return False
         if et == QEvent.Type.ShortcutOverride:
             event.accept()  # the key comes to the canvas instead of triggering a window shortcut (Esc)

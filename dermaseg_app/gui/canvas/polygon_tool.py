@@ -36,7 +36,7 @@ HALO = QColor(0, 0, 0, 200)
 HANDLE_FILL = QColor(255, 255, 255)
 FIRST_FILL = QColor(255, 214, 0)
 CLOSE_FILL = QColor(40, 230, 90)  # the first vertex when a click there closes the polygon
-PREVIEW_FILL = {"add": QColor(255, 255, 255, 55), "replace": QColor(255, 255, 255, 55),
+PREVIEW_FILL = {"add": QColor(0, 150, 255, 80), "replace": QColor(0, 150, 255, 80),
                 "subtract": QColor(255, 40, 40, 75)}
 MIN_VERTICES = 3
 
@@ -145,6 +145,11 @@ class PolygonInProgress:
 
     def cancel(self) -> None:
         self.points = []
+        self.redraw()
+
+    def restore(self, points: list[Point]) -> None:
+        """Back to drawing ``points`` (a closed polygon the target could not apply yet)."""
+        self.points = list(points)
         self.redraw()
 
     # ------------------------------------------------------------------ drawing
