@@ -27,6 +27,7 @@ from dermaseg_app.gui.case_view import CaseView
 from dermaseg_app.gui.editing import install_editing
 from dermaseg_app.gui.session import ReviewSession
 from dermaseg_app.gui.settings import GuiSettings
+from dermaseg_app.gui.training_tab import install_training
 from dermaseg_app.gui.widgets.case_list import CaseListWidget
 from dermaseg_app.gui.widgets.display_controls import DisplayControls
 from dermaseg_app.gui.widgets.metrics_panel import MetricsPanel
@@ -91,6 +92,7 @@ class MainWindow(QMainWindow):
         self.menus = build_menus(self)
         self._connect()
         self.editing = install_editing(self)  # contour correction: panel, Edit menu, save, export
+        self.training = install_training(self)  # Review / Training tabs: fine-tune on the corrections
         geometry = QSettings("DermaSeg", "DermaSeg").value("main_window/geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)

@@ -1,5 +1,5 @@
-"""The window's settings file (recent folders), readable JSON with a schema version, in
-``paths.user_config_dir()/gui.json``; written atomically. Window geometry lives in QSettings."""
+"""The window's settings file (recent folders, the Training tab's folders), readable JSON with a
+schema version, in ``paths.user_config_dir()/gui.json``; written atomically. Window geometry lives in QSettings."""
 
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ def settings_path() -> Path:
 class GuiSettings:
     recent_folders: list[str] = field(default_factory=list)
     include_subfolders: bool = True
+    finetune_replay: str = ""          # Training tab: dermoscopy images+masks replayed while fine-tuning
+    finetune_base_val: str = ""        # Training tab: the "keep dermoscopy" validation folder
+    finetune_keep_dermoscopy: bool = False
 
     @classmethod
     def load(cls, path: Path | None = None) -> GuiSettings:
@@ -34,12 +37,21 @@ class GuiSettings:
         if not isinstance(data, dict):
             return cls()
         recent = [str(p) for p in data.get("recent_folders", []) if isinstance(p, str)]
-        return cls(recent_folders=recent[:MAX_RECENT], include_subfolders=bool(data.get("include_subfolders", True)))
+
+        def text(key: str) -> str:
+            value = data.get(key, "")
+            return value if isinstance(value, str) else ""
+
+        return cls(recent_folders=recent[:MAX_RECENT], include_subfolders=bool(data.get("include_subfolders", True)),
+                   finetune_replay=text("finetune_replay"), finetune_base_val=text("finetune_base_val"),
+                   finetune_keep_dermoscopy=bool(data.get("finetune_keep_dermoscopy", False)))
 
     def save(self, path: Path | None = None) -> None:
         path = path or settings_path()
         data = {"schema_version": SCHEMA_VERSION, "recent_folders": self.recent_folders,
-                "include_subfolders": self.include_subfolders}
+                "include_subfolders": self.include_subfolders, "finetune_replay": self.finetune_replay,
+                "finetune_base_val": self.finetune_base_val,
+                "finetune_keep_dermoscopy": self.finetune_keep_dermoscopy}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(path, json.dumps(data, indent=1) + "\n")
