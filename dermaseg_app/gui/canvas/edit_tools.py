@@ -25,7 +25,7 @@ from typing import Protocol
 
 import numpy as np
 from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, Signal
-from PySide6.QtGui import QBrush, QColor, QPainterPath, QPen, QPolygonF
+from PySide6.QtGui import QBrush, QColor, QGuiApplication, QPainterPath, QPen, QPolygonF
 from PySide6.QtWidgets import QGraphicsEllipseItem, QGraphicsPathItem, QGraphicsView
 
 from dermaseg_app.core.editing import (
@@ -315,7 +315,8 @@ class EditTools(QObject):
         elif event.button() == Qt.MouseButton.LeftButton and et == QEvent.Type.MouseButtonPress:
             self._apply_polygon(poly.click(x, y))  # a vertex, or closed on the first vertex
         elif event.button() == Qt.MouseButton.LeftButton and et == QEvent.Type.MouseButtonDblClick:
-            self._apply_polygon(poly.double_click(x, y))
+            slack = QGuiApplication.styleHints().mouseDoubleClickDistance()
+            self._apply_polygon(poly.double_click(x, y, slack))
         elif event.button() == Qt.MouseButton.RightButton and et != QEvent.Type.MouseButtonRelease:
             poly.pop()
         return True

@@ -61,6 +61,7 @@ class PolygonInProgress:
         self.points: list[Point] = []
         self.cursor: Point | None = None
         self.mode = "add"
+        self.closing_highlighted = False  # the first vertex shows "a click here closes the polygon"
         self.fill_item = QGraphicsPathItem()
         self.fill_item.setPen(QPen(Qt.PenStyle.NoPen))
         self.halo_item = QGraphicsPathItem()  # every edge, dark and wide, under the bright lines
@@ -114,10 +115,14 @@ class PolygonInProgress:
         self.add_vertex(x, y)
         return None
 
-    def double_click(self, x: float, y: float) -> list[Point] | None:
-        """A double click places its vertex (the first click of it usually has) and closes."""
+    def double_click(self, x: float, y: float, slack_px: float = SAME_POINT_PX) -> list[Point] | None:
+        """A double click places its vertex and closes. Its first click has usually placed the
+        vertex already: within ``slack_px`` (the distance the mouse may move during a double
+        click) of the last vertex no other one is added."""
         if not self.points:
             return None
+        if self._screen_distance((x, y), self.points[-1]) <= max(slack_px, SAME_POINT_PX):
+            return self.close()
         closed = self.click(x, y)
         return closed if closed is not None else self.close()
 
@@ -156,12 +161,13 @@ class PolygonInProgress:
     def redraw(self) -> None:
         """Draw the polygon (also after a zoom: the handles keep their size on screen)."""
         pts = self.points
+        self.closing_highlighted = False
         if not pts:
             for item in self.items:
                 item.setPath(QPainterPath())
             return
         cursor = self.cursor if self.cursor is not None else pts[-1]
-        closing = self.can_close_at(*cursor)
+        closing = self.closing_highlighted = self.can_close_at(*cursor)
         if closing:
             cursor = pts[0]  # the rubber band snaps to the first vertex
         placed = QPainterPath()
@@ -195,8 +201,3 @@ class PolygonInProgress:
         first.addEllipse(QPointF(*pts[0]), rf, rf)
         self.first_item.setPath(first)
         self.first_item.setBrush(QBrush(CLOSE_FILL if closing else FIRST_FILL))
-
-    @property
-    def closing_highlighted(self) -> bool:
-        """The first vertex is shown as "a click here closes the polygon"."""
-        return bool(self.points) and self.first_item.brush().color() == CLOSE_FILL
