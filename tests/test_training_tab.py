@@ -158,12 +158,16 @@ def test_the_button_needs_two_corrections_and_counts_saves_and_statuses(qtbot, r
     with qtbot.waitSignal(tab.refreshed, timeout=5000):
         assert w.editing.save_current()
     assert tab.start_button.isEnabled() and tab.start_button.text() == "Fine-tune on 2 corrections"
+    assert w.tabs.tabText(1) == "Training (2)"
     # excluding an image takes it out of the training set
     w.case_list.select_row(0)
     with qtbot.waitSignal(tab.refreshed, timeout=5000):
         w.set_status(ReviewStatus.EXCLUDED)
     assert tab.start_button.text() == "Fine-tune on 1 correction" and not tab.start_button.isEnabled()
     assert "excluded or rejected are left out" in tab.problems.text()
+    with qtbot.waitSignal(tab.refreshed, timeout=5000):
+        w.set_status(ReviewStatus.ACCEPTED)
+    assert tab.start_button.text() == "Fine-tune on 2 corrections"
     _close(w)
 
 
@@ -201,9 +205,26 @@ def test_errors_are_shown_in_the_tab_and_the_notice_bar(qtbot, random_model, tmp
     _close(w)
 
 
-def test_replay_and_dermoscopy_folders_are_remembered(qtbot, random_model, tmp_path) -> None:
+def _archive(root: Path, n: int = 4) -> Path:
+    """A dermoscopy-like folder in the data layout: images/ + masks/."""
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(n):
+        rgb = np.full((40, 40, 3), (180, 140, 120), np.uint8) + rng.integers(0, 30, (40, 40, 3)).astype(np.uint8)
+        m = np.zeros((40, 40), bool)
+        m[8 + i:30, 10:28 + i] = True
+        rgb[m] = (70, 40, 30)
+        write_image(root / "images" / f"d{i}.png", rgb)
+        write_image(root / "masks" / f"d{i}.png", m.astype(np.uint8) * 255)
+    return root
+
+
+def test_replay_and_keep_dermoscopy_run_and_are_remembered(qtbot, random_model, tmp_path, monkeypatch,
+                                                           one_torch_thread) -> None:
     from dermaseg_app.gui.settings import GuiSettings
 
+    monkeypatch.setenv("DERMASEG_PACK_DIR", str(tmp_path / "packs"))
     folder, _project_ = _project(tmp_path, 3, 2)
     w = _window(qtbot, random_model, folder)
     tab = w.training
@@ -212,16 +233,40 @@ def test_replay_and_dermoscopy_folders_are_remembered(qtbot, random_model, tmp_p
     assert not form.share.isEnabled()
     form.replay.setText(str(tmp_path / "missing-archive"))
     assert not tab.start_button.isEnabled() and "does not exist" in tab.reason.text()
-    archive = tmp_path / "archive"
-    archive.mkdir()
+    archive = _archive(tmp_path / "archive")
     form.replay.setText(str(archive))
     assert form.share.isEnabled() and not form.replay_note.isVisible()
     form.keep.setChecked(True)
     assert "dermoscopy folder" in tab.reason.text() and not tab.start_button.isEnabled()
     form.base_val.setText(str(archive))
-    assert tab.start_button.isEnabled()
-    tab._save_settings()
-    saved = GuiSettings.load()
+    outcome = _run(qtbot, tab, epochs=1)
+    assert outcome is not None and not outcome.cancelled, tab.status.text()
+    log = tab.log.toPlainText()
+    assert f"replaying {archive}" in log and "Base model on the dermoscopy folder" in log
+    assert "dermoscopy JSC" in log and len(tab.plot.base_points) == 1
+    assert outcome.model_path is not None and outcome.model_path.is_file()
+    assert str(archive) in outcome.card_path.read_text(encoding="utf-8")  # the card names the replay data
+    saved = GuiSettings.load()  # remembered for the next run
     assert saved.finetune_replay == str(archive) and saved.finetune_base_val == str(archive)
     assert saved.finetune_keep_dermoscopy
     _close(w)
+
+
+def test_closing_the_window_while_training_asks_and_stops_the_run(qtbot, random_model, tmp_path,
+                                                                  one_torch_thread) -> None:
+    folder, _project_ = _project(tmp_path, 4, 4)
+    w = _window(qtbot, random_model, folder)
+    tab = w.training
+    tab.settings_form.epochs.setValue(50)
+    with qtbot.waitSignal(tab.started, timeout=5000):
+        qtbot.mouseClick(tab.start_button, Qt.MouseButton.LeftButton)
+    asked = []
+    tab.ask_stop = lambda: asked.append(1) or False  # "no": the window stays open, training goes on
+    assert not w.close()
+    assert asked and tab.running and w.isVisible()
+    tab.ask_stop = lambda: True
+    with qtbot.waitSignal(tab.finished, timeout=WAIT_MS) as blocker:
+        assert w.close()
+    assert blocker.args[0] is None or blocker.args[0].cancelled
+    assert not tab.running
+    w.session.wait_for_model(60)

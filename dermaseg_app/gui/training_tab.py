@@ -8,9 +8,10 @@ one button; the run goes on a worker thread (``training_job.finetune_job`` drivi
 ``ml.training.train``) with a progress bar, a live plot, a log, and at the end the before/after
 validation JSC, the new model's path and card, and "Use this model".
 
-It refreshes when a folder is opened (``session.cases_opened``), a correction is saved
-(``window.editing.saved``), a review status changes (``session.summary_changed``) and the model
-changes (``session.model_header_read`` / ``model_failed``). While it trains, the folder's
+It refreshes (the tab's title shows the count too) when a folder is opened
+(``session.cases_opened``), a correction is saved (``window.editing.saved``), a corrected image's
+review status changes (checked on ``session.summary_changed``), the model changes
+(``session.model_header_read`` / ``model_failed``) and when the tab is shown. While it trains, the folder's
 background prediction is paused (it would compete for the same cores) and resumed afterwards;
 the torch thread count is the app's (not set here). Errors are shown in the tab and in the
 window's notice bar. Closing the window while it trains asks first (``ask_stop`` hook), then
@@ -92,6 +93,8 @@ class TrainingTab(QWidget):
         self._paused_predictions = False
         self._started_at = 0.0
         self._hidden_for_training: list[QWidget] = []
+        self._watched: tuple[list, list[int]] = ([], [])
+        self._seen_statuses: list[object] = []
         # test hook: answer "stop the fine-tuning and close?" without a dialog
         self.ask_stop: Callable[[], bool] = self._ask_stop
         self._build()
@@ -237,6 +240,25 @@ class TrainingTab(QWidget):
     def schedule_refresh(self, *_args) -> None:
         self._refresh_timer.start()
 
+    def _watch_statuses(self) -> None:
+        """Remember the rows of the corrected images and their statuses (paths resolved once here)."""
+        images = {c.image.resolve() for c in self.set.cases} | {c.image.resolve() for c in self.set.left_out}
+        entries = self.session.entries
+        self._watched = (entries, [i for i, e in enumerate(entries) if e.case.image.resolve() in images])
+        self._seen_statuses = self._statuses()
+
+    def _statuses(self) -> list[object]:
+        entries, rows = self._watched
+        if entries is not self.session.entries:
+            return []
+        return [entries[i].status for i in rows]
+
+    def statuses_maybe_changed(self) -> None:
+        """The folder's summary changed (a prediction arrived, or a status was set): refresh only
+        when a corrected image's review status changed (cheap: the statuses are in memory)."""
+        if self._statuses() != self._seen_statuses:
+            self.schedule_refresh()
+
     def _primary_project(self) -> Project | None:
         projects = self.session.projects
         if self.session.current >= 0 and self.session.current < len(self.session.entries):
@@ -298,6 +320,10 @@ class TrainingTab(QWidget):
             self.output.setToolTip(f"Leave empty for {default} (a new file, never an existing model)")
         else:
             self.output.setPlaceholderText("<project folder>/models/<model>-ft-<date>.safetensors")
+        self._watch_statuses()
+        tabs = getattr(self.w, "tabs", None)
+        if tabs is not None:
+            tabs.setTabText(TRAINING_TAB, f"Training ({n})" if n else "Training")
         self._update_button()
         self.refreshed.emit()
 
@@ -581,7 +607,7 @@ def install_training(window: MainWindow) -> TrainingTab:
     tabs.currentChanged.connect(tab.tab_changed)
     s = window.session
     s.cases_opened.connect(tab.schedule_refresh)
-    s.summary_changed.connect(tab.schedule_refresh)  # review status changed (excluded / rejected)
+    s.summary_changed.connect(tab.statuses_maybe_changed)  # excluded / rejected images are left out
     s.model_header_read.connect(tab.schedule_refresh)
     s.model_failed.connect(tab.schedule_refresh)
     editing = getattr(window, "editing", None)
