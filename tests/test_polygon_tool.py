@@ -212,6 +212,19 @@ def test_polygon_partly_outside_the_image_is_clipped(qtbot, rig) -> None:
     assert np.array_equal(rig.history.mask, want)
 
 
+def test_no_polygon_without_an_image(qtbot) -> None:
+    canvas = ImageCanvas()
+    qtbot.addWidget(canvas)
+    canvas.resize(200, 200)
+    canvas.show()
+    target = Target(start_mask())
+    tools = EditTools(canvas, target)
+    tools.set_tool(Tool.POLYGON_ADD)
+    for p in (QPoint(20, 20), QPoint(150, 30), QPoint(90, 160)):
+        qtbot.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, p)
+    assert tools.polygon_points == [] and not tools.busy
+
+
 def test_escape_cancels_without_a_change_or_an_undo_step(qtbot, rig) -> None:
     for x, y in TRIANGLE:
         click(qtbot, rig, x, y)

@@ -310,6 +310,8 @@ class EditTools(QObject):
     # ------------------------------------------------------------------ polygon and keys
     def _polygon_event(self, et, event, x: float, y: float) -> bool:
         poly = self.polygon_item
+        if self._shape() is None:  # no image shown: nothing to draw on
+            return True
         if et == QEvent.Type.MouseMove:
             poly.hover(x, y)
         elif event.button() == Qt.MouseButton.LeftButton and et == QEvent.Type.MouseButtonPress:
