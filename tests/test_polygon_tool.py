@@ -297,7 +297,8 @@ def test_fewer_than_three_vertices_do_nothing(qtbot, rig) -> None:
     assert len(rig.history) == 0 and rig.target.calls == []
     for tool in (Tool.POLYGON_ADD, Tool.POLYGON_NEW):
         rig.tools.polygon(TRIANGLE[:2], tool)
-    assert len(rig.history) == 0 and np.array_equal(rig.history.mask, rig.before)
+        rig.tools.polygon([(10.0, 10.0), (20.0, 20.0), (30.0, 30.0)], tool)  # on one line: no area
+    assert len(rig.history) == 0 and np.array_equal(rig.history.mask, rig.before) and not rig.tools.busy
 
 
 def test_polygon_in_progress_is_drawn_and_removed(qtbot, rig) -> None:

@@ -202,12 +202,15 @@ class EditTools(QObject):
 
     def polygon(self, points: list[tuple[float, float]], tool: Tool | None = None) -> None:
         """Place the polygon's vertices one by one and close it, as clicks and Enter would (tests,
-        scripts): one undo step; fewer than 3 vertices change nothing."""
+        scripts): one undo step; fewer than 3 vertices (or no area) change nothing."""
         tool = Tool(tool) if tool is not None else self.tool
         self.polygon_item.cancel()
         for x, y in points:
             self.polygon_item.add_vertex(x, y)
-        self._close_polygon(POLYGON_MODES[tool])
+        closed = self.polygon_item.close()
+        if closed is None:
+            self.polygon_item.cancel()  # not left half-drawn
+        self._apply_polygon(closed, POLYGON_MODES[tool])
 
     @property
     def polygon_points(self) -> list[tuple[float, float]]:
@@ -323,8 +326,8 @@ class EditTools(QObject):
             poly.pop()
         return True
 
-    def _close_polygon(self, mode: str | None = None) -> None:
-        self._apply_polygon(self.polygon_item.close(), mode)
+    def _close_polygon(self) -> None:
+        self._apply_polygon(self.polygon_item.close())
 
     def _apply_polygon(self, points: list[tuple[float, float]] | None, mode: str | None = None) -> None:
         if points is not None and self.target.polygon(points, mode or POLYGON_MODES[self.tool]) is False:

@@ -140,9 +140,9 @@ class PolygonInProgress:
         return True
 
     def close(self) -> list[Point] | None:
-        """The vertices of the closed polygon, and a fresh start; None (nothing changes) with fewer
-        than three vertices."""
-        if len(self.points) < MIN_VERTICES:
+        """The vertices of the closed polygon, and a fresh start; None (nothing changes, the
+        drawing goes on) with fewer than three vertices or no area (all on one line)."""
+        if len(self.points) < MIN_VERTICES or _area(self.points) < 1e-9:
             return None
         points = self.points
         self.cancel()
@@ -201,3 +201,11 @@ class PolygonInProgress:
         first.addEllipse(QPointF(*pts[0]), rf, rf)
         self.first_item.setPath(first)
         self.first_item.setBrush(QBrush(CLOSE_FILL if closing else FIRST_FILL))
+
+
+def _area(points: list[Point]) -> float:
+    """The polygon's area (shoelace formula, absolute)."""
+    x = [p[0] for p in points]
+    y = [p[1] for p in points]
+    n = len(points)
+    return abs(sum(x[i] * y[(i + 1) % n] - x[(i + 1) % n] * y[i] for i in range(n))) / 2
