@@ -116,8 +116,8 @@ class EditController(QObject):
         def make(name: str, text: str, slot, checkable: bool = False) -> QAction:
             act = QAction(text, w)
             act.setShortcuts([QKeySequence(k) for k in shortcuts.keys(name)])
-            text = shortcuts.BY_NAME[name].text
-            act.setToolTip(shortcuts.tip(text[:1].upper() + text[1:], name))  # (not capitalize(): "Shift+click")
+            what = shortcuts.BY_NAME[name].text
+            act.setToolTip(shortcuts.tip(what[:1].upper() + what[1:], name))  # (not capitalize(): "Shift+click")
             act.setCheckable(checkable)
             act.triggered.connect(slot)
             w.addAction(act)
