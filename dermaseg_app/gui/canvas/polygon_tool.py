@@ -5,8 +5,8 @@ edges at integers (the project's convention), and draws them over the image:
 
 * the placed edges as a solid line and the rubber band (last vertex -> cursor -> first vertex) as
   a dashed one, both bright over a dark halo so they show on dark and light skin alike;
-* the closed polygon's preview, filled lightly in the mode's colour (add / new contour: white,
-  subtract: red);
+* the closed polygon's preview: lightened (add / new contour) or darkened (subtract), neutral
+  tints that cannot be mistaken for the mask's blue or the comparison's yellow / red / green;
 * a handle on every vertex, a fixed number of screen pixels across at any zoom; the first vertex
   is larger and turns green when the cursor is near enough for a click to close the polygon.
 
@@ -36,8 +36,8 @@ HALO = QColor(0, 0, 0, 200)
 HANDLE_FILL = QColor(255, 255, 255)
 FIRST_FILL = QColor(255, 214, 0)
 CLOSE_FILL = QColor(40, 230, 90)  # the first vertex when a click there closes the polygon
-PREVIEW_FILL = {"add": QColor(0, 150, 255, 80), "replace": QColor(0, 150, 255, 80),
-                "subtract": QColor(255, 40, 40, 75)}
+PREVIEW_FILL = {"add": QColor(255, 255, 255, 70), "replace": QColor(255, 255, 255, 70),
+                "subtract": QColor(0, 0, 0, 90)}
 MIN_VERTICES = 3
 
 
