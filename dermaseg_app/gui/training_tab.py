@@ -438,6 +438,7 @@ class TrainingTab(QWidget):
         elif kind == "TrainStarted":
             self.bar.setRange(0, max(1, ev.steps_per_epoch * ev.epochs))
             self.bar.setValue(ev.steps_per_epoch * (ev.start_epoch - 1) + ev.start_step)
+            self.plot.set_epochs(ev.epochs, ev.steps_per_epoch)
             self.status.setText(f"Training on {ev.device}…")
             self._log(f"Device: {ev.device}; {ev.steps_per_epoch} step{'s' if ev.steps_per_epoch != 1 else ''} "
                       f"per epoch; run folder {ev.run_dir}")
@@ -490,7 +491,9 @@ class TrainingTab(QWidget):
                 change = f" ({100 * (o.after_jsc - o.before_jsc):+.1f} points)"
             lines.append(f"Validation JSC on {o.n_val} held-out correction(s): before <b>{_pct(o.before_jsc)}</b>"
                          f" → after <b>{_pct(o.after_jsc)}</b>{change}"
-                         + (f", epoch {o.best_epoch}" if o.best_epoch else ""))
+                         + (f", epoch {o.best_epoch}" if o.best_epoch else "")
+                         + (" <span style='color:#707070'>(few images: a rough guide, not a test)</span>"
+                            if o.n_val < 5 else ""))
             if o.before_jsc is not None and o.after_jsc is not None and o.after_jsc < o.before_jsc:
                 lines.append("<span style='color:#b03030'>The new model scores lower than the base model on the "
                              "held-out corrections: keep the current model, or correct more images and "

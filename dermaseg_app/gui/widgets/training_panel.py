@@ -117,6 +117,9 @@ class SettingsForm(QGroupBox):
         col.addLayout(device_form)
         for w in (self.replay, self.base_val):
             w.textChanged.connect(self._update)
+            about = w.toolTip()
+            w.textChanged.connect(lambda text, w=w, about=about: w.setToolTip(
+                "\n\n".join(t for t in (text, about) if t)))
         self.keep.toggled.connect(self._update)
         self.epochs.valueChanged.connect(lambda _v: self.changed.emit())
         self.share.valueChanged.connect(lambda _v: self.changed.emit())
@@ -190,7 +193,8 @@ class TrainingPlot(QWidget):
         self.loss_plot.setTitle("Training loss per step", color="#303030", size="10pt")
         self.loss_plot.setLabel("bottom", "step")
         self.loss_plot.showGrid(x=True, y=True, alpha=0.2)
-        self.loss_curve = self.loss_plot.plot([], [], pen=pg.mkPen((40, 100, 190), width=1.5))
+        self.loss_curve = self.loss_plot.plot([], [], pen=pg.mkPen((150, 180, 225), width=1))
+        self.loss_smooth = self.loss_plot.plot([], [], pen=pg.mkPen((30, 80, 170), width=2))
         self.val_plot = pg.PlotWidget(background="w")
         self.val_plot.setObjectName("valPlot")
         self.val_plot.setTitle("Validation JSC per epoch", color="#303030", size="10pt")
@@ -233,10 +237,27 @@ class TrainingPlot(QWidget):
             self.before_line.setValue(jsc)
             self.before_line.show()
 
+    def set_epochs(self, epochs: int, steps_per_epoch: int) -> None:
+        """Fix the x axes to the whole run (whole-number ticks for the epochs)."""
+        self.ensure_built()
+        self.val_plot.setXRange(1, max(2, epochs), padding=0.04)
+        self.val_plot.getAxis("bottom").setTickSpacing(max(1, epochs // 10), 1)
+        self.loss_plot.setXRange(1, max(2, epochs * steps_per_epoch), padding=0.02)
+
     def add_loss(self, step: int, value: float) -> None:
         self.ensure_built()
         self.loss_points.append((step, value))
-        self.loss_curve.setData([s for s, _ in self.loss_points], [v for _, v in self.loss_points])
+        self._draw_loss()
+
+    def _draw_loss(self) -> None:
+        steps = [s for s, _ in self.loss_points]
+        values = [v for _, v in self.loss_points]
+        self.loss_curve.setData(steps, values)
+        smooth, avg = [], None
+        for v in values:  # exponential moving average: the trend through the batch-to-batch noise
+            avg = v if avg is None else 0.8 * avg + 0.2 * v
+            smooth.append(avg)
+        self.loss_smooth.setData(steps, smooth)
 
     def add_epoch(self, epoch: int, jsc: float | None, base_jsc: float | None = None) -> None:
         self.ensure_built()
@@ -252,13 +273,13 @@ class TrainingPlot(QWidget):
             self._legend_named.add(name)
 
     def _redraw(self) -> None:
+        self._draw_loss()
         if self.val_points:
             self._name(self.val_curve, "held-out corrections")
         if self.base_points:
             self._name(self.base_curve, "dermoscopy folder")
         if self.before is not None and self.val_points:
             self._name(self.before_line_proxy, "before (base model)")
-        self.loss_curve.setData([s for s, _ in self.loss_points], [v for _, v in self.loss_points])
         self.val_curve.setData([e for e, _ in self.val_points], [v for _, v in self.val_points])
         self.base_curve.setData([e for e, _ in self.base_points], [v for _, v in self.base_points])
         if not self.loss_points and not self.val_points:
