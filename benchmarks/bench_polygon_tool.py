@@ -2,8 +2,9 @@
 """Benchmark (and look at) the click-by-click polygon tool in the review window.
 
 Opens a copy of one sample (default: the 3072x2304 ISIC_0000377) in the window, chooses
-"New polygon" with its key (Shift+D; it always changes the mask), clicks N vertices along a circle with real mouse events,
-moving the cursor between clicks, and closes the polygon with Enter. It measures
+"New polygon" with its key (Shift+D; it always changes the mask), clicks N vertices along a
+circle with real mouse events, moving the cursor between clicks, and closes the polygon with
+Enter. It measures
 
 * ``click``: a vertex placed (event handled, polygon redrawn) plus the synchronous repaint;
 * ``move``: a mouse move (rubber band and preview redrawn) plus the repaint, with the polygon's
@@ -53,7 +54,7 @@ def main() -> int:
     shutil.copy(args.image, folder)
 
     from PySide6.QtCore import QEvent, QPointF, Qt
-    from PySide6.QtGui import QKeyEvent, QMouseEvent
+    from PySide6.QtGui import QMouseEvent
     from PySide6.QtWidgets import QApplication
     from qt_wait import spin, wait_until
 
@@ -174,7 +175,8 @@ def main() -> int:
     for r in results:
         print(f"{r['view']:>5}, {r['vertices']} vertices: click {r['click_ms_median']:.2f} ms "
               f"(p95 {r['click_ms_p95']:.2f}), move {r['move_ms_median']:.2f} ms (p95 {r['move_ms_p95']:.2f}, "
-              f"max {r['move_ms_max']:.2f}; handler alone {r['move_handler_ms_median']:.2f}), close {r['close_ms']:.1f} ms  (each with the repaint)")
+              f"max {r['move_ms_max']:.2f}; handler alone {r['move_handler_ms_median']:.2f}), "
+              f"close {r['close_ms']:.1f} ms  (each with the repaint)")
     print(f"image {w}x{h}; starting the image's correction (first edit) {start_ms:.0f} ms; "
           f"load average {load}")
     window.editing.ask_unsaved = lambda n: "discard"

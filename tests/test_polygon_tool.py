@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("pytestqt")
 pytestmark = pytest.mark.gui
 
-from PySide6.QtCore import QEvent, QPoint, QPointF, Qt  # noqa: E402
+from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QTransform, QWheelEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 from shapely.geometry import Point, Polygon  # noqa: E402
