@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import html
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,12 +85,11 @@ class TrainingTab(QWidget):
         self.worker: Worker | None = None
         self.outcome: FinetuneOutcome | None = None
         self.error = ""
-        self.set: TrainingSet = TrainingSet()
+        self.corrections: TrainingSet = TrainingSet()
         self.project: Project | None = None
         self.overrides: dict[str, Any] = {}  # extra TrainConfig fields (tests: tiny batches)
         self._cancel: threading.Event | None = None
         self._paused_predictions = False
-        self._started_at = 0.0
         self._hidden_for_training: list[QWidget] = []
         self._watched: tuple[list, list[int]] = ([], [])
         self._seen_statuses: list[object] = []
@@ -242,7 +240,7 @@ class TrainingTab(QWidget):
 
     def _watch_statuses(self) -> None:
         """Remember the rows of the corrected images and their statuses (paths resolved once here)."""
-        images = {c.image.resolve() for c in self.set.cases} | {c.image.resolve() for c in self.set.left_out}
+        images = {c.image.resolve() for c in self.corrections.cases + self.corrections.left_out}
         entries = self.session.entries
         self._watched = (entries, [i for i, e in enumerate(entries) if e.case.image.resolve() in images])
         self._seen_statuses = self._statuses()
@@ -288,7 +286,7 @@ class TrainingTab(QWidget):
                 seen[c.stem] = seen.get(c.stem, 0) + 1
             ts.cases = [c if seen[c.stem] == 1 else
                         Case(c.image, c.ground_truth, f"{c.image.parent.name}__{c.stem}") for c in ts.cases]
-        self.set = ts
+        self.corrections = ts
         self.project = self._primary_project()
         n = len(ts.cases)
         if self.project is None:
@@ -328,7 +326,7 @@ class TrainingTab(QWidget):
         self.refreshed.emit()
 
     def _start_problem(self) -> str:
-        n = len(self.set.cases)
+        n = len(self.corrections.cases)
         if self.running:
             return "Fine-tuning is running."
         if self.project is None:
@@ -342,7 +340,7 @@ class TrainingTab(QWidget):
         return self.settings_form.problem()
 
     def _update_button(self) -> None:
-        n = len(self.set.cases)
+        n = len(self.corrections.cases)
         self.start_button.setText(f"Fine-tune on {n} correction{'s' if n != 1 else ''}")
         if self.running:
             self.start_button.setEnabled(False)
@@ -371,7 +369,7 @@ class TrainingTab(QWidget):
         text = self.output.text().strip()
         header = self.session.header
         out = Path(text) if text else default_output(self.project.project_dir, header.name if header else "model")
-        request = FinetuneRequest(base_model=Path(path), cases=list(self.set.cases),
+        request = FinetuneRequest(base_model=Path(path), cases=list(self.corrections.cases),
                                   project_dir=self.project.project_dir, out=out, epochs=v.epochs,
                                   replay=v.replay, replay_share=v.replay_share, base_val=v.base_val,
                                   device=v.device, overrides=dict(self.overrides))
@@ -395,7 +393,6 @@ class TrainingTab(QWidget):
         worker.errored.connect(self._failed)
         worker.finished.connect(self._ended)
         self.worker = worker
-        self._started_at = time.monotonic()
         self.start_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.settings_form.set_enabled(False)
