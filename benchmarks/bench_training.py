@@ -15,7 +15,12 @@ Fine-tuning benchmark (the clinical photographs: a new domain for a dermoscopy m
     .venv/bin/python benchmarks/bench_training.py finetune --base models/slsnet_isic2017.safetensors \
         [--n-finetune 50] [--epochs 20] [--freeze-encoder] [--replay-share 0.5] [--seed 0]
 
-splits /work/shared/data/clinical/finetune with a fixed seed into a fine-tuning part (of which
+Weight-space interpolation of a finished fine-tuning run with its base (WiSE-FT)::
+
+    .venv/bin/python benchmarks/bench_training.py interpolate --base models/slsnet_isic2017.safetensors \
+        --work runs/finetune-bench/final [--alphas 0 0.25 0.5 0.75 1]
+
+The finetune benchmark splits /work/shared/data/clinical/finetune with a fixed seed into a fine-tuning part (of which
 the engine holds 10% out for epoch selection) and a held-out part, scores the base model on the
 held-out part and on ISIC 2017 val, runs the fine-tuning (replaying ISIC 2017 train), scores
 the result again and reports the wall and CPU time.
@@ -176,7 +181,60 @@ def finetune_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+def interpolation_benchmark(args: argparse.Namespace) -> int:
+    """Weight-space interpolation between the base and a fine-tuned model (WiSE-FT,
+    Wortsman et al. 2022): ``(1 - a) * base + a * fine-tuned`` for each ``a``, batch-norm
+    statistics included, scored on the engine's held-out 10% of the fine-tuning part (what a
+    selection rule may look at), the held-out clinical part and ISIC 2017 val."""
+    import shutil
+
+    from dermaseg_app.ml.data import _cases
+    from dermaseg_app.ml.training import holdout_indices
+    from dermaseg_app.ml.weights import load_model, save_model
+
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    ft_val = work / "finetune-val"
+    cases = _cases(work / "finetune")
+    for sub in ("images", "masks"):
+        shutil.rmtree(ft_val / sub, ignore_errors=True)
+        (ft_val / sub).mkdir(parents=True)
+    for i in holdout_indices(len(cases), 0.1, args.seed):
+        shutil.copy2(cases[i].image, ft_val / "images" / cases[i].image.name)
+        shutil.copy2(cases[i].ground_truth, ft_val / "masks" / f"{cases[i].stem}.png")
+    base, _ = load_model(args.base, "cpu")
+    tuned, info = load_model(work / "finetuned.safetensors", "cpu")
+    sb, sf = base.state_dict(), tuned.state_dict()
+    folders = {"finetune_val": ft_val, "clinical_heldout": work / "heldout", "isic2017_val": Path(args.isic_val)}
+    rows = []
+    for a in args.alphas:
+        mixed = {k: (sb[k].float() * (1 - a) + sf[k].float() * a).to(sb[k].dtype)
+                 if sb[k].is_floating_point() else sf[k] for k in sb}
+        base.load_state_dict(mixed)
+        path = work / f"interpolated-{a:g}.safetensors"
+        save_model(path, base, info)
+        rows.append({"alpha": a, **score_model(path, folders, args.pack_dir)})
+        print(json.dumps(rows[-1]), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
 def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "interpolate":
+        ap = argparse.ArgumentParser(prog="bench_training.py interpolate",
+                                     description=interpolation_benchmark.__doc__)
+        ap.add_argument("interpolate")
+        ap.add_argument("--base", required=True, help="the model the fine-tuning started from")
+        ap.add_argument("--work", required=True,
+                        help="a finished `finetune` benchmark's --work folder (finetuned.safetensors, finetune/, heldout/)")
+        ap.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+        ap.add_argument("--isic-val", default="/work/shared/data/isic2017/val")
+        ap.add_argument("--seed", type=int, default=0, help="the fine-tuning run's seed (its held-out 10%%)")
+        ap.add_argument("--threads", type=int, default=1)
+        ap.add_argument("--pack-dir")
+        ap.add_argument("--json")
+        return interpolation_benchmark(ap.parse_args())
     if len(sys.argv) > 1 and sys.argv[1] == "finetune":
         ap = argparse.ArgumentParser(prog="bench_training.py finetune")
         ap.add_argument("finetune")

@@ -190,6 +190,14 @@ def finetune_config(
     return cfg
 
 
+def holdout_indices(n: int, fraction: float, seed: int) -> list[int]:
+    """The samples (sorted indices into the training pack) that ``train`` holds out for validation
+    when no validation folder is given: ``round(n * fraction)`` of them, at least one, chosen by
+    ``seed``. Public so that a benchmark can score the same images."""
+    order = np.random.default_rng([seed, 7]).permutation(n)
+    return sorted(int(i) for i in order[: max(1, int(round(n * fraction)))])
+
+
 # ============================================================================ events
 
 @dataclass
@@ -536,10 +544,9 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
     assert train_pack is not None
     val_pack = _load_packs(cfg.val, size, cfg, full_masks=True)
     if val_pack is None and cfg.val_fraction > 0 and len(train_pack) >= 4:
-        order = np.random.default_rng([cfg.seed, 7]).permutation(len(train_pack))
-        n_val = max(1, int(round(len(train_pack) * cfg.val_fraction)))
-        val_pack = train_pack.subset(sorted(order[:n_val]))
-        train_pack = train_pack.subset(sorted(order[n_val:]))
+        held = holdout_indices(len(train_pack), cfg.val_fraction, cfg.seed)
+        val_pack = train_pack.subset(held)
+        train_pack = train_pack.subset(sorted(set(range(len(train_pack))) - set(held)))
     replay_pack = _load_packs(cfg.replay, size, cfg, full_masks=False)
     # Base-domain validation is scored at the pack size (cheap; it only has to rank epochs).
     base_pack = _load_packs(cfg.base_val, size, cfg, full_masks=False)
