@@ -52,6 +52,14 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also write the resumable checkpoint every STEPS steps")
     parser.add_argument("--no-augment", action="store_true", help="no flips, gamma or CLAHE")
     parser.add_argument("--pack-dir", metavar="DIR", help="cache folder of decoded training packs")
+    parser.add_argument("--device-data", action="store_true",
+                        help="keep the training data on the device (GPU): batches are indexed and augmented "
+                             "there instead of with OpenCV on the CPU")
+    parser.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                        choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                        help="torch.compile the generator and discriminator (MODE: default, reduce-overhead = "
+                             "CUDA graphs, max-autotune, max-autotune-no-cudagraphs)")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
     parser.add_argument("--name", help="model name stored in the file")
     parser.add_argument("--version", dest="model_version", help="model version stored in the file")
     parser.add_argument("--quiet", action="store_true", help="print only the epoch lines")
@@ -101,6 +109,10 @@ def config_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
         max_steps_per_epoch=args.max_steps_per_epoch,
         checkpoint_every=args.checkpoint_every,
         pack_dir=args.pack_dir,
+        device_data=bool(getattr(args, "device_data", False)),
+        compile=getattr(args, "compile", None) is not None,
+        compile_mode=getattr(args, "compile", None) or "default",
+        amp=bool(getattr(args, "amp", False)),
         command="dermaseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     if args.no_augment:

@@ -53,6 +53,8 @@ from dermaseg_app.ml.data import BatchItem, Pack, cached_pack, make_batch, plan_
 CHECKPOINT_FORMAT = 1
 ENCODER_MODULES: tuple[str, ...] = ("multiscale", "down1", "down2", "stage1", "down3", "stage2")
 LR_SCHEDULES = ("constant", "cosine", "linear")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILED_PREFIX = "_orig_mod."
 
 
 class TrainError(ValueError):
@@ -98,6 +100,10 @@ class TrainConfig:
     workers: int = 2
     pack_dir: str | None = None
     amp: bool = False                                  # bf16 autocast on CUDA
+    device_data: bool = False                          # packs uploaded once; batches indexed and augmented
+                                                       # on the device (ml.augment_torch) instead of cv2 on the CPU
+    compile: bool = False                              # torch.compile G's and D's forward passes
+    compile_mode: str = "default"                      # torch.compile mode: default | reduce-overhead | max-autotune...
     threshold: float = 0.5
     # fine-tuning
     base_model: str | None = None
@@ -154,6 +160,8 @@ class TrainConfig:
             raise TrainError("L2-SP (--l2sp) needs a base model to stay near")
         if self.out is not None and not str(self.out).endswith(".safetensors"):
             raise TrainError(f"{self.out}: model files must end in .safetensors")
+        if self.compile and self.compile_mode not in COMPILE_MODES:
+            raise TrainError(f"unknown torch.compile mode {self.compile_mode!r} ({', '.join(COMPILE_MODES)})")
 
 
 def finetune_config(
@@ -378,6 +386,12 @@ def _atomic_torch_save(obj: Any, path: Path) -> None:
     atomic_write_bytes(path, buf.getvalue())
 
 
+def plain_state_dict(state: dict[str, Any]) -> dict[str, Any]:
+    """A state dict without the ``_orig_mod.`` prefix that a ``torch.compile``-wrapped module's
+    keys carry (the engine compiles the forward functions, so its own files never have it)."""
+    return {(k[len(COMPILED_PREFIX):] if k.startswith(COMPILED_PREFIX) else k): v for k, v in state.items()}
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a resumable checkpoint (``torch.load(weights_only=True)``)."""
     path = Path(path)
@@ -500,6 +514,8 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
             saved.num_threads = config.num_threads
         if config.out:
             saved.out = config.out
+        if config.compile:  # compiling changes the speed, not the recipe
+            saved.compile, saved.compile_mode = True, config.compile_mode
         config = saved
     cfg = config
     cfg.check()
@@ -515,8 +531,8 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
     # The base model as loaded, for the base-domain reference, the fallback and L2-SP.
     base_g = copy.deepcopy(g).eval() if cfg.base_model and (cfg.base_val or cfg.l2sp_weight) else None
     if ckpt is not None:
-        g.load_state_dict(ckpt["generator"])
-        d.load_state_dict(ckpt["discriminator"])
+        g.load_state_dict(plain_state_dict(ckpt["generator"]))
+        d.load_state_dict(plain_state_dict(ckpt["discriminator"]))
     frozen = bool(cfg.freeze_encoder)
     if frozen:
         freeze_encoder(g)
@@ -529,7 +545,12 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
         l2sp_pairs = [(p, base_params[n].detach()) for n, p in g.named_parameters() if p.requires_grad]
     ema = EMA(g, cfg.ema_decay) if cfg.ema_decay > 0 else None
     if ema is not None and ckpt is not None and ckpt.get("ema") is not None:
-        ema.module.load_state_dict(ckpt["ema"])
+        ema.module.load_state_dict(plain_state_dict(ckpt["ema"]))
+    # The step calls these; compiled, they share G's and D's parameters (state dicts unchanged).
+    g_logits, d_logits = g.forward_logits, d.forward_logits
+    if cfg.compile:
+        g_logits = torch.compile(g.forward_logits, mode=cfg.compile_mode, dynamic=False)
+        d_logits = torch.compile(d.forward_logits, mode=cfg.compile_mode, dynamic=False)
 
     betas = (cfg.beta1, cfg.beta2)
     opt_g = torch.optim.Adam([p for p in g.parameters() if p.requires_grad], lr=cfg.lr, betas=betas)
@@ -662,6 +683,30 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
             xt, yt = xt.pin_memory(), yt.pin_memory()
         return xt, yt
 
+    # Data kept on the device: every source uploaded once (uint8 images N x 3 x S x S, bool masks);
+    # a batch is indexed there and augmented by ml.augment_torch with the decisions the CPU path
+    # would draw from the same seed (the batches equal the CPU path's except where CLAHE ran).
+    on_device: tuple[torch.Tensor, torch.Tensor, list[int]] | None = None
+    if cfg.device_data:
+        on_device = (
+            torch.from_numpy(np.concatenate([s.images for s in sources])).to(device)
+            .permute(0, 3, 1, 2).contiguous(),
+            torch.from_numpy(np.concatenate([s.masks for s in sources])).to(device)[:, None].contiguous(),
+            [0, len(train_pack)],
+        )
+
+    def prepare_on_device(epoch: int, step: int, items: list[BatchItem]) -> tuple[torch.Tensor, torch.Tensor]:
+        from dermaseg_app.ml.augment_torch import augment_batch, draw_params, to_unit_float
+
+        assert on_device is not None
+        images, masks, offsets = on_device
+        idx = torch.tensor([offsets[it.source] + it.index for it in items], dtype=torch.long).to(device)
+        xb, yb = images.index_select(0, idx), masks.index_select(0, idx)
+        if not cfg.augment.enabled:
+            return to_unit_float(xb), yb.float()
+        params = draw_params(len(items), np.random.default_rng([cfg.seed, 2, epoch, step]), cfg.augment)
+        return augment_batch(xb, yb, params, cfg.augment)
+
     try:
         for epoch in range(start_epoch, cfg.epochs):
             batches = epoch_batches(epoch)
@@ -672,14 +717,20 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
             _set_train_mode(g, frozen, cfg.freeze_bn_stats)
             d.train()
             pending: Future | None = (pool.submit(prepare, epoch, first, batches[first])
-                                      if first < len(batches) else None)
+                                      if first < len(batches) and on_device is None else None)
             for step in range(first, len(batches)):
                 t_step = time.perf_counter()
-                assert pending is not None
-                x, y = pending.result()
-                pending = pool.submit(prepare, epoch, step + 1, batches[step + 1]) if step + 1 < len(batches) else None
-                x = x.to(device, non_blocking=True)
-                y = y.to(device, non_blocking=True)
+                if cfg.compile:
+                    torch.compiler.cudagraph_mark_step_begin()  # a new step for CUDA graphs' memory
+                if on_device is not None:
+                    x, y = prepare_on_device(epoch, step, batches[step])
+                else:
+                    assert pending is not None
+                    x, y = pending.result()
+                    pending = (pool.submit(prepare, epoch, step + 1, batches[step + 1])
+                               if step + 1 < len(batches) else None)
+                    x = x.to(device, non_blocking=True)
+                    y = y.to(device, non_blocking=True)
                 progress = global_step / max(1, total_steps)
                 lr_f = lr_factor(cfg.lr_schedule, progress, cfg.min_lr_factor)
                 for group in opt_g.param_groups:
@@ -687,19 +738,19 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
                 for group in opt_d.param_groups:
                     group["lr"] = (cfg.lr_d or cfg.lr) * lr_f
                 adversarial = cfg.adversarial and global_step >= warmup_steps
-                losses: dict[str, float] = {}
+                parts: dict[str, torch.Tensor] = {}  # the step's losses, read back in one transfer
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                    logits = g.forward_logits(x)
+                    logits = g_logits(x)
                     prob = torch.sigmoid(logits.float())
                     if adversarial:
                         h = x.shape[0] // 2
-                        d_real = d.forward_logits(x[:h], y[:h])
-                        d_fake = d.forward_logits(x[h:], prob[h:].detach())
+                        d_real = d_logits(x[:h], y[:h])
+                        d_fake = d_logits(x[h:], prob[h:].detach())
                         loss_d = 0.5 * (_bce_logits(d_real.float(), 1.0) + _bce_logits(d_fake.float(), 0.0))
                         opt_d.zero_grad(set_to_none=True)
                         loss_d.backward()
                         opt_d.step()
-                        losses["d"] = float(loss_d.detach())
+                        parts["d"] = loss_d.detach()
                     l1 = (prob - y).abs().mean()
                     jac = soft_jaccard_loss(prob, y)
                     loss_g = cfg.lambda_l1 * l1 + cfg.alpha_jaccard * jac
@@ -707,27 +758,29 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
                     if bce_w:
                         bce = F.binary_cross_entropy_with_logits(logits.float(), y)
                         loss_g = loss_g + bce_w * bce
-                        losses["bce"] = float(bce.detach())
+                        parts["bce"] = bce.detach()
                     if adversarial:
                         for p in d.parameters():
                             p.requires_grad_(False)
-                        adv = _bce_logits(d.forward_logits(x, prob).float(), 1.0)
+                        adv = _bce_logits(d_logits(x, prob).float(), 1.0)
                         for p in d.parameters():
                             p.requires_grad_(True)
                         loss_g = loss_g + adv
-                        losses["adv"] = float(adv.detach())
+                        parts["adv"] = adv.detach()
                     if l2sp_pairs:
                         l2sp = torch.stack([(p - p0).pow(2).sum() for p, p0 in l2sp_pairs]).sum()
                         loss_g = loss_g + cfg.l2sp_weight * l2sp
-                        losses["l2sp"] = float(l2sp.detach())
+                        parts["l2sp"] = l2sp.detach()
                 opt_g.zero_grad(set_to_none=True)
                 loss_g.backward()
                 opt_g.step()
                 if ema is not None:
                     ema.update(g, global_step)
-                losses["l1"] = float(l1.detach())
-                losses["jaccard"] = float(jac.detach())
-                losses["g"] = float(loss_g.detach())
+                parts["l1"] = l1.detach()
+                parts["jaccard"] = jac.detach()
+                parts["g"] = loss_g.detach()
+                values = torch.stack([v.float() for v in parts.values()]).tolist()
+                losses: dict[str, float] = dict(zip(parts, values))
                 if not math.isfinite(losses["g"]):
                     raise TrainError(f"the generator loss became {losses['g']} at epoch {epoch + 1} step "
                                      f"{step + 1}; lower the learning rate or check the data")

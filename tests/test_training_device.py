@@ -1,0 +1,140 @@
+"""The training engine's device-side data path (TrainConfig.device_data) and its compile option.
+
+Same tiny network and data as tests/test_training.py, on the CPU: the path is plain torch, so
+what is checked here is what a GPU run relies on (equality with the default path, resume).
+torch.compile is not exercised here: on this CPU inductor needs about 260 s for the first steps of
+the tiny 32 px GAN (see docs/training-notes.md); benchmarks/bench_training.py --compile measures it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dermaseg_app.ml import training as t
+from dermaseg_app.ml.augment import AugmentConfig
+from dermaseg_app.ml.training import TrainConfig, load_checkpoint, train
+
+from test_data import write_folder
+from test_training import of, run, tiny_config
+
+NO_CLAHE = AugmentConfig(clahe_probability=0.0)
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("train_data")
+    return {"train": write_folder(root / "train", 16, seed=0), "val": write_folder(root / "val", 6, seed=1),
+            "pack": root / "pack"}
+
+
+def _files(run_dir: Path) -> list[str]:
+    return sorted(p.name for p in run_dir.iterdir())
+
+
+def _same_weights(a: Path, b: Path) -> bool:
+    sa, sb = load_checkpoint(a), load_checkpoint(b)
+    return all(torch.equal(v, sb[key][name]) for key in ("generator", "discriminator", "ema")
+               for name, v in sa[key].items())
+
+
+def test_device_data_equals_the_default_path_where_the_augmentation_is_exact(
+        data: dict[str, Path], tmp_path: Path) -> None:
+    """Flips and gamma are bit-identical on both paths, so a GAN run with warm-up and EMA gives the
+    same events, checkpoints, files and weights whether its batches are made with OpenCV in a
+    thread or indexed and augmented on the device."""
+    kw = dict(epochs=2, warmup_epochs=0.5, ema_decay=0.9, augment=NO_CLAHE, out=None)
+    runs = {}
+    for name, on_device in (("cpu", False), ("device", True)):
+        cfg = tiny_config(data, tmp_path / name, device_data=on_device, **kw)
+        cfg.out = str(tmp_path / name / "m.safetensors")
+        runs[name] = run(cfg)
+    a, b = runs["cpu"], runs["device"]
+    assert [type(e).__name__ for e in a] == [type(e).__name__ for e in b]
+    assert ([(e.kind, e.epoch) for e in of(a, t.CheckpointSaved)]
+            == [(e.kind, e.epoch) for e in of(b, t.CheckpointSaved)])
+    assert [e.losses for e in of(a, t.StepProgress)] == [e.losses for e in of(b, t.StepProgress)]
+    assert [e.val.jsc for e in of(a, t.EpochEnd)] == [e.val.jsc for e in of(b, t.EpochEnd)]
+    assert of(b, t.StepProgress)[-1].adversarial and "d" in of(b, t.StepProgress)[-1].losses
+    assert _files(tmp_path / "cpu" / "run") == _files(tmp_path / "device" / "run")
+    assert _same_weights(tmp_path / "cpu" / "run" / "last.pt", tmp_path / "device" / "run" / "last.pt")
+    saved = json.loads((tmp_path / "device" / "run" / "config.json").read_text())
+    assert saved["device_data"] is True and saved["compile"] is False
+
+
+def test_device_data_with_clahe_trains_and_resumes_bit_identically(data: dict[str, Path], tmp_path: Path) -> None:
+    """The full augmentation (CLAHE included) on the device: the loss falls, and a run cancelled
+    and resumed ends with exactly the weights of an uninterrupted one."""
+    kw = dict(epochs=2, warmup_epochs=0.5, ema_decay=0.9, device_data=True,
+              augment=AugmentConfig(clahe_probability=1.0))
+    straight = run(tiny_config(data, tmp_path / "a", **kw))
+    assert of(straight, t.TrainFinished)
+    cancel = threading.Event()
+    events = []
+    for e in train(tiny_config(data, tmp_path / "b", **kw), cancel):
+        events.append(e)
+        if isinstance(e, t.StepProgress) and e.global_step == 5:  # epoch 2, step 2
+            cancel.set()
+    stopped = of(events, t.TrainCancelled)[0]
+    resumed = run(TrainConfig(resume=str(stopped.checkpoint_path), epochs=2))
+    assert [e.global_step for e in of(resumed, t.StepProgress)] == [6]
+    assert _same_weights(tmp_path / "a" / "run" / "last.pt", tmp_path / "b" / "run" / "last.pt")
+    a = load_checkpoint(tmp_path / "a" / "run" / "last.pt")
+    b = load_checkpoint(tmp_path / "b" / "run" / "last.pt")
+    assert a["config"]["device_data"] and b["config"]["device_data"]
+    assert a["history"][-1]["train_g"] == pytest.approx(b["history"][-1]["train_g"], rel=1e-6)
+
+
+def test_device_data_losses_fall(data: dict[str, Path], tmp_path: Path) -> None:
+    cfg = tiny_config(data, tmp_path, adversarial=False, epochs=6, lr=1e-2, max_steps_per_epoch=None, val=[],
+                      val_fraction=0.0, device_data=True, augment=AugmentConfig(gammas=(1.0,)))
+    losses = [e.losses["g"] for e in of(run(cfg), t.StepProgress)]
+    assert len(losses) == 24
+    assert np.mean(losses[-4:]) < 0.8 * np.mean(losses[:4])
+
+
+def test_new_settings_round_trip_and_are_checked(data: dict[str, Path], tmp_path: Path) -> None:
+    cfg = TrainConfig(data=["x"], device_data=True, compile=True, compile_mode="reduce-overhead", amp=True)
+    back = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert back == cfg
+    assert TrainConfig.from_dict({"data": ["x"]}).device_data is False  # old config files: today's path
+    with pytest.raises(t.TrainError, match="compile mode"):
+        run(tiny_config(data, tmp_path, compile=True, compile_mode="fastest"))
+
+
+def test_compiled_state_dict_prefixes_are_stripped() -> None:
+    from dermaseg_app.ml import registry
+
+    from test_training import TINY
+
+    g = registry.build_generator("slsnet", registry.default_config("slsnet") | TINY | {"input_size": 32})
+    wrapped = {t.COMPILED_PREFIX + k: v for k, v in g.state_dict().items()}  # what torch.compile(g) saves
+    fresh = registry.build_generator("slsnet", registry.default_config("slsnet") | TINY | {"input_size": 32})
+    fresh.load_state_dict(t.plain_state_dict(wrapped))  # strict
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in g.state_dict().items())
+
+
+def test_cli_options_reach_the_config() -> None:
+    import argparse
+
+    from dermaseg_app.commands import train as train_cmd
+
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    train_cmd.register(sub)
+    args = parser.parse_args(["train", "--data", "d", "--out", "m.safetensors", "--device-data",
+                              "--compile", "--amp"])
+    cfg = train_cmd.config_from_args(args)
+    assert cfg.device_data and cfg.compile and cfg.compile_mode == "default" and cfg.amp
+    args = parser.parse_args(["train", "--data", "d", "--out", "m.safetensors", "--compile", "reduce-overhead"])
+    cfg = train_cmd.config_from_args(args)
+    assert cfg.compile and cfg.compile_mode == "reduce-overhead" and not cfg.device_data and not cfg.amp
+    cfg = train_cmd.config_from_args(parser.parse_args(["train", "--data", "d", "--out", "m.safetensors"]))
+    assert not cfg.device_data and not cfg.compile and not cfg.amp
