@@ -49,6 +49,12 @@ def samples_dir() -> Path:
 DEFAULT_MODEL_NAME = "slsnet_isic2017"
 
 
+def replay_dir() -> Path:
+    """The bundled replay set: 24 CC0 dermoscopy images with masks (``resources/replay``), replayed
+    while fine-tuning when the user names no dermoscopy folder of their own."""
+    return resources_dir() / "replay"
+
+
 def default_model_path() -> Path:
     """The shipped default model (weights file; its config and card sit beside it)."""
     return models_dir() / f"{DEFAULT_MODEL_NAME}.safetensors"

@@ -366,3 +366,21 @@ def test_freeze_bn_stats_keeps_the_base_running_statistics(data: dict[str, Path]
     weights = [k for k in sb if k.endswith("weight")]
     assert stats and all(torch.equal(sb[k], sa[k]) for k in stats)
     assert any(not torch.equal(sb[k], sa[k]) for k in weights)
+
+
+def test_finetune_replays_the_bundled_dermoscopy_set_by_default(tmp_path: Path) -> None:
+    from dermaseg_app.commands.finetune import replay_folders
+    from dermaseg_app.core.dataset import find_cases
+    from dermaseg_app.core.imageio import read_image, read_mask
+    from dermaseg_app.paths import replay_dir
+
+    bundled = replay_dir()
+    assert replay_folders([], 0.5, None) == [str(bundled)]
+    assert replay_folders([str(tmp_path)], 0.5, None) == [str(tmp_path)]
+    assert replay_folders([], 0.0, None) == [] and replay_folders([str(tmp_path)], 0.0, None) == []
+    assert replay_folders([], 0.5, "run/last.pt") == []  # resuming: the checkpoint's config decides
+    cases = find_cases([bundled])
+    assert len(cases) == 24 and all(c.ground_truth is not None for c in cases)
+    for case in cases[:3]:
+        rgb, mask = read_image(case.image), read_mask(case.ground_truth)
+        assert rgb.shape[:2] == mask.shape and max(rgb.shape[:2]) == 384 and 0 < mask.mean() < 1

@@ -229,13 +229,18 @@ def test_replay_and_keep_dermoscopy_run_and_are_remembered(qtbot, random_model, 
     w = _window(qtbot, random_model, folder)
     tab = w.training
     form = tab.settings_form
-    assert form.replay_note.isVisible() and "forget" in form.replay_note.text()
-    assert not form.share.isEnabled()
+    from dermaseg_app.paths import replay_dir
+
+    assert form.replay_note.isVisible() and "bundled" in form.replay_note.text()
+    assert form.values().replay == replay_dir()  # empty folder: the bundled dermoscopy set
+    form.share.setValue(0.0)
+    assert "forget" in form.replay_note.text() and form.values().replay is None
+    form.share.setValue(0.5)
     form.replay.setText(str(tmp_path / "missing-archive"))
     assert not tab.start_button.isEnabled() and "does not exist" in tab.reason.text()
     archive = _archive(tmp_path / "archive")
     form.replay.setText(str(archive))
-    assert form.share.isEnabled() and not form.replay_note.isVisible()
+    assert not form.replay_note.isVisible()
     form.keep.setChecked(True)
     assert "dermoscopy folder" in tab.reason.text() and not tab.start_button.isEnabled()
     form.base_val.setText(str(archive))

@@ -4,7 +4,8 @@ The training loop of ``dermaseg train`` started from a model file, on a folder o
 corrected masks (anything ``core.dataset.find_cases`` finds: ``images/`` + ``masks/``, ISIC
 ``*_segmentation.png`` ...). ``--replay DIR`` mixes in a share (``--replay-share``, default 0.5)
 of every batch from the base training data so the model learns the new images without
-forgetting dermoscopy. Defaults are chosen for a CPU: supervised loss (no discriminator),
+forgetting dermoscopy; without ``--replay`` the 24 bundled CC0 dermoscopy images
+(``resources/replay``) are replayed, and ``--replay-share 0`` replays nothing. Defaults are chosen for a CPU: supervised loss (no discriminator),
 cosine learning-rate decay from 2e-4, EMA of the weights.
 
 The model's input size and architecture come from --base; the best epoch by validation JSC
@@ -21,6 +22,17 @@ from dermaseg_app.commands.argtypes import non_negative_float, positive_int, sha
 from dermaseg_app.commands.train import add_common_arguments
 
 
+def replay_folders(given: list[str], replay_share: float, resuming: str | None) -> list[str]:
+    """The folders to replay: those given, else the bundled set (``paths.replay_dir()``) when it
+    is installed; none when the share is 0 (or when resuming: the checkpoint's config decides)."""
+    if given or replay_share <= 0 or resuming:
+        return list(given) if replay_share > 0 else []
+    from dermaseg_app.paths import replay_dir
+
+    bundled = replay_dir()
+    return [str(bundled)] if (bundled / "images").is_dir() else []
+
+
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "finetune", help="fine-tune a model on images with corrected masks",
@@ -30,9 +42,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--data", action="append", required=True, metavar="DIR",
                         help="folder of images with corrected masks (repeatable)")
     parser.add_argument("--replay", action="append", default=[], metavar="DIR",
-                        help="base training data to replay (folder or pack; repeatable)")
+                        help="base training data to replay (folder or pack; repeatable; default: the 24 "
+                             "dermoscopy images bundled in resources/replay)")
     parser.add_argument("--replay-share", type=share, default=0.5, metavar="F",
-                        help="share of every batch drawn from --replay (default 0.5)")
+                        help="share of every batch drawn from --replay (default 0.5; 0: no replay)")
     parser.add_argument("--epochs", type=positive_int, default=None, metavar="N",
                         help="default 20 (when resuming: the checkpoint's)")
     parser.add_argument("--freeze-encoder", action="store_true",
@@ -84,11 +97,12 @@ def run_finetune(args: argparse.Namespace) -> int:
     if args.epochs is None:
         args.epochs = TrainConfig.epochs if args.resume else 20
     version = args.model_version or f"{info.version}+ft"
+    replay = replay_folders(args.replay, args.replay_share, args.resume)
     cfg = config_from_args(
         args,
         base_model=args.base,
-        replay=list(args.replay),
-        replay_share=args.replay_share if args.replay else 0.0,
+        replay=replay,
+        replay_share=args.replay_share if replay else 0.0,
         freeze_encoder=args.freeze_encoder,
         base_val=list(args.base_val),
         base_val_tolerance=args.base_val_tolerance,
@@ -103,9 +117,12 @@ def run_finetune(args: argparse.Namespace) -> int:
     )
     if not args.lr_schedule:
         cfg.lr_schedule = "cosine"
-    if not args.replay:
-        print("note: no --replay data: the model may forget what it knew (give the base training folder)",
+    if not replay and not args.resume:
+        print("note: no replay: the model learns only --data and may forget what it knew about dermoscopy",
               file=sys.stderr)
+    elif not args.replay and not args.resume:
+        print(f"note: replaying the bundled dermoscopy images ({replay[0]}); "
+              "--replay DIR replays your own, --replay-share 0 none", file=sys.stderr)
     try:
         cfg.check()
     except TrainError as exc:

@@ -69,6 +69,12 @@ def _pct(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f}%"
 
 
+
+def _replay_name(folder: Path) -> str:
+    from dermaseg_app.gui.widgets.training_panel import bundled_replay
+
+    return "the 24 bundled dermoscopy images" if folder == bundled_replay() else str(folder)
+
 class TrainingTab(QWidget):
     """The Training tab's page and its controller."""
 
@@ -398,7 +404,8 @@ class TrainingTab(QWidget):
         self.settings_form.set_enabled(False)
         self.output.setEnabled(False)
         self._log(f"Fine-tuning {path.name} on {len(request.cases)} corrected images, {v.epochs} epochs"
-                  + (f", replaying {v.replay} ({v.replay_share:.0%} of every batch)" if v.replay else ", no replay"))
+                  + (f", replaying {_replay_name(v.replay)} ({v.replay_share:.0%} of every batch)"
+                     if v.replay else ", no replay"))
         worker.start(self.pool)
         self.started.emit()
         return True

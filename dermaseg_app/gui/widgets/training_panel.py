@@ -57,6 +57,14 @@ def _folder_row(edit: QLineEdit, title: str, parent: QWidget) -> QWidget:
     return row
 
 
+def bundled_replay() -> Path | None:
+    """The 24 CC0 dermoscopy images shipped in ``resources/replay`` (None if not installed)."""
+    from dermaseg_app.paths import replay_dir
+
+    folder = replay_dir()
+    return folder if (folder / "images").is_dir() else None
+
+
 class SettingsForm(QGroupBox):
     """Epochs, replay folder and share, the "keep dermoscopy" check, device."""
 
@@ -70,17 +78,18 @@ class SettingsForm(QGroupBox):
         self.epochs.setToolTip("Passes over the corrected images (20: the measured recipe)")
         self.replay = QLineEdit()
         self.replay.setObjectName("replay")
-        self.replay.setPlaceholderText("none: the corrections only")
+        self.replay.setPlaceholderText("the 24 bundled dermoscopy images")
         self.replay.setToolTip(
             "A folder of dermoscopy images with masks (e.g. your archive, or ISIC 2017 train). A share "
-            "of every batch is taken from it so that the model keeps what it knew.")
+            "of every batch is taken from it so that the model keeps what it knew. Empty: the 24 CC0 "
+            "dermoscopy images bundled with DermaSeg. Replay share 0: no replay.")
         self.share = QDoubleSpinBox()
         self.share.setRange(0.0, 0.95)
         self.share.setSingleStep(0.05)
         self.share.setDecimals(2)
         self.share.setValue(0.5)
         self.share.setToolTip("Share of every batch taken from the replay folder (0.5 by default; "
-                              "0.75 forgets less and learns the new images a little less)")
+                              "0.75 forgets less and learns the new images a little less; 0: no replay)")
         self.keep = QCheckBox("Keep dermoscopy")
         self.keep.setObjectName("keepDermoscopy")
         self.keep.setToolTip("Each epoch is also scored on this folder of dermoscopy images with masks "
@@ -122,28 +131,35 @@ class SettingsForm(QGroupBox):
                 "\n\n".join(t for t in (text, about) if t)))
         self.keep.toggled.connect(self._update)
         self.epochs.valueChanged.connect(lambda _v: self.changed.emit())
-        self.share.valueChanged.connect(lambda _v: self.changed.emit())
+        self.share.valueChanged.connect(lambda _v: self._update())
         self._update()
 
     def _update(self) -> None:
-        has_replay = bool(self.replay.text().strip())
-        self.share.setEnabled(has_replay)
+        own_folder = bool(self.replay.text().strip())
         self.base_val.setEnabled(self.keep.isChecked())
-        if has_replay:
-            self.replay_note.setText("")
-            self.replay_note.hide()
-        else:
-            self.replay_note.setText("No replay folder: the model learns only your corrections and may "
+        if self.share.value() <= 0:
+            self.replay_note.setText("No replay: the model learns only your corrections and may "
                                      "forget part of what it knew about dermoscopy images.")
             self.replay_note.setStyleSheet("color: #a06000;")
             self.replay_note.show()
+        elif not own_folder:
+            self.replay_note.setText("Replaying the 24 dermoscopy images bundled with DermaSeg. "
+                                     "A larger archive of your own keeps dermoscopy better.")
+            self.replay_note.setStyleSheet("color: #707070;")
+            self.replay_note.show()
+        else:
+            self.replay_note.setText("")
+            self.replay_note.hide()
         self.changed.emit()
 
     def values(self) -> TrainingSettings:
-        replay = self.replay.text().strip()
+        replay_text = self.replay.text().strip()
         base_val = self.base_val.text().strip()
+        replay: Path | None = Path(replay_text) if replay_text else bundled_replay()
+        if self.share.value() <= 0:
+            replay = None
         return TrainingSettings(
-            epochs=int(self.epochs.value()), replay=Path(replay) if replay else None,
+            epochs=int(self.epochs.value()), replay=replay,
             replay_share=float(self.share.value()), keep_dermoscopy=self.keep.isChecked(),
             base_val=Path(base_val) if base_val and self.keep.isChecked() else None,
             device=self.device.currentData())
