@@ -9,6 +9,25 @@ BCE when supervised, + lambda L1 + alpha soft Jaccard) and update. Random inputs
     .venv/bin/python benchmarks/bench_training.py                       # CPU defaults below
     .venv/bin/python benchmarks/bench_training.py --sizes 64 128 --threads 1 2 --modes supervised gan frozen
     .venv/bin/python benchmarks/bench_training.py --device cuda --sizes 128 --batch 8 32 --amp
+    .venv/bin/python benchmarks/bench_training.py --device cuda --sizes 128 --batch 8 --modes gan \
+        --device-data --compile [reduce-overhead] --amp
+
+``--device-data`` puts the batch preparation in the timed step the engine's way with
+``TrainConfig.device_data``: a uint8 pack on the device, the batch indexed there and augmented by
+``ml.augment_torch``; ``--cpu-data`` the default engine path instead (OpenCV augmentation one
+batch ahead in a thread, pinned copy to the device); without either the step reuses one random
+batch. ``--compile [MODE]`` compiles G's and D's forward functions as the engine does (the first
+steps compile: give ``--warmup`` a few steps).
+
+The data path alone, per batch (OpenCV in ml.data.make_batch against ml.augment_torch)::
+
+    .venv/bin/python benchmarks/bench_training.py augment [--device cuda] [--size 128] [--batch 8] [--compile]
+
+The whole engine (ml.training.train: data path, step, EMA, loss read-back) on a pack, images/s
+from its progress events::
+
+    .venv/bin/python benchmarks/bench_training.py engine --data PACK.npz --device cuda --steps 200 \
+        [--device-data] [--compile [MODE]] [--amp] [--supervised]
 
 Fine-tuning benchmark (the clinical photographs: a new domain for a dermoscopy model)::
 
@@ -49,8 +68,75 @@ from dermaseg_app.ml import registry  # noqa: E402
 from dermaseg_app.ml.training import freeze_encoder, soft_jaccard_loss  # noqa: E402
 
 
+class BatchSource:
+    """Where a timed step gets its batch: ``fixed`` (one random batch reused), ``cpu`` (the
+    engine's default path: ml.data.make_batch with OpenCV augmentation one batch ahead in a thread,
+    pinned, copied to the device) or ``device`` (TrainConfig.device_data: a uint8 pack on the
+    device, indexed and augmented there by ml.augment_torch). Random images, 256 of them."""
+
+    def __init__(self, kind: str, size: int, batch: int, device: torch.device, n: int = 256) -> None:
+        import numpy as np
+
+        from dermaseg_app.ml.data import Pack
+
+        self.kind, self.batch, self.device, self.step = kind, batch, device, 0
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+        masks = rng.random((n, size, size)) > 0.5
+        self.pack = Pack(images=images, masks=masks, stems=[str(i) for i in range(n)], size=size)
+        self.x = torch.from_numpy(images[:batch]).permute(0, 3, 1, 2).float().div(255).to(device)
+        self.y = torch.from_numpy(masks[:batch, None]).float().to(device)
+        if kind == "device":
+            self.images = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).contiguous()
+            self.masks = torch.from_numpy(masks).to(device)[:, None].contiguous()
+        self.pool = None
+        self.pending = None
+        if kind == "cpu":
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(max_workers=1)
+            self.pending = self.pool.submit(self._cpu_batch, 0)
+
+    def _items(self, step: int) -> list:
+        from dermaseg_app.ml.data import BatchItem
+
+        return [BatchItem(0, (step * self.batch + j) % len(self.pack)) for j in range(self.batch)]
+
+    def _cpu_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        import numpy as np
+
+        from dermaseg_app.ml.data import make_batch
+
+        x, y = make_batch(self._items(step), [self.pack], np.random.default_rng([0, 2, step]))
+        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+        if self.device.type == "cuda":
+            xt, yt = xt.pin_memory(), yt.pin_memory()
+        return xt, yt
+
+    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        import numpy as np
+
+        step, self.step = self.step, self.step + 1
+        if self.kind == "fixed":
+            return self.x, self.y
+        if self.kind == "cpu":
+            assert self.pool is not None and self.pending is not None
+            x, y = self.pending.result()
+            self.pending = self.pool.submit(self._cpu_batch, step + 1)
+            return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        from dermaseg_app.ml.augment_torch import augment_batch, draw_params
+
+        idx = torch.tensor([it.index for it in self._items(step)], dtype=torch.long).to(self.device)
+        params = draw_params(self.batch, np.random.default_rng([0, 2, step]))
+        return augment_batch(self.images.index_select(0, idx), self.masks.index_select(0, idx), params)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def time_steps(size: int, batch: int, mode: str, steps: int, warmup: int, device: torch.device,
-               amp: bool) -> list[float]:
+               amp: bool, data: str = "fixed", compile_mode: str | None = None) -> list[float]:
     cfg = registry.default_config("slsnet") | {"input_size": size}
     torch.manual_seed(0)
     g = registry.build_generator("slsnet", cfg).to(device)
@@ -59,38 +145,143 @@ def time_steps(size: int, batch: int, mode: str, steps: int, warmup: int, device
         freeze_encoder(g)
     opt_g = torch.optim.Adam([p for p in g.parameters() if p.requires_grad], 2e-4, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999))
-    x = torch.rand(batch, 3, size, size, device=device)
-    y = (torch.rand(batch, 1, size, size, device=device) > 0.5).float()
+    g_logits, d_logits = g.forward_logits, d.forward_logits
+    if compile_mode:  # as ml.training does with TrainConfig.compile
+        g_logits = torch.compile(g.forward_logits, mode=compile_mode, dynamic=False)
+        d_logits = torch.compile(d.forward_logits, mode=compile_mode, dynamic=False)
+    source = BatchSource(data, size, batch, device)
     times = []
-    for i in range(warmup + steps):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-            logits = g.forward_logits(x)
-            prob = torch.sigmoid(logits.float())
-            loss = 0.1 * (prob - y).abs().mean() + 0.5 * soft_jaccard_loss(prob, y)
-            if mode == "gan":
-                h = batch // 2
-                dr = d.forward_logits(x[:h], y[:h]).float()
-                df = d.forward_logits(x[h:], prob[h:].detach()).float()
-                ld = 0.5 * (F.binary_cross_entropy_with_logits(dr, torch.ones_like(dr))
-                            + F.binary_cross_entropy_with_logits(df, torch.zeros_like(df)))
-                opt_d.zero_grad()
-                ld.backward()
-                opt_d.step()
-                a = d.forward_logits(x, prob).float()
-                loss = loss + F.binary_cross_entropy_with_logits(a, torch.ones_like(a))
-            else:
-                loss = loss + F.binary_cross_entropy_with_logits(logits.float(), y)
-        opt_g.zero_grad()
-        loss.backward()
-        opt_g.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
+    try:
+        for i in range(warmup + steps):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            if compile_mode:
+                torch.compiler.cudagraph_mark_step_begin()
+            x, y = source.next()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
+                logits = g_logits(x)
+                prob = torch.sigmoid(logits.float())
+                loss = 0.1 * (prob - y).abs().mean() + 0.5 * soft_jaccard_loss(prob, y)
+                if mode == "gan":
+                    h = batch // 2
+                    dr = d_logits(x[:h], y[:h]).float()
+                    df = d_logits(x[h:], prob[h:].detach()).float()
+                    ld = 0.5 * (F.binary_cross_entropy_with_logits(dr, torch.ones_like(dr))
+                                + F.binary_cross_entropy_with_logits(df, torch.zeros_like(df)))
+                    opt_d.zero_grad()
+                    ld.backward()
+                    opt_d.step()
+                    for p in d.parameters():  # as the engine: D frozen for G's adversarial term
+                        p.requires_grad_(False)
+                    a = d_logits(x, prob).float()
+                    for p in d.parameters():
+                        p.requires_grad_(True)
+                    loss = loss + F.binary_cross_entropy_with_logits(a, torch.ones_like(a))
+                else:
+                    loss = loss + F.binary_cross_entropy_with_logits(logits.float(), y)
+            opt_g.zero_grad()
+            loss.backward()
+            opt_g.step()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    finally:
+        source.close()
     return times
+
+
+def augment_benchmark(args: argparse.Namespace) -> int:
+    """Seconds per batch of the two data paths on the bundled sample images (resized to
+    ``--size``): OpenCV (ml.data.make_batch: per image flips, gamma LUT, CLAHE via Lab, then the
+    float conversion) against ml.augment_torch (index a uint8 pack on the device, draw, augment)."""
+    import numpy as np
+
+    from dermaseg_app.core.imageio import read_image
+    from dermaseg_app.ml.augment import AugmentConfig
+    from dermaseg_app.ml.augment_torch import augment_batch, draw_params
+    from dermaseg_app.ml.data import BatchItem, Pack, make_batch
+    from dermaseg_app.ml.preprocessing import resize_rgb
+
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    paths = sorted((ROOT / "resources" / "samples" / "images").glob("*.jpg"))
+    images = np.stack([resize_rgb(read_image(p), args.size) for p in paths])
+    masks = np.zeros(images.shape[:3], bool)
+    masks[:, args.size // 4: args.size // 2] = True
+    pack = Pack(images=images, masks=masks, stems=[p.stem for p in paths], size=args.size)
+    dev_images = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).contiguous()
+    dev_masks = torch.from_numpy(masks).to(device)[:, None].contiguous()
+    augment_fn = torch.compile(augment_batch, dynamic=False, mode=args.compile) if args.compile else augment_batch
+    rows = []
+    for label, cfg in (("paper (CLAHE p=0.5)", AugmentConfig()), ("CLAHE always", AugmentConfig(clahe_probability=1.0)),
+                       ("flips + gamma", AugmentConfig(clahe_probability=0.0))):
+        for path in ("opencv", "torch"):
+            times = []
+            for i in range(args.warmup + args.repeats):
+                items = [BatchItem(0, (i * args.batch + j) % len(pack)) for j in range(args.batch)]
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                rng = np.random.default_rng([0, 2, i])
+                if path == "opencv":
+                    x, _ = make_batch(items, [pack], rng, cfg)
+                else:
+                    idx = torch.tensor([it.index for it in items]).to(device)
+                    x, _ = augment_fn(dev_images.index_select(0, idx), dev_masks.index_select(0, idx),
+                                      draw_params(len(items), rng, cfg), cfg)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                if i >= args.warmup:
+                    times.append(time.perf_counter() - t0)
+            med = statistics.median(times)
+            rows.append({"augment": label, "path": path, "device": str(device) if path == "torch" else "cpu",
+                         "compiled": bool(args.compile) and path == "torch",
+                         "size": args.size, "batch": args.batch, "threads": args.threads,
+                         "median_ms": round(1000 * med, 3), "images_per_s": round(args.batch / med, 1)})
+            print(f"{label:20s} {path:6s} on {rows[-1]['device']:6s} {1000 * med:8.2f} ms/batch of {args.batch} "
+                  f"at {args.size} px  {args.batch / med:9.1f} img/s", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+def engine_benchmark(args: argparse.Namespace) -> int:
+    """images/s of ml.training.train itself (data path, step, EMA, loss read-back) for ``--steps``
+    steps on a pack or folder, without validation; the first ``--warmup`` steps are left out."""
+    import tempfile
+
+    from dermaseg_app.ml.training import StepProgress, TrainConfig, train
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = TrainConfig(
+            data=[args.data], val=[], val_fraction=0.0, run_dir=tmp, input_size=args.size, epochs=10_000,
+            batch_size=args.batch, adversarial=not args.supervised,
+            ema_decay=args.ema, device=args.device, num_threads=args.threads, amp=args.amp,
+            device_data=args.device_data, compile=args.compile is not None,
+            compile_mode=args.compile or "default", pack_dir=args.pack_dir, seed=0,
+        )
+        t0 = time.perf_counter()
+        rates: list[float] = []
+        events = train(cfg)
+        for e in events:  # as many epochs as it takes; epoch ends (checkpoints) fall between steps
+            if isinstance(e, StepProgress):
+                rates.append(e.images_per_second)
+                if len(rates) >= args.steps + args.warmup:
+                    break
+        events.close()
+        wall = time.perf_counter() - t0
+    timed = rates[args.warmup:]
+    result = {"device": args.device, "size": args.size, "batch": args.batch, "gan": not args.supervised,
+              "device_data": args.device_data, "compile": args.compile, "amp": args.amp, "steps": len(timed),
+              "median_images_per_s": round(statistics.median(timed), 1) if timed else None,
+              "mean_images_per_s": round(len(timed) / sum(1 / r for r in timed), 1) if timed else None,
+              "wall_s_with_setup_and_warmup": round(wall, 1)}
+    print(json.dumps(result, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
 
 
 def split_clinical(source: Path, work: Path, n_finetune: int, seed: int) -> tuple[Path, Path, list[str]]:
@@ -261,6 +452,37 @@ def main() -> int:
         ap.add_argument("--work", default=str(ROOT / "runs" / "finetune-bench"))
         ap.add_argument("--json")
         return finetune_benchmark(ap.parse_args())
+    if len(sys.argv) > 1 and sys.argv[1] == "augment":
+        ap = argparse.ArgumentParser(prog="bench_training.py augment", description=augment_benchmark.__doc__)
+        ap.add_argument("augment")
+        ap.add_argument("--device", default="cpu", help="where the torch path runs (default cpu)")
+        ap.add_argument("--size", type=int, default=128)
+        ap.add_argument("--batch", type=int, default=8)
+        ap.add_argument("--repeats", type=int, default=30)
+        ap.add_argument("--warmup", type=int, default=3)
+        ap.add_argument("--threads", type=int, default=1)
+        ap.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                        help="torch.compile the torch path (as the engine does on CUDA with --compile)")
+        ap.add_argument("--json")
+        return augment_benchmark(ap.parse_args())
+    if len(sys.argv) > 1 and sys.argv[1] == "engine":
+        ap = argparse.ArgumentParser(prog="bench_training.py engine", description=engine_benchmark.__doc__)
+        ap.add_argument("engine")
+        ap.add_argument("--data", required=True, help="training pack (.npz) or folder")
+        ap.add_argument("--size", type=int, default=128)
+        ap.add_argument("--batch", type=int, default=8)
+        ap.add_argument("--steps", type=int, default=100)
+        ap.add_argument("--warmup", type=int, default=10)
+        ap.add_argument("--device", default=None)
+        ap.add_argument("--threads", type=int, default=None)
+        ap.add_argument("--supervised", action="store_true", help="G alone (default: the GAN step)")
+        ap.add_argument("--ema", type=float, default=0.999)
+        ap.add_argument("--amp", action="store_true")
+        ap.add_argument("--device-data", action="store_true")
+        ap.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE")
+        ap.add_argument("--pack-dir")
+        ap.add_argument("--json")
+        return engine_benchmark(ap.parse_args())
     return steps_benchmark()
 
 
@@ -275,8 +497,16 @@ def steps_benchmark() -> int:
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA)")
+    data = ap.add_mutually_exclusive_group()
+    data.add_argument("--device-data", action="store_true",
+                      help="each step indexes and augments its batch on the device (ml.augment_torch)")
+    data.add_argument("--cpu-data", action="store_true",
+                      help="each step takes an OpenCV-augmented batch prepared one ahead in a thread")
+    ap.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                    help="torch.compile G's and D's forward (default, reduce-overhead, max-autotune, ...)")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
+    data_kind = "device" if args.device_data else "cpu" if args.cpu_data else "fixed"
     device = torch.device(args.device)
     results = []
     threads = args.threads if device.type == "cpu" else [torch.get_num_threads()]
@@ -285,13 +515,16 @@ def steps_benchmark() -> int:
         for size in args.sizes:
             for batch in args.batch:
                 for mode in args.modes:
-                    ts = time_steps(size, batch, mode, args.steps, args.warmup, device, args.amp)
+                    ts = time_steps(size, batch, mode, args.steps, args.warmup, device, args.amp,
+                                    data_kind, args.compile)
                     med = statistics.median(ts)
                     row = {"device": str(device), "threads": n, "size": size, "batch": batch, "mode": mode,
+                           "data": data_kind, "compile": args.compile, "amp": args.amp,
                            "median_s": round(med, 4), "images_per_s": round(batch / med, 2),
                            "steps_s": [round(v, 3) for v in ts]}
                     results.append(row)
-                    print(f"{device} threads={n} size={size} batch={batch} {mode:10s} "
+                    print(f"{device} threads={n} size={size} batch={batch} {mode:10s} data={data_kind} "
+                          f"compile={args.compile or 'no'} amp={args.amp} "
                           f"{med:.3f} s/step  {batch / med:.1f} img/s  ({', '.join(f'{v:.2f}' for v in ts)})",
                           flush=True)
     if args.json:

@@ -137,12 +137,21 @@ def _f(t: torch.Tensor) -> torch.Tensor:
 
 
 def _f_inv(f: torch.Tensor) -> torch.Tensor:
-    return torch.where(f > 0.206893, f ** 3, (f - 16.0 / 116.0) / 7.787)
+    return torch.where(f > 0.206893, f * f * f, (f - 16.0 / 116.0) / 7.787)
 
 
-def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) sRGB in [0, 1] -> CIELAB (L in [0, 100], a, b), D65, float formulas."""
-    xyz = _mix(_RGB2XYZ, _srgb_to_linear(rgb))
+def _levels_to_linear(levels: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """8-bit levels (integer-valued tensor) -> linear RGB through a 256-entry table (the float
+    formula evaluated in float64 once per level instead of a power per pixel)."""
+    table = _srgb_to_linear(torch.arange(256, dtype=torch.float64, device=levels.device) / 255.0).to(dtype)
+    return table[levels.long()]
+
+
+def rgb_to_lab(rgb: torch.Tensor, levels: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, 3, H, W) sRGB in [0, 1] -> CIELAB (L in [0, 100], a, b), D65, float formulas.
+    ``levels``: the same image as 8-bit levels when it is on them (a faster path, same result)."""
+    linear = _srgb_to_linear(rgb) if levels is None else _levels_to_linear(levels, rgb.dtype)
+    xyz = _mix(_RGB2XYZ, linear)
     fx = _f(xyz[:, 0] / _WHITE[0])
     fy = _f(xyz[:, 1])
     fz = _f(xyz[:, 2] / _WHITE[2])
@@ -155,7 +164,8 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
     """CIELAB (B, 3, H, W) -> sRGB in [0, 1] (clipped), the inverse of :func:`rgb_to_lab`."""
     L, a, b = lab[:, 0], lab[:, 1], lab[:, 2]
     low = L <= _LAB_T * _LAB_K
-    y = torch.where(low, L / _LAB_K, ((L + 16.0) / 116.0) ** 3)
+    fl = (L + 16.0) / 116.0
+    y = torch.where(low, L / _LAB_K, fl * fl * fl)
     fy = torch.where(low, 7.787 * y + 16.0 / 116.0, (L + 16.0) / 116.0)
     x = _f_inv(a / 500.0 + fy) * _WHITE[0]
     z = _f_inv(fy - b / 200.0) * _WHITE[2]
@@ -241,9 +251,10 @@ def clahe_rgb(images: torch.Tensor, clip: torch.Tensor, tiles: int = 8, quantize
     """CLAHE on the L channel of CIELAB of (B, 3, H, W) float RGB in [0, 1]; a and b kept.
 
     L is taken to 8-bit levels (L * 255 / 100, rounded) for the histograms, as OpenCV's 8-bit
-    Lab does; with ``quantize`` the result is rounded to 8-bit RGB levels.
+    Lab does; with ``quantize`` the input is taken to be on 8-bit levels (as the uint8 path's
+    images are) and the result is rounded to 8-bit RGB levels.
     """
-    lab = rgb_to_lab(images)
+    lab = rgb_to_lab(images, torch.round(images * 255.0).clamp(0, 255) if quantize else None)
     levels = torch.round(lab[:, 0] * (255.0 / 100.0)).clamp(0, 255)
     new_l = clahe_levels(levels, clip, tiles) * (100.0 / 255.0)
     out = lab_to_rgb(torch.cat([new_l[:, None].to(lab.dtype), lab[:, 1:]], dim=1))
@@ -315,8 +326,10 @@ def augment_batch(
     if any(float(g) != 1.0 for g in config.gammas):
         g = _per_sample(p.gamma, x)
         if quantize:  # exactly OpenCV's LUT: round(255 * (v / 255) ** gamma), computed in float64
-            levels = torch.round(x.to(torch.float64).clamp(0, 1) * 255.0) * (1.0 / 255.0)
-            gx = _quantize(levels ** g, dtype)
+            levels = torch.round(x.clamp(0, 1) * 255.0).long().view(x.shape[0], -1)
+            steps = torch.arange(256, dtype=torch.float64, device=x.device) / 255.0
+            luts = torch.round(255.0 * steps[None, :] ** p.gamma[:, None])          # (B, 256)
+            gx = _quantize(luts.gather(1, levels).view_as(x) * (1.0 / 255.0), dtype)
         else:
             gx = x.clamp(0, 1) ** g.to(dtype)
         x = torch.where(g != 1.0, gx, x)
