@@ -126,7 +126,7 @@ class BatchSource:
             return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         from dermaseg_app.ml.augment_torch import augment_batch, draw_params
 
-        idx = torch.tensor([it.index for it in self._items(step)], dtype=torch.long).to(self.device)
+        idx = torch.tensor([it.index for it in self._items(step)], dtype=torch.long).to(self.device, non_blocking=True)
         params = draw_params(self.batch, np.random.default_rng([0, 2, step]))
         return augment_batch(self.images.index_select(0, idx), self.masks.index_select(0, idx), params)
 
@@ -228,7 +228,7 @@ def augment_benchmark(args: argparse.Namespace) -> int:
                 if path == "opencv":
                     x, _ = make_batch(items, [pack], rng, cfg)
                 else:
-                    idx = torch.tensor([it.index for it in items]).to(device)
+                    idx = torch.tensor([it.index for it in items]).to(device, non_blocking=True)
                     x, _ = augment_fn(dev_images.index_select(0, idx), dev_masks.index_select(0, idx),
                                       draw_params(len(items), rng, cfg), cfg)
                 if device.type == "cuda":

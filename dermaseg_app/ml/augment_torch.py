@@ -267,7 +267,9 @@ def _quantize(x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor
     """Round [0, 1] values to 8-bit levels, as ``level * dtype(1 / 255)`` (ml.data.make_batch's
     product, so that the values are bit-identical to the uint8 path's)."""
     dtype = dtype or x.dtype
-    return torch.round(x * 255.0).to(dtype) * torch.tensor(1.0 / 255.0, dtype=dtype, device=x.device)
+    # a Python scalar is multiplied in the tensor's precision (float32(1 / 255) for float32), and
+    # unlike a new 0-d tensor it needs no host-to-device copy
+    return torch.round(x * 255.0).to(dtype) * (1.0 / 255.0)
 
 
 def _per_sample(flags: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -278,7 +280,7 @@ def to_unit_float(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> t
     """uint8 (0..255) or float ([0, 1]) images -> float ``dtype`` in [0, 1]; uint8 is scaled by
     ``dtype(1 / 255)``, the same product as ``ml.data.make_batch``."""
     if images.dtype == torch.uint8:
-        return images.to(dtype) * torch.tensor(1.0 / 255.0, dtype=dtype, device=images.device)
+        return images.to(dtype) * (1.0 / 255.0)
     if not images.is_floating_point():
         raise TypeError(f"images must be uint8 or float, got {images.dtype}")
     return images.to(dtype)

@@ -709,7 +709,8 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
         nonlocal augment_fn
         assert on_device is not None
         images, masks, offsets = on_device
-        idx = torch.tensor([offsets[it.source] + it.index for it in items], dtype=torch.long).to(device)
+        idx = torch.tensor([offsets[it.source] + it.index for it in items], dtype=torch.long)
+        idx = idx.to(device, non_blocking=True)
         xb, yb = images.index_select(0, idx), masks.index_select(0, idx)
         if not cfg.augment.enabled:
             return to_unit_float(xb), yb.float()
