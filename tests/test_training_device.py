@@ -48,10 +48,11 @@ def _same_weights(a: Path, b: Path) -> bool:
 
 def test_device_data_equals_the_default_path_where_the_augmentation_is_exact(
         data: dict[str, Path], tmp_path: Path) -> None:
-    """Flips and gamma are bit-identical on both paths, so a GAN run with warm-up and EMA gives the
-    same events, checkpoints, files and weights whether its batches are made with OpenCV in a
-    thread or indexed and augmented on the device."""
-    kw = dict(epochs=2, warmup_epochs=0.5, ema_decay=0.9, augment=NO_CLAHE, out=None)
+    """Flips and gamma are bit-identical on both paths, so a GAN run with warm-up, EMA and a replay
+    share gives the same events, checkpoints, files and weights whether its batches are made with
+    OpenCV in a thread or indexed and augmented on the device."""
+    kw = dict(epochs=2, warmup_epochs=0.5, ema_decay=0.9, augment=NO_CLAHE, out=None,
+              replay=[str(data["val"])], replay_share=0.5)
     runs = {}
     for name, on_device in (("cpu", False), ("device", True)):
         cfg = tiny_config(data, tmp_path / name, device_data=on_device, **kw)
@@ -59,6 +60,7 @@ def test_device_data_equals_the_default_path_where_the_augmentation_is_exact(
         runs[name] = run(cfg)
     a, b = runs["cpu"], runs["device"]
     assert [type(e).__name__ for e in a] == [type(e).__name__ for e in b]
+    assert of(b, t.TrainStarted)[0].n_replay == 6
     assert ([(e.kind, e.epoch) for e in of(a, t.CheckpointSaved)]
             == [(e.kind, e.epoch) for e in of(b, t.CheckpointSaved)])
     assert [e.losses for e in of(a, t.StepProgress)] == [e.losses for e in of(b, t.StepProgress)]
