@@ -136,15 +136,17 @@ class BatchSource:
 
 
 def time_steps(size: int, batch: int, mode: str, steps: int, warmup: int, device: torch.device,
-               amp: bool, data: str = "fixed", compile_mode: str | None = None) -> list[float]:
+               amp: bool, data: str = "fixed", compile_mode: str | None = None,
+               fused_adam: bool = False) -> list[float]:
     cfg = registry.default_config("slsnet") | {"input_size": size}
     torch.manual_seed(0)
     g = registry.build_generator("slsnet", cfg).to(device)
     d = registry.build_discriminator("slsnet", cfg).to(device)
     if mode == "frozen":
         freeze_encoder(g)
-    opt_g = torch.optim.Adam([p for p in g.parameters() if p.requires_grad], 2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999))
+    fused = {"fused": True} if fused_adam else {}  # the engine uses torch's default (foreach on CUDA)
+    opt_g = torch.optim.Adam([p for p in g.parameters() if p.requires_grad], 2e-4, betas=(0.5, 0.999), **fused)
+    opt_d = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999), **fused)
     g_logits, d_logits = g.forward_logits, d.forward_logits
     if compile_mode:  # as ml.training does with TrainConfig.compile
         g_logits = torch.compile(g.forward_logits, mode=compile_mode, dynamic=False)
@@ -504,8 +506,12 @@ def steps_benchmark() -> int:
                       help="each step takes an OpenCV-augmented batch prepared one ahead in a thread")
     ap.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
                     help="torch.compile G's and D's forward (default, reduce-overhead, max-autotune, ...)")
+    ap.add_argument("--fused-adam", action="store_true",
+                    help="torch.optim.Adam(fused=True) (not what the engine uses: measure whether it should)")
+    ap.add_argument("--cudnn-benchmark", action="store_true", help="torch.backends.cudnn.benchmark = True")
     ap.add_argument("--json", help="also write the results to this file")
     args = ap.parse_args()
+    torch.backends.cudnn.benchmark = bool(args.cudnn_benchmark)
     data_kind = "device" if args.device_data else "cpu" if args.cpu_data else "fixed"
     device = torch.device(args.device)
     results = []
@@ -516,10 +522,11 @@ def steps_benchmark() -> int:
             for batch in args.batch:
                 for mode in args.modes:
                     ts = time_steps(size, batch, mode, args.steps, args.warmup, device, args.amp,
-                                    data_kind, args.compile)
+                                    data_kind, args.compile, args.fused_adam)
                     med = statistics.median(ts)
                     row = {"device": str(device), "threads": n, "size": size, "batch": batch, "mode": mode,
                            "data": data_kind, "compile": args.compile, "amp": args.amp,
+                           "fused_adam": args.fused_adam, "cudnn_benchmark": args.cudnn_benchmark,
                            "median_s": round(med, 4), "images_per_s": round(batch / med, 2),
                            "steps_s": [round(v, 3) for v in ts]}
                     results.append(row)

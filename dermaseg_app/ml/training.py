@@ -320,8 +320,8 @@ class EMA:
         src_p = [p.detach() for p in module.parameters()]
         torch._foreach_mul_(ema_p, d)
         torch._foreach_add_(ema_p, src_p, alpha=1.0 - d)
-        for b_ema, b in zip(self.module.buffers(), module.buffers()):
-            b_ema.copy_(b)
+        # one multi-tensor copy instead of a kernel per buffer (SLSNet has 129: BN statistics)
+        torch._foreach_copy_(list(self.module.buffers()), list(module.buffers()))
 
 
 def lr_factor(schedule: str, progress: float, min_factor: float = 0.0) -> float:
