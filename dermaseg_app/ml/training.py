@@ -526,6 +526,8 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
     device, notice = choose_device(cfg.device)
+    if cfg.device_data and device.type == "mps":
+        raise TrainError("--device-data runs on CUDA or the CPU, not MPS (its gamma and CLAHE tables use float64)")
     torch.manual_seed(cfg.seed)
 
     g, d, model_cfg, base_trained_on = _build_networks(cfg)
