@@ -218,3 +218,14 @@ def test_bad_shapes_are_clear_errors() -> None:
         at.augment_batch(x, y, at.AugmentParams.identity(3))
     with pytest.raises(TypeError, match="generator"):
         at.draw_params(2, 0)  # type: ignore[arg-type]
+
+
+def test_everything_stays_on_the_inputs_device() -> None:
+    """On the "meta" device (shapes only) any tensor the code made on the CPU and mixed with the
+    batch would raise: the whole path, CLAHE included, runs where its input is."""
+    x = torch.empty(8, 3, 128, 128, dtype=torch.uint8, device="meta")
+    y = torch.empty(8, 1, 128, 128, dtype=torch.bool, device="meta")
+    cfg = AugmentConfig(clahe_probability=1.0)
+    for images, quantize in ((x, True), (x.float(), False)):
+        ox, oy = at.augment_batch(images, y, at.draw_params(8, np.random.default_rng(0), cfg), cfg, quantize)
+        assert ox.device.type == "meta" and oy.device.type == "meta" and ox.shape == (8, 3, 128, 128)

@@ -143,6 +143,7 @@ def test_cli_options_reach_the_config() -> None:
     assert not cfg.device_data and not cfg.compile and not cfg.amp
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 def test_compiled_run_through_dynamo_keeps_plain_checkpoints(data: dict[str, Path], tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """--compile's plumbing (compiled forward functions, the CUDA-graph step marker, checkpoints)
