@@ -700,7 +700,7 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
 
     from dermaseg_app.ml.augment_torch import augment_batch
 
-    # On CUDA, --compile also fuses the augmentation's ~150 small kernels (compiled, it gives the
+    # On CUDA, --compile also fuses the augmentation's ~300 small operations (compiled, it gives the
     # eager values bit for bit on the CPU; there it is slower, so it is only compiled for CUDA).
     augment_fn: Any = (torch.compile(augment_batch, dynamic=False)
                        if on_device is not None and cfg.compile and device.type == "cuda" else augment_batch)
