@@ -244,6 +244,14 @@ def augment_benchmark(args: argparse.Namespace) -> int:
                          "median_ms": round(1000 * med, 3), "images_per_s": round(args.batch / med, 1)})
             print(f"{label:20s} {path:6s} on {rows[-1]['device']:6s} {1000 * med:8.2f} ms/batch of {args.batch} "
                   f"at {args.size} px  {args.batch / med:9.1f} img/s", flush=True)
+    if device.type != "cpu":  # the same decisions on the CPU: how far the device's numbers are
+        cfg = AugmentConfig(clahe_probability=1.0)
+        params = draw_params(len(pack), np.random.default_rng(0), cfg)
+        on_dev, _ = augment_fn(dev_images, dev_masks, params, cfg)
+        on_cpu, _ = augment_batch(dev_images.cpu(), dev_masks.cpu(), params, cfg)
+        diff = (on_dev.cpu() - on_cpu).abs() * 255
+        print(f"CLAHE on {device} vs the CPU, same decisions: mean |diff| {float(diff.mean()):.4f}, "
+              f"max {float(diff.max()):.2f} 8-bit levels, {float((diff > 0.5).double().mean()):.2%} of values differ")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
