@@ -177,3 +177,24 @@ def test_compiled_run_through_dynamo_keeps_plain_checkpoints(data: dict[str, Pat
     registry.build_discriminator("slsnet", cfg).load_state_dict(ckpt["discriminator"])
     net, info = load_model(out)
     assert info.input_size == 32
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (run by the GPU session)")
+@pytest.mark.parametrize("compile_mode", [None, "default", "reduce-overhead"])
+def test_device_data_trains_on_cuda(data: dict[str, Path], tmp_path: Path, compile_mode: str | None) -> None:
+    """The GPU session's first check: the device path (and --compile, CUDA graphs included) runs a
+    GAN with warm-up, EMA and AMP on CUDA and writes loadable, plain checkpoints."""
+    from dermaseg_app.ml.weights import load_model
+
+    torch._dynamo.reset()
+    out = tmp_path / "m.safetensors"
+    events = run(tiny_config(data, tmp_path, epochs=2, warmup_epochs=0.5, ema_decay=0.9, device="cuda",
+                             device_data=True, amp=True, compile=compile_mode is not None,
+                             compile_mode=compile_mode or "default", out=str(out)))
+    torch._dynamo.reset()
+    steps = of(events, t.StepProgress)
+    assert of(events, t.TrainFinished) and steps[-1].adversarial
+    assert all(np.isfinite(v) for s in steps for v in s.losses.values())
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert not any(k.startswith(t.COMPILED_PREFIX) for k in ckpt["generator"])
+    assert load_model(out)[1].input_size == 32
