@@ -29,7 +29,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -56,25 +55,13 @@ def main() -> int:
     from PySide6.QtCore import QEvent, QPointF, Qt
     from PySide6.QtGui import QMouseEvent
     from PySide6.QtWidgets import QApplication
-    from qt_wait import spin, wait_until
+    from qt_wait import open_for_editing
 
-    from dermaseg_app.gui.app import build_window, make_app
     from dermaseg_app.gui.canvas.edit_tools import Tool
 
-    app = make_app()
-    window = build_window(SimpleNamespace(paths=[], model=str(args.model) if args.model else None,
-                                          device=None, masks=None))
-    window.resize(1440, 900)
-    window.show()
-    app.processEvents()
-    window.open_paths([folder])
+    app, window = open_for_editing(folder, args.model)
     s = window.session
-    if not wait_until(lambda: s.current_images() is not None and (s.current_images().prob is not None
-                                                                   or bool(s.model_error))):
-        raise SystemExit("the image was not opened/predicted in time")
-    spin(0.3)
     ed = window.editing
-    ed.panel.autosave.setChecked(False)
     canvas = window.canvas
     vp = canvas.viewport()
     h, w = s.current_images().rgb.shape[:2]
