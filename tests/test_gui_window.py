@@ -476,3 +476,33 @@ def test_bundled_model_on_a_sample(qtbot, folder) -> None:
     qtbot.waitUntil(lambda: w.session.entries[0].scores is not None, timeout=WAIT_MS)
     assert w.session.entries[0].scores.jsc > 0.5  # a trained model finds these lesions
     _close(w)
+
+
+def test_the_model_chosen_in_the_window_is_used_at_the_next_start(qtbot, random_model, folder,
+                                                                   tmp_path) -> None:
+    from dermaseg_app.gui.settings import GuiSettings
+
+    assert GuiSettings.load().remembered_model() is None  # a fresh machine: the bundled model
+    chosen = tmp_path / "fine-tuned.safetensors"
+    shutil.copy(random_model, chosen)
+    w = _window(qtbot, None, keys=False)
+    assert w.session.model_path is None  # paths.default_model_path()
+    w.use_model(chosen)  # File > Use Model File… and the Training tab's "Use this model" call this
+    assert GuiSettings.load().remembered_model() == chosen.resolve()
+    _close(w)
+
+    again = _window(qtbot, None, keys=False)  # the next start, no --model
+    assert again.session.model_path == chosen.resolve()
+    _close(again)
+    explicit = _window(qtbot, random_model, keys=False)  # --model wins over the remembered one
+    assert explicit.session.model_path == random_model
+    _close(explicit)
+
+    chosen.unlink()  # a remembered model that is gone: back to the bundled one
+    gone = _window(qtbot, None, keys=False)
+    assert gone.session.model_path is None
+    use_bundled = next(a for a in gone.menuBar().actions()[0].menu().actions()
+                       if a.text() == "Use the Bundled Model")
+    use_bundled.trigger()
+    assert GuiSettings.load().remembered_model() == paths.default_model_path().resolve()
+    _close(gone)

@@ -77,6 +77,7 @@ def build_menus(w: MainWindow) -> Menus:
     recent = file.addMenu("&Recent Folders")
     file.addSeparator()
     _action(w, file, "Use Model File…", lambda: _choose_model(w))
+    _action(w, file, "Use the Bundled Model", lambda: _use_bundled_model(w))
     file.addSeparator()
     _action(w, file, "&Quit", w.close, ("Ctrl+Q",))
 
@@ -133,6 +134,12 @@ def _open_samples(w: MainWindow) -> None:
     from dermaseg_app import paths
 
     w.open_paths([paths.samples_dir()])
+
+
+def _use_bundled_model(w: MainWindow) -> None:
+    from dermaseg_app import paths
+
+    w.use_model(paths.default_model_path())
 
 
 def _choose_model(w: MainWindow) -> None:

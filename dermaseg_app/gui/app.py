@@ -113,8 +113,13 @@ def build_window(args: Any):
     from dermaseg_app.gui.main_window import MainWindow
     from dermaseg_app.gui.session import ReviewSession
 
-    session = ReviewSession(model_path=_arg(args, "model"), device=_arg(args, "device"))
-    window = MainWindow(session)
+    from dermaseg_app.gui.settings import GuiSettings
+
+    settings = GuiSettings.load()
+    # --model wins; else the model last chosen in the window (a fine-tuned one); else the bundled one
+    model = _arg(args, "model") or settings.remembered_model()
+    session = ReviewSession(model_path=model, device=_arg(args, "device"))
+    window = MainWindow(session, settings)
     window.masks_dir = _arg(args, "masks")
     return window
 

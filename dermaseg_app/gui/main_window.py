@@ -184,6 +184,9 @@ class MainWindow(QMainWindow):
             self._row_changed(row)
 
     def use_model(self, path: Path) -> None:
+        """Predict with ``path`` from now on; the choice is remembered for the next start."""
+        self.settings.model = str(Path(path).resolve())
+        self.settings.save()
         self.notice.clear()
         self.model_label.setText("Model: loading…")
         self.model_label.setToolTip("")

@@ -26,6 +26,7 @@ class GuiSettings:
     finetune_replay: str = ""          # Training tab: dermoscopy images+masks replayed while fine-tuning
     finetune_base_val: str = ""        # Training tab: the "keep dermoscopy" validation folder
     finetune_keep_dermoscopy: bool = False
+    model: str = ""                    # the model last chosen in the window (Use Model File…, Use this model)
 
     @classmethod
     def load(cls, path: Path | None = None) -> GuiSettings:
@@ -44,19 +45,25 @@ class GuiSettings:
 
         return cls(recent_folders=recent[:MAX_RECENT], include_subfolders=bool(data.get("include_subfolders", True)),
                    finetune_replay=text("finetune_replay"), finetune_base_val=text("finetune_base_val"),
-                   finetune_keep_dermoscopy=bool(data.get("finetune_keep_dermoscopy", False)))
+                   finetune_keep_dermoscopy=bool(data.get("finetune_keep_dermoscopy", False)),
+                   model=text("model"))
 
     def save(self, path: Path | None = None) -> None:
         path = path or settings_path()
         data = {"schema_version": SCHEMA_VERSION, "recent_folders": self.recent_folders,
                 "include_subfolders": self.include_subfolders, "finetune_replay": self.finetune_replay,
                 "finetune_base_val": self.finetune_base_val,
-                "finetune_keep_dermoscopy": self.finetune_keep_dermoscopy}
+                "finetune_keep_dermoscopy": self.finetune_keep_dermoscopy, "model": self.model}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(path, json.dumps(data, indent=1) + "\n")
         except OSError:
             pass  # settings are a convenience; never stop the user's work for them
+
+    def remembered_model(self) -> Path | None:
+        """The model last chosen in the window, if its file still exists."""
+        path = Path(self.model) if self.model else None
+        return path if path is not None and path.is_file() else None
 
     def add_recent(self, folder: Path) -> None:
         text = str(Path(folder).resolve())
