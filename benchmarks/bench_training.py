@@ -294,27 +294,31 @@ def engine_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
-def split_clinical(source: Path, work: Path, n_finetune: int, seed: int) -> tuple[Path, Path, list[str]]:
-    """Copy a fixed-seed split of ``source`` into work/finetune and work/heldout (images/ + masks/)."""
+def copy_cases(cases, folder: Path) -> Path:
+    """Replace ``folder`` with copies of ``cases`` as images/ + masks/<stem>.png."""
     import shutil
 
+    for sub in ("images", "masks"):
+        shutil.rmtree(folder / sub, ignore_errors=True)
+        (folder / sub).mkdir(parents=True)
+    for c in cases:
+        shutil.copy2(c.image, folder / "images" / c.image.name)
+        shutil.copy2(c.ground_truth, folder / "masks" / f"{c.stem}.png")
+    return folder
+
+
+def split_clinical(source: Path, work: Path, n_finetune: int, seed: int) -> tuple[Path, Path, list[str]]:
+    """Copy a fixed-seed split of ``source`` into work/finetune and work/heldout (images/ + masks/)."""
     import numpy as np
 
     from dermaseg_app.core.dataset import find_cases
 
     cases = sorted((c for c in find_cases([source]) if c.ground_truth is not None), key=lambda c: c.stem)
     order = np.random.default_rng(seed).permutation(len(cases))
-    parts = {"finetune": [cases[i] for i in order[:n_finetune]], "heldout": [cases[i] for i in order[n_finetune:]]}
-    for name, chosen in parts.items():
-        for sub in ("images", "masks"):
-            folder = work / name / sub
-            if folder.exists():
-                shutil.rmtree(folder)
-            folder.mkdir(parents=True)
-        for c in chosen:
-            shutil.copy2(c.image, work / name / "images" / c.image.name)
-            shutil.copy2(c.ground_truth, work / name / "masks" / f"{c.stem}.png")
-    return work / "finetune", work / "heldout", [c.stem for c in parts["heldout"]]
+    heldout = [cases[i] for i in order[n_finetune:]]
+    copy_cases([cases[i] for i in order[:n_finetune]], work / "finetune")
+    copy_cases(heldout, work / "heldout")
+    return work / "finetune", work / "heldout", [c.stem for c in heldout]
 
 
 def score_model(model: Path, folders: dict[str, Path], pack_dir: str | None) -> dict[str, dict[str, float]]:
@@ -387,25 +391,19 @@ def interpolation_benchmark(args: argparse.Namespace) -> int:
     Wortsman et al. 2022): ``(1 - a) * base + a * fine-tuned`` for each ``a``, batch-norm
     statistics included, scored on the engine's held-out 10% of the fine-tuning part (what a
     selection rule may look at), the held-out clinical part and ISIC 2017 val."""
-    import shutil
-
     from dermaseg_app.ml.data import _cases
     from dermaseg_app.ml.training import holdout_indices
     from dermaseg_app.ml.weights import load_model, save_model
 
     torch.set_num_threads(args.threads)
     work = Path(args.work)
-    ft_val = work / "finetune-val"
     cases = _cases(work / "finetune")
-    for sub in ("images", "masks"):
-        shutil.rmtree(ft_val / sub, ignore_errors=True)
-        (ft_val / sub).mkdir(parents=True)
-    for i in holdout_indices(len(cases), 0.1, args.seed):
-        shutil.copy2(cases[i].image, ft_val / "images" / cases[i].image.name)
-        shutil.copy2(cases[i].ground_truth, ft_val / "masks" / f"{cases[i].stem}.png")
+    ft_val = copy_cases([cases[i] for i in holdout_indices(len(cases), 0.1, args.seed)], work / "finetune-val")
     base, _ = load_model(args.base, "cpu")
     tuned, info = load_model(work / "finetuned.safetensors", "cpu")
-    sb, sf = base.state_dict(), tuned.state_dict()
+    # copies: load_state_dict below writes into the tensors that base.state_dict() returns
+    sb = {k: v.clone() for k, v in base.state_dict().items()}
+    sf = tuned.state_dict()
     folders = {"finetune_val": ft_val, "clinical_heldout": work / "heldout", "isic2017_val": Path(args.isic_val)}
     rows = []
     for a in args.alphas:
