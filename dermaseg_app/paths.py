@@ -49,10 +49,12 @@ def samples_dir() -> Path:
 DEFAULT_MODEL_NAME = "slsnet_isic2017"
 
 
-def replay_dir() -> Path:
+def replay_dir() -> Path | None:
     """The bundled replay set: 24 CC0 dermoscopy images with masks (``resources/replay``), replayed
-    while fine-tuning when the user names no dermoscopy folder of their own."""
-    return resources_dir() / "replay"
+    while fine-tuning when the user names no dermoscopy folder of their own; None when it is not
+    installed."""
+    folder = resources_dir() / "replay"
+    return folder if (folder / "images").is_dir() else None
 
 
 def default_model_path() -> Path:

@@ -25,12 +25,14 @@ from dermaseg_app.commands.train import add_common_arguments
 def replay_folders(given: list[str], replay_share: float, resuming: str | None) -> list[str]:
     """The folders to replay: those given, else the bundled set (``paths.replay_dir()``) when it
     is installed; none when the share is 0 (or when resuming: the checkpoint's config decides)."""
-    if given or replay_share <= 0 or resuming:
-        return list(given) if replay_share > 0 else []
+    if replay_share <= 0:
+        return []
+    if given or resuming:
+        return list(given)
     from dermaseg_app.paths import replay_dir
 
     bundled = replay_dir()
-    return [str(bundled)] if (bundled / "images").is_dir() else []
+    return [str(bundled)] if bundled is not None else []
 
 
 def register(subparsers: Any) -> None:

@@ -71,9 +71,9 @@ def _pct(value: float | None) -> str:
 
 
 def _replay_name(folder: Path) -> str:
-    from dermaseg_app.gui.widgets.training_panel import bundled_replay
+    from dermaseg_app.paths import replay_dir
 
-    return "the 24 bundled dermoscopy images" if folder == bundled_replay() else str(folder)
+    return "the 24 bundled dermoscopy images" if folder == replay_dir() else str(folder)
 
 class TrainingTab(QWidget):
     """The Training tab's page and its controller."""

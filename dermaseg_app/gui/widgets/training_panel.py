@@ -26,6 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from dermaseg_app.paths import replay_dir
+
 DEVICES = (("Automatic (GPU when there is one)", None), ("CPU", "cpu"), ("GPU (CUDA)", "cuda"))
 
 
@@ -55,14 +57,6 @@ def _folder_row(edit: QLineEdit, title: str, parent: QWidget) -> QWidget:
     browse.clicked.connect(choose)
     lay.addWidget(browse)
     return row
-
-
-def bundled_replay() -> Path | None:
-    """The 24 CC0 dermoscopy images shipped in ``resources/replay`` (None if not installed)."""
-    from dermaseg_app.paths import replay_dir
-
-    folder = replay_dir()
-    return folder if (folder / "images").is_dir() else None
 
 
 class SettingsForm(QGroupBox):
@@ -155,7 +149,7 @@ class SettingsForm(QGroupBox):
     def values(self) -> TrainingSettings:
         replay_text = self.replay.text().strip()
         base_val = self.base_val.text().strip()
-        replay: Path | None = Path(replay_text) if replay_text else bundled_replay()
+        replay: Path | None = Path(replay_text) if replay_text else replay_dir()
         if self.share.value() <= 0:
             replay = None
         return TrainingSettings(
