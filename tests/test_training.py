@@ -161,15 +161,9 @@ def test_same_seed_same_weights_other_seed_differs(data: dict[str, Path], tmp_pa
 
 
 def test_finetune_with_replay_and_frozen_encoder(data: dict[str, Path], tmp_path: Path) -> None:
-    from dermaseg_app.ml import registry
-    from dermaseg_app.ml.weights import ModelInfo, load_model, save_model
+    from dermaseg_app.ml.weights import load_model
 
-    base = tmp_path / "base.safetensors"
-    cfg_dict = registry.default_config("slsnet") | TINY | {"input_size": 32}
-    torch.manual_seed(0)
-    save_model(base, registry.build_generator("slsnet", cfg_dict),
-               ModelInfo(name="base", version="1", arch="slsnet", config=cfg_dict, input_size=32,
-                         trained_on="synthetic"))
+    base = _tiny_base(tmp_path)
     out = tmp_path / "ft.safetensors"
     cfg = t.finetune_config(base, [data["new"]], out, replay=[data["train"]], replay_share=0.5,
                             freeze_encoder=True, epochs=2, batch_size=4, val_fraction=0.25,
