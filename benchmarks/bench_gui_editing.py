@@ -27,7 +27,6 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -47,19 +46,11 @@ def main() -> int:
     args = ap.parse_args()
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    tmp = Path(tempfile.mkdtemp(prefix="dermaseg-bench-edit-"))
-    os.environ["XDG_CACHE_HOME"] = str(tmp / "cache")
-    os.environ["XDG_CONFIG_HOME"] = str(tmp / "config")
-    folder = tmp / "images"
-    folder.mkdir()
-    shutil.copy(args.image, folder)
-    gt = args.image.parent.parent / "ISIC-2017_Training_Part1_GroundTruth" / f"{args.image.stem}_segmentation.png"
-    if gt.is_file():
-        (tmp / "ISIC-2017_Training_Part1_GroundTruth").mkdir()
-        shutil.copy(gt, tmp / "ISIC-2017_Training_Part1_GroundTruth")
+    from qt_wait import bench_folder, open_for_editing, spin
+
+    folder = bench_folder(args.image, "dermaseg-bench-edit-")
 
     from PySide6.QtCore import QEvent, QPointF, Qt
-    from qt_wait import open_for_editing, spin
     from PySide6.QtGui import QMouseEvent
     from PySide6.QtWidgets import QApplication
 
@@ -141,7 +132,7 @@ def main() -> int:
     window.editing.ask_unsaved = lambda n: "discard"
     window.close()
     window.session.stop_background(wait=True, timeout=10)
-    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(folder.parent, ignore_errors=True)
     return 0
 
 

@@ -26,7 +26,6 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -44,18 +43,13 @@ def main() -> int:
     args = ap.parse_args()
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    tmp = Path(tempfile.mkdtemp(prefix="dermaseg-bench-polygon-"))
-    os.environ["XDG_CACHE_HOME"] = str(tmp / "cache")
-    os.environ["XDG_CONFIG_HOME"] = str(tmp / "config")
-    os.environ["XDG_DATA_HOME"] = str(tmp / "data")
-    folder = tmp / "images"
-    folder.mkdir()
-    shutil.copy(args.image, folder)
+    from qt_wait import bench_folder, open_for_editing
+
+    folder = bench_folder(args.image, "dermaseg-bench-polygon-", ground_truth=False)
 
     from PySide6.QtCore import QEvent, QPointF, Qt
     from PySide6.QtGui import QMouseEvent
     from PySide6.QtWidgets import QApplication
-    from qt_wait import open_for_editing
 
     from dermaseg_app.gui.canvas.edit_tools import Tool
 
@@ -169,7 +163,7 @@ def main() -> int:
     window.editing.ask_unsaved = lambda n: "discard"
     window.close()
     window.session.stop_background(wait=True, timeout=10)
-    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(folder.parent, ignore_errors=True)
     return 0
 
 

@@ -25,6 +25,30 @@ def wait_until(cond: Callable[[], object], timeout: float = 300.0) -> bool:
     return True
 
 
+def bench_folder(image, prefix: str, ground_truth: bool = True):
+    """A temporary folder holding a copy of ``image`` (and, with ``ground_truth``, its ISIC mask in a
+    sibling GroundTruth folder), with the user's cache, config and data folders pointed inside the
+    temporary folder so a benchmark never touches the real ones. Returns the image folder."""
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    image = Path(image)
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    for var, sub in (("XDG_CACHE_HOME", "cache"), ("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data")):
+        os.environ[var] = str(tmp / sub)
+    folder = tmp / "images"
+    folder.mkdir()
+    shutil.copy(image, folder)
+    gt_dir = image.parent.parent / "ISIC-2017_Training_Part1_GroundTruth"
+    gt = gt_dir / f"{image.stem}_segmentation.png"
+    if ground_truth and gt.is_file():
+        (tmp / gt_dir.name).mkdir()
+        shutil.copy(gt, tmp / gt_dir.name)
+    return folder
+
+
 def open_for_editing(folder, model):
     """The window at 1440x900 on ``folder`` with ``model`` (a path or None), once its first image
     and mask are shown, autosave off: the start of the editing benchmarks. Returns (app, window)."""
