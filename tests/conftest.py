@@ -20,6 +20,25 @@ def sample_gt_dir() -> Path:
     return SAMPLE_GT
 
 
+@pytest.fixture
+def sample_folder(tmp_path):
+    """``sample_folder(stems)``: an ISIC-layout copy of those bundled samples (``tmp/data/images``
+    beside ``tmp/data/ISIC-2017_Training_Part1_GroundTruth``); returns the images folder."""
+    import shutil
+
+    def make(stems) -> Path:
+        images = tmp_path / "data" / "images"
+        gt = tmp_path / "data" / SAMPLE_GT.name
+        images.mkdir(parents=True)
+        gt.mkdir()
+        for stem in stems:
+            shutil.copy(SAMPLES / f"{stem}.jpg", images)
+            shutil.copy(SAMPLE_GT / f"{stem}_segmentation.png", gt)
+        return images
+
+    return make
+
+
 @pytest.fixture(autouse=True)
 def isolated_user_dirs(tmp_path, monkeypatch):
     """Keep every test away from the real user's settings and prediction cache."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,22 +19,14 @@ from dermaseg_app.core.imageio import read_mask  # noqa: E402
 from dermaseg_app.gui.canvas.edit_tools import Tool  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLES = ROOT / "resources" / "samples" / "images"
 GT = ROOT / "resources" / "samples" / "ISIC-2017_Training_Part1_GroundTruth"
 SMALL = ["ISIC_0000169", "ISIC_0000299"]  # small samples (722-1028 px)
 WAIT_MS = 30000
 
 
 @pytest.fixture
-def folder(tmp_path) -> Path:
-    images = tmp_path / "data" / "images"
-    gt = tmp_path / "data" / "ISIC-2017_Training_Part1_GroundTruth"
-    images.mkdir(parents=True)
-    gt.mkdir()
-    for stem in SMALL:
-        shutil.copy(SAMPLES / f"{stem}.jpg", images)
-        shutil.copy(GT / f"{stem}_segmentation.png", gt)
-    return images
+def folder(sample_folder) -> Path:
+    return sample_folder(SMALL)
 
 
 def _window(qtbot, model: Path | None):

@@ -24,22 +24,14 @@ from dermaseg_app.gui.prediction_job import PredictionResult  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "resources" / "samples" / "images"
-GT = ROOT / "resources" / "samples" / "ISIC-2017_Training_Part1_GroundTruth"
 SMALL = ["ISIC_0000169", "ISIC_0000299", "ISIC_0000457"]  # the smallest samples (722-1028 px)
 WAIT_MS = 60000  # generous: CI and this shared 2-core machine can be slow to import torch
 
 
 @pytest.fixture
-def folder(tmp_path) -> Path:
+def folder(sample_folder) -> Path:
     """An ISIC-layout folder with three real samples and their ground truth."""
-    images = tmp_path / "data" / "images"
-    gt = tmp_path / "data" / "ISIC-2017_Training_Part1_GroundTruth"
-    images.mkdir(parents=True)
-    gt.mkdir()
-    for stem in SMALL:
-        shutil.copy(SAMPLES / f"{stem}.jpg", images)
-        shutil.copy(GT / f"{stem}_segmentation.png", gt)
-    return images
+    return sample_folder(SMALL)
 
 
 def _window(qtbot, model: Path | None, keys: bool = True):
