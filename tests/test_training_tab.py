@@ -115,14 +115,20 @@ def test_one_click_finetune_writes_a_new_model_and_use_this_model_switches(
     _close(w)
 
 
-def test_cancel_stops_the_run_and_keeps_the_best_model_so_far(qtbot, random_model, tmp_path,
-                                                               one_torch_thread) -> None:
+def _start_long_run(qtbot, model: Path, tmp_path: Path):
+    """A window on 4 corrected images whose 50-epoch fine-tuning has just started: (window, tab, project)."""
     folder, project = _project(tmp_path, 4, 4)
-    w = _window(qtbot, random_model, folder)
+    w = _window(qtbot, model, folder)
     tab = w.training
     tab.settings_form.epochs.setValue(50)
     with qtbot.waitSignal(tab.started, timeout=5000):
         qtbot.mouseClick(tab.start_button, Qt.MouseButton.LeftButton)
+    return w, tab, project
+
+
+def test_cancel_stops_the_run_and_keeps_the_best_model_so_far(qtbot, random_model, tmp_path,
+                                                               one_torch_thread) -> None:
+    w, tab, project = _start_long_run(qtbot, random_model, tmp_path)
     assert tab.running and not tab.start_button.isEnabled() and tab.cancel_button.isEnabled()
     assert not tab.settings_form.epochs.isEnabled()
     qtbot.waitUntil(lambda: len(tab.plot.val_points) >= 1, timeout=WAIT_MS)
@@ -259,12 +265,7 @@ def test_replay_and_keep_dermoscopy_run_and_are_remembered(qtbot, random_model, 
 
 def test_closing_the_window_while_training_asks_and_stops_the_run(qtbot, random_model, tmp_path,
                                                                   one_torch_thread) -> None:
-    folder, _project_ = _project(tmp_path, 4, 4)
-    w = _window(qtbot, random_model, folder)
-    tab = w.training
-    tab.settings_form.epochs.setValue(50)
-    with qtbot.waitSignal(tab.started, timeout=5000):
-        qtbot.mouseClick(tab.start_button, Qt.MouseButton.LeftButton)
+    w, tab, _project_ = _start_long_run(qtbot, random_model, tmp_path)
     asked = []
     tab.ask_stop = lambda: asked.append(1) or False  # "no": the window stays open, training goes on
     assert not w.close()
