@@ -698,7 +698,7 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
             [0, len(train_pack)],
         )
 
-    from dermaseg_app.ml.augment_torch import augment_batch
+    from dermaseg_app.ml.augment_torch import augment_batch, draw_params, to_unit_float
 
     # On CUDA, --compile also fuses the augmentation's ~300 small operations (compiled, it gives the
     # eager values bit for bit on the CPU; there it is slower, so it is only compiled for CUDA).
@@ -706,8 +706,6 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
                        if on_device is not None and cfg.compile and device.type == "cuda" else augment_batch)
 
     def prepare_on_device(epoch: int, step: int, items: list[BatchItem]) -> tuple[torch.Tensor, torch.Tensor]:
-        from dermaseg_app.ml.augment_torch import draw_params, to_unit_float
-
         nonlocal augment_fn
         assert on_device is not None
         images, masks, offsets = on_device
