@@ -148,14 +148,15 @@ class MainWindow(QMainWindow):
         self.case_list.select_first()
 
     def _row_changed(self, row: int) -> None:
-        self.review.flush_note()
+        self.review.flush_note()  # the note typed for the image being left is saved to it
+        new_image = row != self.session.current
         self.session.set_current(row, self.case_list.view_order())
         self.view.show_row(row)
         if row < 0:
-            self.review.show_record(None, "", enabled=False)
+            self.review.show_record(None, "", enabled=False, new_image=True)
             return
         entry = self.session.entries[row]
-        self.review.show_record(entry.status, entry.note, enabled=True)
+        self.review.show_record(entry.status, entry.note, enabled=True, new_image=new_image)
         self.review.show_project_problem(self.session.projects.problem_for(entry.case.image))
         self.statusBar().showMessage(str(entry.case.image), 4000)
 

@@ -1,8 +1,13 @@
-"""Review: the image's status (single keys A, C, R, X, U) and a free-text note, saved at once."""
+"""Review: the image's status (single keys A, C, R, X, U) and a free-text note, saved at once.
+
+A typed note is sent (``note_edited``) 0.6 s after the last keystroke, when the note field loses
+the focus, and whenever ``flush_note`` is called (the window calls it before another image is shown
+and when it closes). ``_note_pending`` says whether typed text has not been sent yet.
+"""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QTimer, Signal
+from PySide6.QtCore import QEvent, QObject, QTimer, Signal
 from PySide6.QtWidgets import (
     QButtonGroup,
     QGridLayout,
@@ -53,6 +58,8 @@ class ReviewPanel(QGroupBox):
         self._note_timer.setInterval(NOTE_SAVE_DELAY_MS)
         self._note_timer.timeout.connect(self.flush_note)
         self.note.textChanged.connect(self._note_typed)
+        self.note.installEventFilter(self)  # focus out: send the note at once
+        self._note_pending = False
         self._loading = False
         self.problem = QLabel()
         self.problem.setWordWrap(True)
@@ -70,8 +77,13 @@ class ReviewPanel(QGroupBox):
         layout.addWidget(self.problem)
         layout.addWidget(self.choose_button)
 
-    def show_record(self, status: ReviewStatus | None, note: str, enabled: bool = True) -> None:
+    def show_record(self, status: ReviewStatus | None, note: str, enabled: bool = True,
+                    new_image: bool = False) -> None:
+        """Show an image's status and note; ``new_image``: another image than before (the "Saved"
+        line, which belonged to the previous one, is cleared)."""
         self.flush_note()
+        if new_image:
+            self.saved_label.clear()
         self._loading = True
         for s, b in self.buttons.items():
             b.setChecked(s == status)
@@ -90,9 +102,22 @@ class ReviewPanel(QGroupBox):
 
     def _note_typed(self) -> None:
         if not self._loading:
+            self._note_pending = True
             self._note_timer.start()
 
+    @property
+    def note_pending(self) -> bool:
+        return self._note_pending
+
     def flush_note(self) -> None:
-        if self._note_timer.isActive():
-            self._note_timer.stop()
+        """Send the typed note now if it has not been sent (from the timer too: inside its own
+        timeout the timer is no longer active, so the pending flag, not the timer, decides)."""
+        self._note_timer.stop()
+        if self._note_pending:
+            self._note_pending = False
             self.note_edited.emit(self.note.toPlainText())
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
+        if obj is self.note and event.type() == QEvent.Type.FocusOut:
+            self.flush_note()
+        return super().eventFilter(obj, event)

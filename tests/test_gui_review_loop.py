@@ -1,0 +1,301 @@
+"""The review loop (issue 12): notes that are never lost, journals that only ask when there is
+something to restore, a model switch that keeps the list's place, and the fast review keys.
+
+pytest-qt, offscreen, on tiny generated 48x64 images (with ground truth) and a random 32 px model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+pytestmark = pytest.mark.gui
+
+from PySide6.QtCore import QItemSelectionModel, Qt  # noqa: E402
+
+from dermaseg_app.core.project import ReviewStatus  # noqa: E402
+from dermaseg_app.gui.canvas.edit_tools import Tool  # noqa: E402
+from dermaseg_app.gui.widgets.review_panel import NOTE_SAVE_DELAY_MS  # noqa: E402
+
+WAIT_MS = 30000
+N_IMAGES = 4
+
+
+def tiny_folder(root: Path, n: int = N_IMAGES) -> Path:
+    """``root/images/lesion_<i>.png`` (48x64 RGB, a dark disc on skin) with ``root/masks/`` ground
+    truth; returns the images folder."""
+    from PIL import Image
+
+    images, masks = root / "images", root / "masks"
+    images.mkdir(parents=True)
+    masks.mkdir()
+    yy, xx = np.mgrid[0:48, 0:64]
+    for i in range(n):
+        disc = (yy - 24) ** 2 + (xx - 20 - 6 * i) ** 2 <= (10 + i) ** 2
+        rgb = np.full((48, 64, 3), (205, 160, 140), np.uint8)
+        rgb[disc] = (90, 50, 40)
+        Image.fromarray(rgb).save(images / f"lesion_{i}.png")
+        Image.fromarray((disc * 255).astype(np.uint8)).save(masks / f"lesion_{i}.png")
+    return images
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    return tiny_folder(tmp_path / "data")
+
+
+@pytest.fixture(scope="module")
+def second_model(tmp_path_factory) -> Path:
+    """Another random 32 px SLSNet with its own name: a model to switch to."""
+    import torch
+
+    from dermaseg_app.ml.registry import build_generator
+    from dermaseg_app.ml.weights import ModelInfo, save_model
+
+    torch.manual_seed(1)
+    path = tmp_path_factory.mktemp("model2") / "other.safetensors"
+    net = build_generator("slsnet", {"input_size": 32})
+    save_model(path, net, ModelInfo(name="other-test", version="0.0.2", arch="slsnet",
+                                    config={"input_size": 32}, input_size=32, threshold=0.5))
+    return path
+
+
+def _window(qtbot, model: Path | None):
+    from dermaseg_app.gui.app import build_window
+
+    window = build_window(SimpleNamespace(paths=[], model=str(model) if model else None, device="cpu",
+                                          masks=None))
+    qtbot.addWidget(window)
+    window.editing.show_error = lambda title, text: None
+    window.resize(1280, 800)
+    window.show()
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow, timeout=5000)
+    return window
+
+
+def _close(window, answer: str = "discard") -> None:
+    window.editing.ask_unsaved = lambda n: answer
+    window.close()
+    assert window.session.stop_background(wait=True, timeout=10)
+    window.session.wait_for_model(60)
+
+
+def _open(qtbot, window, folder: Path) -> None:
+    with qtbot.waitSignal(window.view.drawn, timeout=WAIT_MS,
+                          check_params_cb=lambda row, has_pred, compared: has_pred):
+        assert window.open_paths([folder]) == N_IMAGES
+
+
+def _record(folder: Path, name: str) -> dict:
+    path = folder / "dermaseg-project" / "project.json"
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    return data["images"].get(name, {})
+
+
+# ---------------------------------------------------------------------------------------- 1. notes
+def test_a_note_is_saved_after_the_pause_without_changing_image(qtbot, random_model, folder) -> None:
+    w = _window(qtbot, random_model)
+    _open(qtbot, w, folder)
+    w.review.note.setFocus()
+    qtbot.keyClicks(w.review.note, "atypical network")
+    # the user stops typing and stays on the image: the timer's own timeout saves it
+    qtbot.waitUntil(lambda: _record(folder, "lesion_0.png").get("note") == "atypical network",
+                    timeout=NOTE_SAVE_DELAY_MS + 5000)
+    assert w.review.saved_label.text() == "Note saved"
+    assert not w.review.note_pending
+    _close(w)
+
+
+def test_a_note_is_saved_on_focus_change_image_change_and_close(qtbot, random_model, folder) -> None:
+    w = _window(qtbot, random_model)
+    _open(qtbot, w, folder)
+    w.review.note.setFocus()
+    qtbot.keyClicks(w.review.note, "focus")
+    w.canvas.setFocus()  # clicking the image: the note field loses the focus
+    qtbot.waitUntil(lambda: not w.review.note.hasFocus(), timeout=2000)
+    assert _record(folder, "lesion_0.png").get("note") == "focus"
+    # typed, then at once the next image (well within the pause)
+    w.review.note.setFocus()
+    qtbot.keyClicks(w.review.note, " and more")
+    w.review.note.setFocus()  # (still in the field: only the image change can save it)
+    w.case_list.select_row(1)
+    assert _record(folder, "lesion_0.png").get("note") == "focus and more"
+    assert w.session.entries[0].note == "focus and more" and w.session.entries[1].note == ""
+    assert w.review.note.toPlainText() == ""
+    assert w.review.saved_label.text() == ""  # the previous image's "Note saved" is not shown here
+    # typed, then the window closes at once
+    w.review.note.setFocus()
+    qtbot.keyClicks(w.review.note, "last words")
+    _close(w)
+    assert _record(folder, "lesion_1.png").get("note") == "last words"
+
+
+def test_status_saved_label_belongs_to_its_image(qtbot, random_model, folder) -> None:
+    w = _window(qtbot, random_model)
+    _open(qtbot, w, folder)
+    w.canvas.setFocus()
+    qtbot.keyClick(w, Qt.Key.Key_A)
+    assert w.review.saved_label.text() == "Saved: accepted"
+    w.case_list.select_row(2)
+    assert w.review.saved_label.text() == ""
+    _close(w)
+
+
+# ------------------------------------------------------------------- 3. journals and a model switch
+def _start_edit(w) -> np.ndarray:
+    """A correction of the current image: the left half becomes lesion (one undo step)."""
+    ed = w.editing
+    h, wd = w.session.current_images().rgb.shape[:2]
+    ed.tools.set_tool(Tool.NEW_CONTOUR)
+    ed.tools.lasso([(0, 0), (wd / 2, 0), (wd / 2, h), (0, h)])
+    return ed.current_edit().mask.copy()
+
+
+def test_reset_to_prediction_leaves_no_journal_and_no_recovery_question(qtbot, random_model, folder) -> None:
+    w = _window(qtbot, random_model)
+    _open(qtbot, w, folder)
+    ed = w.editing
+    _start_edit(w)
+    image = w.session.entries[0].case.image
+    journal = folder / "dermaseg-project" / "journal" / f"{image.stem}.jsonl"
+    assert journal.is_file() and ed.current_edit().dirty
+    ed.actions["reset"].trigger()
+    edit = ed.current_edit()
+    assert not edit.dirty and np.array_equal(edit.mask, edit.prediction)
+    assert not journal.exists()  # nothing unsaved: nothing to offer after a crash
+    # editing again after the reset journals (and restores) correctly
+    mask = _start_edit(w)
+    assert journal.is_file()
+    recovered = ed.book.store_for(image).recover(image.stem)
+    assert np.array_equal(recovered, mask)
+    ed.actions["reset"].trigger()
+    asked = []
+    ed.ask_unsaved = lambda n: asked.append(n) or "discard"
+    w.close()  # Ctrl+Q: nothing unsaved, so nothing is asked and nothing is left behind
+    assert asked == [] and not journal.exists()
+    w.session.stop_background(wait=True, timeout=10)
+    w.session.wait_for_model(60)
+    w2 = _window(qtbot, random_model)
+    questions = []
+    w2.editing.ask_recovery = lambda names: questions.append(names) or True
+    _open(qtbot, w2, folder)
+    assert questions == [] and w2.editing.book.get(0) is None
+    _close(w2)
+
+
+def test_a_journal_that_changes_nothing_is_removed_without_asking(qtbot, random_model, folder) -> None:
+    w = _window(qtbot, random_model)
+    _open(qtbot, w, folder)
+    ed = w.editing
+    _start_edit(w)
+    image = w.session.entries[0].case.image
+    store = ed.book.store_for(image)
+    journal = store.journal_path(image)
+    # a crash right after an undo left entries that replay back to the model's mask
+    ed.actions["undo"].trigger()
+    store.append_journal(image, {"op": "undo", "params": {}, "bbox": [0, 0, 1, 1],
+                                 "bits": _bits_of(ed.current_edit().mask, (0, 0, 1, 1))})
+    assert journal.is_file()
+    ed.book.edits.clear()  # the crash: the window goes without tidying up
+    _close(w)
+    w2 = _window(qtbot, random_model)
+    questions = []
+    w2.editing.ask_recovery = lambda names: questions.append(names) or True
+    _open(qtbot, w2, folder)
+    assert questions == [] and not journal.exists()
+    _close(w2)
+
+
+def _bits_of(mask: np.ndarray, box: tuple[int, int, int, int]) -> str:
+    from dermaseg_app.core.history import encode_patch
+
+    x0, y0, x1, y1 = box
+    return encode_patch(mask[y0:y1, x0:x1])
+
+
+def test_a_model_switch_shows_the_new_models_mask_and_restores_nothing(
+        qtbot, random_model, second_model, folder) -> None:
+    w = _window(qtbot, random_model)
+    _open(qtbot, w, folder)
+    ed = w.editing
+    _start_edit(w)
+    ed.actions["reset"].trigger()  # back at the first model's mask, never saved
+    old_prediction = ed.current_edit().prediction.copy()
+    with qtbot.waitSignal(w.session.model_ready, timeout=WAIT_MS):
+        w.use_model(second_model)
+    assert ed.current_edit() is None  # the unchanged correction no longer hides the new mask
+    qtbot.waitUntil(lambda: w.session.current_images() is not None
+                    and w.session.current_images().prob is not None, timeout=WAIT_MS)
+    image = w.session.entries[0].case.image
+    # a correction started now starts from (and resets to) the new model's mask
+    w.controls.threshold.setValue(50)
+    from dermaseg_app.gui.canvas.overlay import threshold_u8
+
+    new_mask = threshold_u8(w.session.current_images().prob, 0.5)
+    _start_edit(w)
+    assert np.array_equal(ed.current_edit().prediction, new_mask)
+    assert np.array_equal(ed.book.store_for(image).load_prediction(image), new_mask)
+    ed.actions["reset"].trigger()
+    assert np.array_equal(ed.current_edit().mask, new_mask)
+    assert not np.array_equal(new_mask, old_prediction)  # (else this test would prove nothing)
+    asked = []
+    ed.ask_unsaved = lambda n: asked.append(n) or "discard"
+    w.close()
+    assert asked == []
+    w.session.stop_background(wait=True, timeout=10)
+    w.session.wait_for_model(60)
+    w2 = _window(qtbot, second_model)
+    questions = []
+    w2.editing.ask_recovery = lambda names: questions.append(names) or True
+    _open(qtbot, w2, folder)
+    assert questions == []
+    _close(w2)
+
+
+def test_a_real_unsaved_correction_is_still_offered_after_a_crash(qtbot, random_model, folder) -> None:
+    w = _window(qtbot, random_model)
+    _open(qtbot, w, folder)
+    mask = _start_edit(w)
+    w.editing.book.edits.clear()  # crash
+    _close(w)
+    w2 = _window(qtbot, random_model)
+    questions = []
+    w2.editing.ask_recovery = lambda names: questions.append(names) or True
+    _open(qtbot, w2, folder)
+    assert questions == [["lesion_0.png"]]
+    edit = w2.editing.book.get(0)
+    assert edit is not None and edit.dirty and np.array_equal(edit.mask, mask)
+    asked = []
+    w2.editing.ask_unsaved = lambda n: asked.append(n) or "discard"
+    w2.close()
+    assert asked == [1]  # the restored correction is unsaved: closing asks
+    w2.session.stop_background(wait=True, timeout=10)
+    w2.session.wait_for_model(60)
+
+
+# ----------------------------------------------------------------- 4. the list keeps its place
+def test_use_this_model_keeps_the_current_image_and_n_goes_on_from_it(
+        qtbot, random_model, second_model, folder) -> None:
+    w = _window(qtbot, random_model)
+    _open(qtbot, w, folder)
+    with qtbot.waitSignal(w.view.drawn, timeout=WAIT_MS, check_params_cb=lambda r, p, c: r == 2):
+        w.case_list.select_row(2)
+    with qtbot.waitSignal(w.session.model_ready, timeout=WAIT_MS):
+        w.use_model(second_model)
+    assert w.case_list.current_row() == 2 and w.session.current == 2
+    assert w.case_list.table.selectionModel().isRowSelected(
+        w.case_list.proxy.mapFromSource(w.session.table.index(2, 0)).row())
+    w.canvas.setFocus()
+    qtbot.keyClick(w, Qt.Key.Key_N)
+    assert w.session.current == 3
+    qtbot.waitUntil(lambda: all(e.predicted for e in w.session.entries), timeout=WAIT_MS)
+    assert w.case_list.current_row() == 3
+    _close(w)
