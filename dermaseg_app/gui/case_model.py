@@ -90,6 +90,13 @@ class CaseTableModel(QAbstractTableModel):
         self._icons.clear()
         self.endResetModel()
 
+    def all_changed(self) -> None:
+        """Every row's values changed (e.g. another model): repainted in place, so the list keeps
+        its selection, current row, sort and scroll position (a reset would lose them)."""
+        if self.entries:
+            self._icons.clear()
+            self.dataChanged.emit(self.index(0, 0), self.index(len(self.entries) - 1, len(Column) - 1))
+
     def entry_changed(self, row: int) -> None:
         self._icons.pop(row, None)
         self.dataChanged.emit(self.index(row, 0), self.index(row, len(Column) - 1))

@@ -104,7 +104,11 @@ class EditBook:
         pred = np.asarray(prediction, dtype=bool) if prediction is not None else None
         if store is not None:
             if pred is not None:
-                store.save_prediction(image, pred, model_name, model_version)
+                # a fresh correction starts from the current model's mask: it replaces a stored
+                # one left by an earlier, abandoned edit (maybe of another model), unless a journal
+                # still waits to be replayed onto it
+                fresh = not on_disk and not dirty and not store.journal_entries(store.stem(image))
+                store.save_prediction(image, pred, model_name, model_version, overwrite=fresh)
             stored = store.load_prediction(image)
             if stored is not None and stored.shape == mask.shape:
                 pred = stored  # the correction started from this one (maybe at another threshold)
@@ -193,6 +197,37 @@ class EditBook:
         if edit.on_disk:
             edit.saved_mask = store.load_correction(image)
         return edit
+
+    def journal_changes_mask(self, image: Path, shape: Callable[[], tuple[int, int]]) -> bool:
+        """Whether replaying ``image``'s journal gives another mask than the one it starts from (the
+        saved correction, else the stored prediction, else no lesion of ``shape()``): a journal
+        whose edits were undone or reset to the prediction holds nothing to restore. Raises
+        StoreError."""
+        store = self.store_for(image)
+        if store is None:
+            return False
+        base = store.base_mask(image)
+        if base is None:
+            base = np.zeros(shape(), bool)
+        return not np.array_equal(store.recover(store.stem(image), base_mask=base), base)
+
+    def settle(self, row: int) -> None:
+        """Forget the journal of a correction that is back at its saved state (or, never saved, at
+        the model's mask): there is nothing to restore after a crash, and the next edits are
+        journalled onto that same mask. Raises StoreError."""
+        edit = self.edits.get(row)
+        if edit is not None and edit.store is not None and not edit.dirty:
+            if edit.store.journal_path(edit.image).exists():
+                edit.store.clear_journal(edit.store.stem(edit.image))
+
+    def drop_unchanged(self) -> list[int]:
+        """Forget the corrections that were never saved and equal the model's mask they started
+        from (after a model switch they would hide the new model's mask); returns their rows."""
+        rows = [row for row, e in self.edits.items() if not e.dirty and not e.on_disk]
+        for row in rows:
+            self.settle(row)
+            del self.edits[row]
+        return rows
 
     def discard_journal(self, image: Path) -> None:
         store = self.store_for(image)

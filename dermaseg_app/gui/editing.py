@@ -105,6 +105,7 @@ class EditController(QObject):
         self.canvas.zoom_changed.connect(self._zoomed)
         # bound methods (not lambdas): Qt drops these connections when the window is deleted
         s.current_scores.connect(self._case_view_scored)
+        s.model_switched.connect(self._model_switched)
         s.entry_scored.connect(self._case_view_scored)
         self._update_actions()
 
@@ -244,7 +245,7 @@ class EditController(QObject):
         blocking the event loop (the window keeps drawing; the screenshot mode is not held up)
         and the answer is applied when given (returns 0)."""
         entries = self.session.entries
-        pending = self.book.pending([e.case.image for e in entries])
+        pending = self._worth_restoring(self.book.pending([e.case.image for e in entries]))
         if not pending:
             return 0
         names = [entries[row].name for row, _ in pending]
@@ -264,6 +265,22 @@ class EditController(QObject):
         self.recovery_box = box
         box.open()
         return 0
+
+    def _worth_restoring(self, pending: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        """The journals whose replay changes the mask; the others (edits undone, or reset to the
+        model's mask) are removed without asking: there is nothing to restore in them."""
+        entries = self.session.entries
+        out = []
+        for row, stem in pending:
+            image = entries[row].case.image
+            try:
+                if self.book.journal_changes_mask(image, lambda im=image: image_size(im)[::-1]):
+                    out.append((row, stem))
+                else:
+                    self.book.discard_journal(image)
+            except (StoreError, ImageReadError, OSError, ValueError):
+                out.append((row, stem))  # asked about; restoring it then says what is wrong
+        return out
 
     def _restore(self, pending: list[tuple[int, str]], yes: bool) -> int:
         entries = self.session.entries
@@ -285,6 +302,11 @@ class EditController(QObject):
                                           f"{describe_error(exc)}", True)
                 continue
             self._checked.add(row)
+            if not self.book.edits[row].dirty:  # replayed back to where it started: nothing unsaved
+                self._settle(row)
+                if not self.book.edits[row].on_disk:
+                    del self.book.edits[row]
+                continue
             entries[row].extras["edited"] = "unsaved"
             self.session.table.entry_changed(row)
             restored += 1
@@ -608,6 +630,8 @@ class EditController(QObject):
                 self.canvas.set_contours(self._contours(edit))
             self._start_metrics(row, edit)
             self.tools.refresh_outline()
+        if not edit.dirty:
+            self._settle(row)  # back at the saved state or the model's mask: no journal to offer
         entry = self.session.entries[row]
         state = "unsaved" if edit.dirty else ("saved" if edit.on_disk else None)
         if state:
@@ -676,9 +700,30 @@ class EditController(QObject):
             ok &= self.save_row(row, interactive=False)
         return ok
 
+    def _settle(self, row: int) -> None:
+        try:
+            self.book.settle(row)
+        except StoreError as exc:
+            self.w.notice.show_notice(str(exc), True)
+
+    def _model_switched(self) -> None:
+        """Another model: an image whose correction was never saved and still equals the old
+        model's mask shows the new model's mask (its journal goes); real corrections stay."""
+        self.tools.cancel()
+        self._stroke = None
+        for row in self.book.drop_unchanged():
+            self._metrics.pop(row, None)
+            self.session.entries[row].extras.pop("edited", None)
+            self.session.table.entry_changed(row)
+        self._layer_key = None
+        self._update_actions()
+
     def confirm_leave(self) -> bool:
         """Before closing or opening another folder: True when it is fine to go on."""
         self.tools.cancel()
+        for row in list(self.book.edits):
+            if not self.book.edits[row].dirty:
+                self._settle(row)  # no journal left behind for a correction with nothing unsaved
         dirty = self.book.dirty_rows()
         if not dirty:
             return True

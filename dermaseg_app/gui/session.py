@@ -50,6 +50,7 @@ class ReviewSession(QObject):
     entry_scored = Signal(int)  # the current image's scores at the model's threshold arrived
     notice = Signal(str, bool)  # text, is_error
     timing_changed = Signal(float)
+    model_switched = Signal()  # use_model: the old model's maps are gone, the new one is loading
 
     def __init__(self, model_path: Path | None = None, device: str | None = None,
                  cache_root: Path | None = None, parent: QObject | None = None) -> None:
@@ -163,7 +164,8 @@ class ReviewSession(QObject):
         for row, entry in enumerate(self.entries):
             entry.predicted, entry.scores, entry.confusion, entry.uncertainty = False, None, None, None
             entry.prediction_error = ""
-        self.table.set_entries(self.entries)
+        self.table.all_changed()  # not a reset: the list keeps its current image and selection
+        self.model_switched.emit()
         self.start_model()
         self._start_predictions()
         if self.current >= 0:
@@ -482,7 +484,7 @@ class ReviewSession(QObject):
                     self._save(entry, status=entry.status, note=entry.note)
                     continue
             entry.status, entry.note = stored.status, stored.note
-        self.table.set_entries(self.entries)
+        self.table.all_changed()
         return ""
 
     # ------------------------------------------------------------------ closing
