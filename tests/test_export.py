@@ -14,7 +14,7 @@ from shapely.geometry import shape as geojson_shape
 from dermaseg_app.cli import main
 from dermaseg_app.core import editing as E
 from dermaseg_app.core.dataset import find_images
-from dermaseg_app.core.export import coco_polygons, export_project, rle_decode, rle_encode
+from dermaseg_app.core.export import ModelMasks, coco_polygons, export_project, rle_decode, rle_encode
 from dermaseg_app.core.imageio import read_mask
 from dermaseg_app.core.project import Project, ReviewStatus
 from dermaseg_app.core.store import CorrectionStore, GroundTruthProtected
@@ -72,11 +72,18 @@ def reviewed(tmp_path: Path) -> tuple[Project, dict[str, np.ndarray]]:
     return project, expected
 
 
+def _model(expected: dict[str, np.ndarray]) -> ModelMasks:
+    """A stand-in for the current model: its mask of an image is the one in ``expected``."""
+    return ModelMasks("slsnet_isic2017", "1.2", 0.5,
+                      lambda image: expected[Path(image).stem].astype(np.uint8) * 255)
+
+
 def test_export_files_parse_and_match(reviewed, tmp_path: Path) -> None:
     project, expected = reviewed
     out = tmp_path / "export"
-    summary = export_project(project, out)
+    summary = export_project(project, out, model=_model(expected))
     assert summary.images == 4 and summary.masks == 3 and summary.corrected == 2
+    assert summary.from_model == 1 and summary.excluded == 1
     assert summary.errors == []
     # masks: pixel-identical to the saved masks
     for stem, mask in expected.items():
@@ -128,8 +135,8 @@ def test_export_files_parse_and_match(reviewed, tmp_path: Path) -> None:
     assert 0.9 < float(r9["agreement_with_prediction"]) < 1.0
     assert 0.5 < float(r9["dsc"]) <= 1 and r9["hd95"] != ""
     r169 = rows["ISIC_0000169"]
-    assert r169["corrected"] == "no" and r169["mask_source"] == "prediction"
-    assert float(r169["agreement_with_prediction"]) == 1.0 and r169["status"] == "accepted"
+    assert r169["corrected"] == "no" and r169["mask_source"] == "model" and r169["threshold"] == "0.5"
+    assert r169["agreement_with_prediction"] == "" and r169["status"] == "accepted"
     assert rows["ISIC_0000299"]["mask_source"] == "" and rows["ISIC_0000299"]["status"] == "excluded"
     assert rows["ISIC_0000457"]["ground_truth"] == "" and rows["ISIC_0000457"]["dsc"] == ""
     # the output is never taken for input images
@@ -139,7 +146,8 @@ def test_export_files_parse_and_match(reviewed, tmp_path: Path) -> None:
 def test_export_rle_everywhere_and_skip_excluded(reviewed, tmp_path: Path) -> None:
     project, expected = reviewed
     out = tmp_path / "rle"
-    summary = export_project(project, out, coco_rle=True, skip_excluded=True, with_hd95=False)
+    summary = export_project(project, out, coco_rle=True, skip_excluded=True, with_hd95=False,
+                             model=_model(expected))
     assert summary.images == 3 and summary.rle_annotations == 3
     coco = json.loads((out / "coco.json").read_text())
     for ann in coco["annotations"]:
@@ -151,12 +159,14 @@ def test_export_rle_everywhere_and_skip_excluded(reviewed, tmp_path: Path) -> No
     assert all(r["hd95"] == "" for r in rows)
 
 
-def test_cli_export_from_image_folder_and_project_folder(reviewed, tmp_path: Path, capsys) -> None:
+def test_cli_export_from_image_folder_and_project_folder(reviewed, tmp_path: Path, capsys,
+                                                         random_model) -> None:
     project, expected = reviewed
     out1, out2 = tmp_path / "o1", tmp_path / "o2"
-    assert main(["export", str(project.image_folder), "--out", str(out1)]) == 0
+    assert main(["export", str(project.image_folder), "--out", str(out1), "--model", str(random_model)]) == 0
     assert "Exported 4 images" in capsys.readouterr().out
-    assert main(["export", str(project.project_dir), "--out", str(out2), "--no-hd95"]) == 0
+    assert main(["export", str(project.project_dir), "--out", str(out2), "--no-hd95",
+                 "--model", str(random_model)]) == 0
     for stem in expected:
         a = (out1 / "masks" / f"{stem}_segmentation.png").read_bytes()
         assert a == (out2 / "masks" / f"{stem}_segmentation.png").read_bytes()

@@ -299,3 +299,51 @@ def test_use_this_model_keeps_the_current_image_and_n_goes_on_from_it(
     qtbot.waitUntil(lambda: all(e.predicted for e in w.session.entries), timeout=WAIT_MS)
     assert w.case_list.current_row() == 3
     _close(w)
+
+
+# ------------------------------------------------------------------------------- 2. File > Export
+def test_export_writes_every_image_not_excluded_with_the_current_model(
+        qtbot, random_model, second_model, folder, tmp_path) -> None:
+    import csv
+
+    from dermaseg_app.core.imageio import read_mask
+    from dermaseg_app.gui.canvas.overlay import threshold_u8
+
+    w = _window(qtbot, random_model)
+    _open(qtbot, w, folder)
+    s = w.session
+    s.set_status(0, ReviewStatus.ACCEPTED)  # accepted, no correction
+    with qtbot.waitSignal(w.view.drawn, timeout=WAIT_MS, check_params_cb=lambda r, p, c: r == 1 and p):
+        w.case_list.select_row(1)
+    corrected = _start_edit(w)
+    assert w.editing.save_current()
+    s.set_status(2, ReviewStatus.EXCLUDED)
+    # a fine-tuned model becomes active; nothing of it is predicted for row 3 before the export
+    with qtbot.waitSignal(s.model_ready, timeout=WAIT_MS):
+        w.use_model(second_model)
+    s.cancel_predictions()
+    w.editing.open_export()
+    dialog = w.editing.export_dialog
+    assert "other-test 0.0.2" in dialog.model_label.text()
+    out = tmp_path / "export"
+    dialog.out.setText(str(out))
+    dialog.hd95.setChecked(False)
+    with qtbot.waitSignal(dialog.finished_export, timeout=WAIT_MS) as blocker:
+        dialog.start()
+    summary = blocker.args[0]
+    assert not isinstance(summary, Exception), summary
+    assert (summary.images, summary.masks, summary.corrected, summary.from_model, summary.excluded) == (4, 3, 1, 2, 1)
+    with open(out / "manifest.csv", newline="", encoding="utf-8") as fh:
+        rows = {r["stem"]: r for r in csv.DictReader(fh)}
+    assert [rows[f"lesion_{i}"]["mask_source"] for i in range(4)] == ["model", "correction", "", "model"]
+    assert rows["lesion_0"]["model_name"] == "other-test" and rows["lesion_1"]["model_name"] == "random-test"
+    assert np.array_equal(read_mask(out / "masks" / "lesion_1_segmentation.png"), corrected)
+    assert not (out / "masks" / "lesion_2_segmentation.png").exists()
+    for i in (0, 3):  # the new model's masks (from its cache, or predicted for the export)
+        prob = s.cache.load_u8(s.entries[i].case.image)
+        assert prob is not None
+        assert np.array_equal(read_mask(out / "masks" / f"lesion_{i}_segmentation.png"),
+                              threshold_u8(prob, s.threshold))
+    assert "Exported 4 images" in dialog.message.text()
+    dialog.close()
+    _close(w)

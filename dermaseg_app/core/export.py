@@ -12,8 +12,13 @@
                                           agreement with the prediction, metrics against ground
                                           truth where it exists
 
-The mask of an image is its saved correction when there is one, else the stored prediction
-(core.store); images with neither are listed in the manifest without a mask. Every file is
+Every image not marked excluded gets a mask: its saved correction when there is one, else the
+current model's mask (``ModelMasks``: the probability map from the prediction cache, predicted
+when it is missing, cut at the model's threshold). The manifest's ``mask_source`` says which
+(``correction`` / ``model``); ``model_name`` and ``model_version`` name the model the mask came
+from (for a correction, the model it was started from). Excluded images get no mask (they are
+listed with their status, or left out with ``skip_excluded``); without a model, images without a
+correction are listed without a mask and say why. Every file is
 written atomically; the output folder is marked as DermaSeg output (core.dataset) so it is never
 read back as input images, and it may not be a ground-truth folder.
 
@@ -48,10 +53,68 @@ from dermaseg_app.core.store import CorrectionStore, GroundTruthProtected, check
 
 MANIFEST_COLUMNS = (
     "image", "stem", "status", "note", "updated", "corrected", "mask_source", "mask_file",
-    "polygons_file", "model_name", "model_version", "agreement_with_prediction", "lesion_pixels",
+    "polygons_file", "model_name", "model_version", "threshold", "agreement_with_prediction",
+    "lesion_pixels",
     "ground_truth", "dsc", "jsc", "acc", "sen", "spe", "hd95", "error",
 )
 CATEGORY = {"id": 1, "name": "lesion", "supercategory": "skin"}
+
+
+class ExportCancelled(Exception):
+    """The export was cancelled between two images (the files written so far stay; the COCO
+    file and the manifest are not written)."""
+
+
+@dataclass
+class ModelMasks:
+    """The current model's masks for the images without a saved correction.
+
+    ``probability(image)`` returns the image's probability map at its full size (uint8
+    probability * 255, or float in [0, 1]); it may predict (slow) and may raise.
+    """
+
+    name: str
+    version: str
+    threshold: float
+    probability: Callable[[Path], np.ndarray]
+
+    def mask(self, image: Path) -> np.ndarray:
+        return mask_at(self.probability(image), self.threshold)
+
+
+def mask_at(prob: np.ndarray, threshold: float) -> np.ndarray:
+    """prob >= threshold, on an 8-bit map (probability * 255) as on a float one."""
+    prob = np.asarray(prob)
+    if prob.dtype == np.uint8:
+        return prob >= int(np.ceil(float(threshold) * 255.0 - 1e-6))
+    return prob >= float(threshold)
+
+
+def cached_probability(cache, get_predictor: Callable[[], object],
+                       on_predict: Callable[[Path], None] | None = None) -> Callable[[Path], np.ndarray]:
+    """``probability(image)`` for ``ModelMasks``: the map from ``cache`` (a
+    ``core.prediction_cache.PredictionCache`` of the model, or None), else predicted with
+    ``get_predictor()`` (called only when a map is missing; an ``ml.predictor.Predictor``) and
+    cached. ``on_predict(image)`` is called before each prediction (progress)."""
+    from dermaseg_app.core.imageio import read_image
+    from dermaseg_app.core.prediction_cache import quantize
+
+    def probability(image: Path) -> np.ndarray:
+        prob = cache.load_u8(image) if cache is not None else None
+        if prob is not None:
+            return prob
+        if on_predict is not None:
+            on_predict(image)
+        rgb = read_image(image)
+        prob = quantize(get_predictor().predict(rgb).prob)
+        if cache is not None:
+            try:
+                cache.store(image, prob)
+            except (OSError, ValueError):
+                pass  # a full or read-only cache only costs time next time
+        return prob
+
+    return probability
 
 
 @dataclass
@@ -62,6 +125,8 @@ class ExportSummary:
     images: int = 0
     masks: int = 0
     corrected: int = 0
+    from_model: int = 0  # masks of the current model (no saved correction)
+    excluded: int = 0  # images marked excluded: no mask
     with_ground_truth: int = 0
     rle_annotations: int = 0
     errors: list[str] = field(default_factory=list)
@@ -154,14 +219,18 @@ def _fmt(v: float | None) -> str:
 # -- the export ------------------------------------------------------------------------------
 def export_project(project: Project, out_dir: Path | str, *, coco_rle: bool = False,
                    masks_dir: Path | str | None = None, skip_excluded: bool = False,
-                   with_hd95: bool = True,
-                   progress: Callable[[int, int, str], None] | None = None) -> ExportSummary:
+                   with_hd95: bool = True, model: ModelMasks | None = None,
+                   progress: Callable[[int, int, str], None] | None = None,
+                   cancelled: Callable[[], bool] | None = None) -> ExportSummary:
     """Export every image of ``project`` into ``out_dir`` (see the module docstring).
 
-    ``masks_dir``: where the ground truth is, when not found automatically. ``skip_excluded``:
-    leave out images whose status is "excluded". ``progress(i, n, image_key)`` is called per image.
-    Problems with single images (unreadable mask, size mismatch with the ground truth) are
-    recorded in the manifest's ``error`` column and in ``summary.errors``; write failures raise.
+    ``model``: the current model's masks for the images without a saved correction (None: those
+    get no mask). ``masks_dir``: where the ground truth is, when not found automatically.
+    ``skip_excluded``: leave images whose status is "excluded" out of the manifest too.
+    ``progress(i, n, image_key)`` is called per image; ``cancelled()`` is asked before each image
+    (True: ExportCancelled). Problems with single images (unreadable mask, a failed prediction,
+    size mismatch with the ground truth) are recorded in the manifest's ``error`` column and in
+    ``summary.errors``; write failures raise.
     """
     out = Path(out_dir)
     check_not_ground_truth(out / "x")
@@ -188,11 +257,14 @@ def export_project(project: Project, out_dir: Path | str, *, coco_rle: bool = Fa
     rows: list[dict] = []
     n = len(images)
     for i, image in enumerate(images):
+        if cancelled is not None and cancelled():
+            raise ExportCancelled(f"export cancelled after {i} of {n} images")
         key = project.key(image)
         if progress is not None:
             progress(i, n, key)
         record = project.record(image)
-        if skip_excluded and record.status is ReviewStatus.EXCLUDED:
+        excluded = record.status is ReviewStatus.EXCLUDED
+        if excluded and skip_excluded:
             continue
         stem = project.stem_for(image)
         row: dict = {c: "" for c in MANIFEST_COLUMNS}
@@ -206,16 +278,30 @@ def export_project(project: Project, out_dir: Path | str, *, coco_rle: bool = Fa
         except Exception as exc:  # StoreError naming the file
             correction = prediction = None
             errors.append(str(exc))
-        mask = correction if correction is not None else prediction
-        source = "correction" if correction is not None else ("prediction" if prediction is not None else "")
-        pinfo = store.prediction_info(image)
-        cinfo = store.info(image) if correction is not None else None
-        model_name = (cinfo.model_name if cinfo else None) or (pinfo.model_name if pinfo else None)
-        model_version = (cinfo.model_version if cinfo else None) or (pinfo.model_version if pinfo else None)
-        row.update(corrected="yes" if correction is not None else "no", mask_source=source,
-                   model_name=model_name or "", model_version=model_version or "")
-        if correction is not None:
+        mask, source, model_name, model_version, threshold = None, "", None, None, None
+        if excluded:
+            summary.excluded += 1
+        elif correction is not None:
+            mask, source = correction, "correction"
+            pinfo = store.prediction_info(image)
+            cinfo = store.info(image)
+            model_name = (cinfo.model_name if cinfo else None) or (pinfo.model_name if pinfo else None)
+            model_version = (cinfo.model_version if cinfo else None) or (pinfo.model_version if pinfo else None)
             summary.corrected += 1
+        elif model is None:
+            errors.append("no saved correction and no model to predict the mask")
+        else:
+            try:
+                mask = model.mask(image)
+            except Exception as exc:  # noqa: BLE001 - one image's failure must not stop the export
+                errors.append(f"the model's mask cannot be made: {getattr(exc, 'reason', None) or exc}")
+            else:
+                source, model_name, model_version = "model", model.name, model.version
+                threshold = model.threshold
+                summary.from_model += 1
+        row.update(corrected="yes" if correction is not None else "no", mask_source=source,
+                   model_name=model_name or "", model_version=model_version or "",
+                   threshold="" if threshold is None else f"{threshold:g}")
         gt_path = find_ground_truth(image, masks_dir)
         if mask is not None:
             summary.masks += 1
@@ -229,7 +315,8 @@ def export_project(project: Project, out_dir: Path | str, *, coco_rle: bool = Fa
                      "coordinates": "pixel-edge (pixel (r, c) covers [c, c+1] x [r, r+1])"}
             atomic_write_text(out / poly_name, json.dumps(feature_collection(mask, props)) + "\n")
             row.update(mask_file=mask_name, polygons_file=poly_name, lesion_pixels=int(mask.sum()))
-            if prediction is not None and prediction.shape == mask.shape:
+            if source == "correction" and prediction is not None and prediction.shape == mask.shape:
+                # with the model's mask the correction started from
                 row["agreement_with_prediction"] = _fmt(agreement(mask, prediction))
             image_id = len(coco_images) + 1
             coco_images.append({"id": image_id, "file_name": key, "width": int(mask.shape[1]),

@@ -761,7 +761,7 @@ class EditController(QObject):
 
     # ------------------------------------------------------------------ export
     def open_export(self) -> None:
-        from dermaseg_app.gui.export_dialog import ExportDialog
+        from dermaseg_app.gui.export_dialog import ExportDialog, session_model
 
         projects = list(self.session.projects.projects.values())
         if not projects:
@@ -771,8 +771,9 @@ class EditController(QObject):
         current = None
         if self.session.current >= 0:
             current = self.session.projects.project_for(self.session.entries[self.session.current].case.image)
+        factory, model_text = session_model(self.session)
         dialog = ExportDialog(projects, current or projects[0], len(self.book.dirty_rows()), self.w,
-                              pool=self.session.pool)
+                              pool=self.session.pool, model_factory=factory, model_text=model_text)
         self.export_dialog = dialog
         dialog.show()
 
