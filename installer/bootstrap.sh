@@ -18,16 +18,32 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 mkdir -p "$venv"
 
-# Qt's offscreen/xcb platforms need a few system libraries that a bare Debian/Ubuntu lacks.
-need_libs=()
-for lib in libGL.so.1 libEGL.so.1 libxkbcommon.so.0 libfontconfig.so.1 libdbus-1.so.3; do
-  ldconfig -p 2>/dev/null | grep -q "$lib" || need_libs+=("$lib")
-done
-if [ ${#need_libs[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-  echo "dermaseg: installing system libraries for Qt (${need_libs[*]})..." >&2
-  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-      libgl1 libegl1 libxkbcommon0 libfontconfig1 libdbus-1-3 fonts-dejavu-core; } >>"$log" 2>&1 \
-    || echo "dermaseg: could not install Qt's system libraries; see $log" >&2
+# Qt's offscreen/xcb platforms need system libraries that a bare Debian/Ubuntu lacks
+# (installer/qt_libs.sh: the list, and a check that reads `ldconfig -p` once, without a pipe).
+# apt-get runs only for what is really missing, and a failed install is not retried at every launch.
+# shellcheck source=qt_libs.sh
+source "$root/installer/qt_libs.sh"
+need_pkgs="$(dermaseg_missing_qt_packages)"
+if [ -n "$need_pkgs" ]; then
+  failed="$venv/.dermaseg-qt-libs-failed"
+  # shellcheck disable=SC2086  # one word per package
+  if [ -f "$failed" ] && [ "$(cat "$failed")" = "$need_pkgs" ]; then
+    :  # tried before and failed: the hint below says what to do
+  elif command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "dermaseg: installing system libraries for Qt ($need_pkgs)..." >&2
+    if { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+           $need_pkgs fonts-dejavu-core; } >>"$log" 2>&1; then
+      rm -f "$failed"
+      need_pkgs="$(dermaseg_missing_qt_packages)"
+    else
+      echo "$need_pkgs" >"$failed"
+      echo "dermaseg: could not install Qt's system libraries; see $log" >&2
+    fi
+  fi
+  if [ -n "$need_pkgs" ]; then
+    echo "dermaseg: Qt needs system libraries that are missing: $(dermaseg_missing_qt_libs | cut -d' ' -f1 | tr '\n' ' ')" >&2
+    echo "dermaseg: install them with: sudo apt-get install $need_pkgs" >&2
+  fi
 fi
 
 stamp="$venv/.dermaseg-stamp"
