@@ -71,7 +71,7 @@ def test_json_schema_relative_posix_keys(folder: Path) -> None:
     project.set_status(folder / "sub" / "c.jpg", ReviewStatus.REJECTED)
     project.set_status("b.png", ReviewStatus.EXCLUDED)  # relative to the image folder
     data = json.loads(project.path.read_text(encoding="utf-8"))
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert set(data["images"]) == {"sub/c.jpg", "b.png"}
     assert data["images"]["sub/c.jpg"]["status"] == "rejected"
     assert data["images"]["b.png"]["status"] == "excluded"
@@ -82,7 +82,7 @@ def test_keys_and_stems(folder: Path) -> None:
     project = Project.open_for(folder)
     assert project.key(folder / "sub" / "c.jpg") == "sub/c.jpg"
     assert project.stem_for(folder / "a.jpg") == "a"
-    assert project.stem_for(folder / "sub" / "c.jpg") == "sub__c"
+    assert project.stem_for(folder / "sub" / "c.jpg") == "c"  # ISIC naming in sub-folders too
     assert project.image_path("sub/c.jpg") == folder.resolve() / "sub" / "c.jpg"
     with pytest.raises(ValueError, match="not inside"):
         project.key(folder.parent / "elsewhere.jpg")
@@ -114,8 +114,8 @@ def test_corrupt_project_json_kept_aside(folder: Path, caplog) -> None:
     assert kept[0].read_bytes() == damaged  # still there
 
 
-@pytest.mark.parametrize("content", ['[1, 2]', '{"images": [1]}', '{"images": {"a.jpg": 3}}',
-                                     '{"schema_version": 99, "images": {}}', "\udcff"])
+@pytest.mark.parametrize("content", ['[1, 2]', '{"images": [1]}', '{"schema_version": "2"}',
+                                     "[" * 100000 + "]" * 100000, "\udcff"])
 def test_other_corruptions(folder: Path, content: str) -> None:
     pdir = folder / PROJECT_DIRNAME
     pdir.mkdir()
@@ -207,7 +207,7 @@ def test_failed_save_keeps_previous_file(folder: Path, monkeypatch) -> None:
     monkeypatch.undo()
     assert project.path.read_bytes() == before
     # no temp files left behind by the failed write
-    assert sorted(p.name for p in project.project_dir.iterdir()) == ["project.json"]
+    assert sorted(p.name for p in project.project_dir.iterdir()) == ["project.json", "project.lock"]
     # the change is still in memory and is written by the next successful save
     assert project.record(folder / "b.png").status is ReviewStatus.REJECTED
     project.save()
@@ -233,7 +233,7 @@ def test_module_does_not_import_qt_or_torch() -> None:
             "bad = [m for m in ('PySide6', 'pyqtgraph', 'torch') if m in sys.modules]; "
             "sys.exit(1 if bad else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
-    assert project_mod.SCHEMA_VERSION == 1
+    assert project_mod.SCHEMA_VERSION == 2
 
 
 def test_two_windows_do_not_overwrite_each_other(folder: Path) -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 __all__ = [
     "TEMP_PREFIX",
     "AtomicWriteError",
+    "atomic_create_bytes",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
@@ -176,6 +177,54 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         _commit(tmp, target)
 
 
+def atomic_create_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Create ``path`` holding ``data``, atomically and exclusively: never over an existing file.
+
+    The data is written and fsynced in a temp file that is then hard-linked to the target, which
+    fails when the target exists (two writers choosing the same name: one wins, the other gets
+    FileExistsError and picks another name). Where the file system has no hard links the target
+    is created with ``O_EXCL`` and written in place (still exclusive; a crash may then leave it
+    incomplete, which readers report as corrupt). Raises FileExistsError, or AtomicWriteError for
+    other failures; no temp file is left behind.
+    """
+    target = Path(path)
+    fd, tmp = _make_temp(target)
+    with _removed_on_failure(tmp, target):
+        try:
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        with contextlib.suppress(OSError):
+            os.chmod(tmp, 0o666 & ~_current_umask())
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            raise
+        except OSError as err:
+            if err.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK,
+                                 getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)):
+                raise
+            _create_exclusive_in_place(target, data)
+        _unlink_quietly(tmp)
+        _fsync_dir(target.parent)
+
+
+def _create_exclusive_in_place(target: Path, data: bytes) -> None:
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def _removed_on_failure(tmp: Path, target: Path) -> Iterator[None]:
     """On any failure inside the block: remove the temp file; an OSError becomes an
@@ -184,7 +233,7 @@ def _removed_on_failure(tmp: Path, target: Path) -> Iterator[None]:
         yield
     except BaseException as err:
         _unlink_quietly(tmp)
-        if isinstance(err, OSError):
+        if isinstance(err, OSError) and not isinstance(err, FileExistsError):
             raise _wrap(err, target) from err
         raise
 

@@ -16,6 +16,9 @@ Conventions (see docs/DESIGN.md):
   the colour channels (alpha ignored). The same EXIF orientation rule applies.
 * ``write_mask_png`` writes a single-channel 8-bit PNG with 0 and 255, atomically.
 * Every failure a user can cause raises :class:`ImageReadError` naming the file and the reason.
+* Only regular files are read (a FIFO, a device or a folder is refused at once, never waited
+  on), up to ``max_file_bytes``; an image whose header declares more than ``max_image_pixels``
+  is refused before decoding (core.limits: both are settings).
 
 Files are read as bytes and decoded in memory (``cv2.imdecode``), so paths with non-ASCII
 characters work on every platform.
@@ -23,18 +26,23 @@ characters work on every platform.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from dermaseg_app.core.atomic import atomic_write_bytes
+from dermaseg_app.core.errors import DermaSegError
+from dermaseg_app.core.limits import limits
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageReadError",
+    "encode_mask_png",
     "image_size",
     "read_image",
     "read_mask",
@@ -49,19 +57,11 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 _EXIF_ORIENTATION = 0x0112
 
 
-class ImageReadError(Exception):
+class ImageReadError(DermaSegError):
     """An image or mask file could not be read. ``.path`` and ``.reason`` say which and why."""
-
-    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(str(self))
 
     def __str__(self) -> str:
         return f"cannot read {self.path}: {self.reason}"
-
-    def __reduce__(self) -> tuple[type, tuple[Path, str]]:  # picklable across processes
-        return (type(self), (self.path, self.reason))
 
 
 # --------------------------------------------------------------------------------------------
@@ -96,22 +96,104 @@ def _other_format(data: bytes) -> str | None:
     return None
 
 
-def _read_bytes(path: Path) -> bytes:
+_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+
+
+def _open_regular(path: Path) -> tuple[int, int]:
+    """(fd, size) of a regular file opened for reading, never blocking (a FIFO opens at once
+    with O_NONBLOCK and is then refused). Raises ImageReadError with the reason."""
     try:
-        if path.is_dir():
-            raise ImageReadError(path, "it is a folder, not an image file")
-        data = path.read_bytes()
+        fd = os.open(path, _OPEN_FLAGS)
     except FileNotFoundError:
+        if os.path.lexists(path):
+            raise ImageReadError(path, "it is a broken symbolic link") from None
         raise ImageReadError(path, "the file does not exist") from None
     except PermissionError:
         raise ImageReadError(path, "permission denied") from None
     except IsADirectoryError:
         raise ImageReadError(path, "it is a folder, not an image file") from None
     except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise ImageReadError(path, "it is a symbolic link loop") from None
+        if err.errno == errno.ENXIO:
+            raise ImageReadError(path, "it is not a regular file (a socket or device)") from None
         raise ImageReadError(path, f"the file cannot be read ({err.strerror or err})") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageReadError(path, "it is a folder, not an image file")
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "a device or other special file"
+            raise ImageReadError(path, f"it is not a regular file but {kind}; only image files are read")
+        cap = limits().max_file_bytes
+        if st.st_size > cap:
+            raise ImageReadError(path, f"the file is {st.st_size / 1024**2:.0f} MB, over the limit of "
+                                       f"{cap / 1024**2:.0f} MB (setting max_file_bytes)")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st.st_size
+
+
+def _read_fd(fd: int, count: int) -> bytes:
+    chunks = []
+    left = count
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 24))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_bytes(path: Path, prefix: int | None = None) -> bytes:
+    """The file's bytes (at most ``prefix`` of them when given); ImageReadError with the reason."""
+    fd, size = _open_regular(path)
+    try:
+        data = _read_fd(fd, size if prefix is None else min(size, prefix))
+    except OSError as err:
+        raise ImageReadError(path, f"the file cannot be read ({err.strerror or err})") from None
+    finally:
+        os.close(fd)
     if not data:
         raise ImageReadError(path, "the file is empty (0 bytes)")
     return data
+
+
+def _header(data: bytes, fmt: str) -> tuple[int, int, int]:
+    """(width, height, EXIF orientation) as stored, from the header alone: no pixel is decoded
+    and Pillow's decompression-bomb check (which raises for large images) is not involved.
+    Raises an exception of Pillow's when the header cannot be parsed."""
+    from PIL import BmpImagePlugin, JpegImagePlugin, PngImagePlugin, TiffImagePlugin
+
+    cls = {"JPEG": JpegImagePlugin.JpegImageFile, "PNG": PngImagePlugin.PngImageFile,
+           "BMP": BmpImagePlugin.BmpImageFile, "TIFF": TiffImagePlugin.TiffImageFile}[fmt]
+    im = cls(io.BytesIO(data))
+    try:
+        w, h = im.size
+        try:
+            orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
+        except Exception:  # a broken EXIF block must not make a readable image unreadable
+            orientation = 1
+    finally:
+        im.close()
+    return int(w), int(h), orientation if 1 <= orientation <= 8 else 1
+
+
+def _check_pixels(path: Path, w: int, h: int) -> None:
+    cap = limits().max_image_pixels
+    if w * h > cap:
+        raise ImageReadError(
+            path, f"the image is {w}x{h} pixels ({w * h / 1e6:.0f} megapixels), over the limit of "
+                  f"{cap / 1e6:g} megapixels (setting max_image_pixels); it is not decoded")
+
+
+def _sync_pillow_limit() -> None:
+    """Pillow's own bomb check follows ours (it raises at twice its MAX_IMAGE_PIXELS)."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = limits().max_image_pixels
 
 
 def _pil_orientation(data: bytes) -> int:
@@ -180,6 +262,14 @@ def _decode(path: Path, data: bytes) -> np.ndarray:
         raise ImageReadError(
             path, "not an image: the content is not JPEG, PNG, BMP or TIFF data"
         )
+    try:
+        w, h, orientation = _header(data, fmt)
+    except Exception:  # noqa: BLE001 - Pillow cannot parse it: the decoder gives the reason
+        w = h = None
+        orientation = 1
+    if w is not None:
+        _check_pixels(path, w, h)
+    _sync_pillow_limit()
     if fmt == "JPEG" and _jpeg_is_truncated(data):
         raise ImageReadError(path, "the JPEG file is truncated (incomplete download or copy?)")
     buf = np.frombuffer(data, dtype=np.uint8)
@@ -189,7 +279,10 @@ def _decode(path: Path, data: bytes) -> np.ndarray:
         raise ImageReadError(path, f"corrupt {fmt} data ({str(err).strip()[:200]})") from None
     if arr is None or arr.size == 0:
         raise ImageReadError(path, f"corrupt or truncated {fmt} data: the decoder failed")
-    return _apply_orientation(arr, _pil_orientation(data))
+    if w is None:
+        _check_pixels(path, arr.shape[1], arr.shape[0])
+        orientation = _pil_orientation(data)
+    return _apply_orientation(arr, orientation)
 
 
 def _to_unit_range(arr: np.ndarray, path: Path) -> np.ndarray:
@@ -277,28 +370,28 @@ def read_mask(path: str | os.PathLike[str]) -> np.ndarray:
 def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
     """(width, height) as read_image would return them, from the header only (cheap).
 
-    EXIF orientations 5..8 swap width and height. Raises ImageReadError like read_image.
+    EXIF orientations 5..8 swap width and height. Raises ImageReadError like read_image, also for
+    an image over the pixel limit.
     """
     p = Path(path)
-    try:
-        from PIL import Image, UnidentifiedImageError
-
-        with Image.open(p) as im:
-            w, h = im.size
-            try:
-                orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
-            except Exception:
-                orientation = 1
-    except FileNotFoundError:
-        raise ImageReadError(p, "the file does not exist") from None
-    except PermissionError:
-        raise ImageReadError(p, "permission denied") from None
-    except IsADirectoryError:
-        raise ImageReadError(p, "it is a folder, not an image file") from None
-    except (UnidentifiedImageError, OSError, ValueError):
-        # Fall back to a full decode, which produces the precise reason.
+    data = _read_bytes(p, prefix=1 << 20)
+    fmt = _sniff(data)
+    header = None
+    if fmt is not None:
+        try:
+            header = _header(data, fmt)
+        except Exception:  # noqa: BLE001 - maybe the header needs more than the first MB
+            full = _read_bytes(p)
+            if len(full) > len(data):
+                try:
+                    header = _header(full, fmt)
+                except Exception:  # noqa: BLE001
+                    header = None
+    if header is None:  # a full decode produces the precise reason
         h, w = read_image(p).shape[:2]
         return int(w), int(h)
+    w, h, orientation = header
+    _check_pixels(p, w, h)
     if orientation in (5, 6, 7, 8):
         w, h = h, w
     return int(w), int(h)
@@ -315,16 +408,21 @@ def _encode(ext: str, arr: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def encode_mask_png(mask: np.ndarray) -> bytes:
+    """``mask`` (HxW; bool, or numbers where nonzero = lesion) as the bytes of a 0/255 8-bit PNG."""
+    m = np.asarray(mask)
+    if m.ndim != 2:
+        raise ValueError(f"a mask must be 2-D (HxW), got shape {m.shape}")
+    out = np.where(m.astype(bool), np.uint8(255), np.uint8(0))
+    return _encode(".png", out)
+
+
 def write_mask_png(path: str | os.PathLike[str], mask: np.ndarray) -> None:
     """Write ``mask`` (HxW; bool, or numbers where nonzero = lesion) as a 0/255 8-bit PNG.
 
     The write is atomic (core.atomic); errors are AtomicWriteError naming the path.
     """
-    m = np.asarray(mask)
-    if m.ndim != 2:
-        raise ValueError(f"a mask must be 2-D (HxW), got shape {m.shape}")
-    out = np.where(m.astype(bool), np.uint8(255), np.uint8(0))
-    atomic_write_bytes(path, _encode(".png", out))
+    atomic_write_bytes(path, encode_mask_png(mask))
 
 
 def write_image(path: str | os.PathLike[str], rgb: np.ndarray, jpeg_quality: int = 95) -> None:

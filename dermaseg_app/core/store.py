@@ -11,11 +11,21 @@ Layout inside a project folder (core.project)::
     journal/<stem>.jsonl                  every edit since the last save, one JSON line each,
                                           flushed and fsynced at once
 
-Every file write is atomic (core.atomic); the journal is appended and fsynced per line, so a
-crash loses at most the brush stroke in progress: ``pending_recovery(project)`` lists the images
-with an unsaved journal and ``store.recover(stem)`` replays it onto the last saved mask (or the
-prediction). A failing write raises :class:`StoreError` naming the file and the cause; the
-previous file is intact and the edit stays in memory and in the journal.
+``<stem>`` is the image's stem in the project (``Project.stem_for``): ISIC naming, unique and
+recorded in project.json before a file is named after it.
+
+Every file write is atomic (core.atomic), and a revision file is created exclusively (a revision
+number is never taken twice). The journal is appended and fsynced per line, so a crash loses at
+most the brush stroke in progress: ``pending_recovery(project)`` lists the images with an unsaved
+journal and ``store.recover(stem)`` replays it onto the saved revision it was started from (or the
+prediction). The journal's first line names that revision (``base_revision``); a journal older
+than the image's saved revision (a crash after the save was complete but before the journal was
+cleared) is stale and discarded, so no edit is ever applied twice. A failing append is truncated
+back, and a damaged line is skipped. A failing write raises :class:`StoreError` naming the file
+and the cause; the previous file is intact and the edit stays in memory and in the journal.
+
+The commit point of a save is the sidecar: a crash before it leaves the previous correction in
+force (a revision file written before it is orphaned and never reused).
 
 Ground truth is never written: every target path is checked against the image's ground truth
 (core.dataset.find_ground_truth) and against ground-truth folders (``*GroundTruth``, ``masks``,
@@ -28,32 +38,32 @@ import json
 import logging
 import os
 import re
+import stat
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from dermaseg_app.core.atomic import atomic_write_text, cleanup_stale_temp_files
+from dermaseg_app.core.atomic import atomic_create_bytes, atomic_write_text, cleanup_stale_temp_files
 from dermaseg_app.core.dataset import find_ground_truth, is_mask_folder_name
+from dermaseg_app.core.errors import DermaSegError
 from dermaseg_app.core.history import History, replay_entry
-from dermaseg_app.core.imageio import ImageReadError, image_size, read_mask, write_mask_png
+from dermaseg_app.core.imageio import ImageReadError, encode_mask_png, image_size, read_mask, write_mask_png
 from dermaseg_app.core.metrics import agreement
 from dermaseg_app.core.project import Project, ProjectError, utc_now
 
 log = logging.getLogger(__name__)
 
 SIDECAR_VERSION = 1
+JOURNAL_VERSION = 2
+MAX_SIDECAR_BYTES = 16 * 1024 * 1024
+MAX_JOURNAL_LINE = 64 * 1024 * 1024
 GROUND_TRUTH_DIR_NAMES = frozenset({"gt", "ground_truth", "ground-truth"})
 
 
-class StoreError(Exception):
+class StoreError(DermaSegError):
     """Saving or reading a correction failed; the message names the file and the reason."""
-
-    def __init__(self, path: Path | str, reason: str) -> None:
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
 
 
 class GroundTruthProtected(StoreError):
@@ -78,7 +88,7 @@ def check_not_ground_truth(path: Path | str, protected: Iterable[Path | str] = (
     refused as well.
     """
     p = Path(os.path.abspath(path))
-    resolved = p.resolve()
+    resolved = Path(os.path.realpath(p))
     for candidate in (p, resolved):
         folders = list(candidate.parents)
         limit = None
@@ -92,7 +102,7 @@ def check_not_ground_truth(path: Path | str, protected: Iterable[Path | str] = (
                 raise GroundTruthProtected(p, f"refusing to write inside the ground-truth folder {folder}")
     for gt in protected:
         g = Path(gt)
-        if Path(os.path.abspath(g)) == p or g.resolve() == resolved:
+        if Path(os.path.abspath(g)) == p or Path(os.path.realpath(g)) == resolved:
             raise GroundTruthProtected(p, "refusing to overwrite the image's ground truth")
         try:
             if resolved.exists() and g.exists() and os.path.samefile(resolved, g):
@@ -136,10 +146,84 @@ class CorrectionInfo:
 
     @classmethod
     def from_json(cls, data: dict) -> "CorrectionInfo":
-        revs = [Revision(**r) for r in data.get("revisions", [])]
-        fields = {k: data.get(k) for k in ("stem", "image", "saved", "model_name", "model_version",
-                                           "shape", "area", "changed_pixels", "dsc_vs_prediction")}
-        return cls(**fields, revisions=revs, schema_version=int(data.get("schema_version", 1)))
+        """The sidecar stored as ``data``; ValueError when a field is missing or of the wrong type."""
+        if not isinstance(data, dict):
+            raise ValueError("the sidecar is not a JSON object")
+        revisions = data.get("revisions", [])
+        if not isinstance(revisions, list):
+            raise ValueError("'revisions' is not a list")
+        revs = [_revision_from_json(r) for r in revisions]
+        shape = data.get("shape")
+        if not (isinstance(shape, list) and len(shape) == 2 and all(_is_int(v) and v >= 0 for v in shape)):
+            raise ValueError(f"'shape' is not [height, width] ({str(shape)[:60]})")
+        version = data.get("schema_version", 1)
+        if not _is_int(version):
+            raise ValueError("'schema_version' is not a whole number")
+        return cls(stem=_text(data, "stem"), image=_text(data, "image"), saved=_text(data, "saved"),
+                   model_name=_text(data, "model_name", optional=True),
+                   model_version=_text(data, "model_version", optional=True),
+                   shape=[int(v) for v in shape], area=_count(data, "area"),
+                   changed_pixels=_count(data, "changed_pixels", optional=True),
+                   dsc_vs_prediction=_fraction(data, "dsc_vs_prediction"),
+                   revisions=revs, schema_version=int(version))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _text(data: dict, key: str, optional: bool = False) -> str | None:
+    value = data.get(key)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{key!r} is not text")
+    return value
+
+
+def _count(data: dict, key: str, optional: bool = False) -> int | None:
+    value = data.get(key)
+    if value is None and optional:
+        return None
+    if not _is_int(value) or value < 0:
+        raise ValueError(f"{key!r} is not a pixel count")
+    return int(value)
+
+
+def _fraction(data: dict, key: str) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{key!r} is not a number")
+    return float(value)
+
+
+def _revision_from_json(data: object) -> Revision:
+    if not isinstance(data, dict):
+        raise ValueError("a revision is not an object")
+    n = data.get("n")
+    if not _is_int(n) or n < 1:
+        raise ValueError("a revision number is not a whole number of at least 1")
+    return Revision(n=int(n), file=_text(data, "file"), saved=_text(data, "saved"),
+                    area=_count(data, "area"), changed_pixels=_count(data, "changed_pixels", optional=True),
+                    dsc_vs_prediction=_fraction(data, "dsc_vs_prediction"))
+
+
+def _read_json(path: Path, limit: int = MAX_SIDECAR_BYTES) -> object:
+    """JSON from ``path``: FileNotFoundError when missing; ValueError for a file that is not JSON,
+    too large, nested too deeply, or not a regular file; OSError when it cannot be read."""
+    st = os.stat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise ValueError("it is not a regular file")
+    if st.st_size > limit:
+        raise ValueError(f"it is larger than {limit} bytes")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text ({exc.reason})") from None
 
 
 @dataclass(frozen=True)
@@ -169,6 +253,8 @@ class CorrectionStore:
         self.predictions_dir = root / "predictions"
         self.journal_dir = root / "journal"
         self._protected_extra: list[Path] = []
+        if project.read_only:  # nothing is created or cleaned; reading works, writing says why
+            return
         for d in (self.corrections_dir, self.revisions_dir, self.predictions_dir, self.journal_dir):
             check_not_ground_truth(d / "x", roots=self._roots())
             try:
@@ -177,8 +263,25 @@ class CorrectionStore:
                 raise StoreError(d, f"cannot create the folder ({exc.strerror or exc})") from exc
             cleanup_stale_temp_files(d)
         for sub in self.revisions_dir.iterdir():
-            if sub.is_dir():
+            if sub.is_dir() and not sub.is_symlink():
                 cleanup_stale_temp_files(sub)
+
+    @property
+    def read_only(self) -> bool:
+        return self.project.read_only
+
+    def _check_writable(self) -> None:
+        if self.project.read_only:
+            raise StoreError(self.project.project_dir,
+                             f"the project is read-only ({self.project.read_only_reason}); nothing is saved")
+
+    def _assign(self, image: Path | str) -> str:
+        """The image's stem, recorded in the project before files are named after it."""
+        self._check_writable()
+        try:
+            return self.project.assign_stem(image)
+        except ProjectError as exc:
+            raise StoreError(exc.path, f"cannot record the image's file name in the project ({exc.reason})") from exc
 
     # -- names ----------------------------------------------------------------------------------
     def stem(self, image: Path | str) -> str:
@@ -226,6 +329,7 @@ class CorrectionStore:
 
     # -- writing helpers --------------------------------------------------------------------------
     def _write_mask(self, path: Path, mask: np.ndarray, image: Path | str | None) -> None:
+        self._check_writable()
         self._guard(path, image)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -235,6 +339,7 @@ class CorrectionStore:
                                    "unchanged and the edit is kept in memory and in the journal") from exc
 
     def _write_json(self, path: Path, data: dict, image: Path | str | None) -> None:
+        self._check_writable()
         self._guard(path, image)
         try:
             atomic_write_text(path, json.dumps(data, indent=1) + "\n")
@@ -242,8 +347,19 @@ class CorrectionStore:
             raise StoreError(path, f"cannot save ({_reason(exc)}); the previous file is unchanged") from exc
 
     def _read_mask(self, path: Path) -> np.ndarray | None:
-        if not path.is_file():
+        """The stored mask at ``path``; None when there is none; StoreError when something is
+        there that cannot be read (also a folder or other non-file in its place)."""
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            if os.path.lexists(path):
+                raise StoreError(path, "it is a broken symbolic link, not a stored mask") from None
             return None
+        except OSError as exc:
+            raise StoreError(path, f"cannot read the stored mask ({_reason(exc)})") from exc
+        if not stat.S_ISREG(st.st_mode):
+            what = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise StoreError(path, f"the stored mask is {what}; move it away to use the file")
         try:
             return read_mask(path)
         except ImageReadError as exc:
@@ -253,9 +369,12 @@ class CorrectionStore:
     def save_prediction(self, image: Path | str, mask: np.ndarray, model_name: str | None = None,
                         model_version: str | None = None, overwrite: bool = False) -> Path:
         """Keep the model's mask the correction starts from (kept as it is unless ``overwrite``)."""
+        self._check_writable()
         path = self.prediction_path(image)
-        if path.exists() and not overwrite:
+        if os.path.lexists(path) and not overwrite:
             return path
+        self._assign(image)
+        path = self.prediction_path(image)
         mask = np.asarray(mask, dtype=bool)
         self._check_size(image, mask)
         self._write_mask(path, mask, image)
@@ -269,7 +388,14 @@ class CorrectionStore:
     def prediction_info(self, image: Path | str) -> PredictionInfo | None:
         path = self.prediction_info_path(image)
         try:
-            return PredictionInfo(**json.loads(path.read_text(encoding="utf-8")))
+            data = _read_json(path)
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            info = PredictionInfo(model_name=_text(data, "model_name", optional=True),
+                                  model_version=_text(data, "model_version", optional=True),
+                                  saved=_text(data, "saved"), shape=list(data.get("shape") or []),
+                                  area=_count(data, "area"))
+            return info
         except FileNotFoundError:
             return None
         except (OSError, ValueError, TypeError) as exc:
@@ -278,7 +404,9 @@ class CorrectionStore:
 
     # -- corrections ----------------------------------------------------------------------------
     def has_correction(self, image: Path | str) -> bool:
-        return self.correction_path(image).is_file()
+        """True when something is stored as the image's correction (load_correction says
+        whether it can be read)."""
+        return os.path.lexists(self.correction_path(image))
 
     def load_correction(self, image: Path | str) -> np.ndarray | None:
         return self._read_mask(self.correction_path(image))
@@ -290,9 +418,11 @@ class CorrectionStore:
 
     def info(self, image: Path | str) -> CorrectionInfo | None:
         """The sidecar of the image's correction (None when never saved or unreadable)."""
-        path = self.sidecar_path(image)
+        return self._info_at(self.sidecar_path(image))
+
+    def _info_at(self, path: Path) -> CorrectionInfo | None:
         try:
-            return CorrectionInfo.from_json(json.loads(path.read_text(encoding="utf-8")))
+            return CorrectionInfo.from_json(_read_json(path))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, TypeError) as exc:
@@ -301,7 +431,9 @@ class CorrectionStore:
 
     def revisions(self, image: Path | str) -> list[Path]:
         """Saved revision files, oldest first."""
-        d = self.revision_dir(image)
+        return self._revision_files(self.revision_dir(image))
+
+    def _revision_files(self, d: Path) -> list[Path]:
         if not d.is_dir():
             return []
         found = []
@@ -318,7 +450,7 @@ class CorrectionStore:
         mask = np.asarray(mask, dtype=bool)
         if mask.ndim != 2:
             raise ValueError(f"a mask is 2-D, got shape {mask.shape}")
-        stem = self.stem(image)
+        stem = self._assign(image)
         key = self.project.key(image)
         self._check_size(image, mask)
         pred = self.load_prediction(image)
@@ -332,12 +464,9 @@ class CorrectionStore:
         revs = self.revisions(image)
         n = max([int(p.name.split("_")[0]) for p in revs] + [r.n for r in (old.revisions if old else [])]
                 + [0]) + 1
-        rev_path = self.revision_dir(image) / f"{n}_segmentation.png"
-        while rev_path.exists():  # never overwrite a revision
-            n += 1
-            rev_path = self.revision_dir(image) / f"{n}_segmentation.png"
         now = utc_now()
-        self._write_mask(rev_path, mask, image)
+        rev_path = self._create_revision(image, n, mask)
+        n = int(rev_path.name.split("_")[0])
         self._write_mask(self.correction_path(image), mask, image)
         revision = Revision(n, rev_path.relative_to(self.project.project_dir).as_posix(), now,
                             int(mask.sum()), changed, dsc)
@@ -356,6 +485,40 @@ class CorrectionStore:
             raise StoreError(self.project.path, f"cannot update the project ({exc})") from exc
         return info
 
+    def _create_revision(self, image: Path | str, n: int, mask: np.ndarray) -> Path:
+        """Write revision ``n`` (or the next free number) exclusively: never over a revision,
+        also not over one another writer created a moment ago."""
+        folder = self.revision_dir(image)
+        data = encode_mask_png(mask)
+        for _ in range(10000):
+            path = folder / f"{n}_segmentation.png"
+            self._guard(path, image)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                atomic_create_bytes(path, data)
+                return path
+            except FileExistsError:
+                n += 1
+            except OSError as exc:
+                raise StoreError(path, f"cannot save the revision ({_reason(exc)}); the previous "
+                                       "correction is unchanged and the edit is kept in memory and "
+                                       "in the journal") from exc
+        raise StoreError(folder, "no free revision number")
+
+    def _saved_revision(self, stem: str) -> tuple[int, Path | None]:
+        """(number, file) of the image's saved revision: the sidecar's last (the commit point of
+        a save), else -- with no readable sidecar -- the highest revision file; (0, None) if none."""
+        info = self._info_at(self.corrections_dir / f"{stem}.json")
+        folder = self.revisions_dir / stem
+        if info is not None and info.revisions:
+            n = info.revisions[-1].n
+            path = folder / f"{n}_segmentation.png"
+            return n, path if os.path.lexists(path) else None
+        files = self._revision_files(folder)
+        if files:
+            return int(files[-1].name.split("_")[0]), files[-1]
+        return 0, None
+
     def _check_size(self, image: Path | str, mask: np.ndarray) -> None:
         """A mask must have the image's size (read from the header; skipped when unreadable)."""
         path = self.project.image_path(self.project.key(image))
@@ -371,57 +534,121 @@ class CorrectionStore:
 
     # -- journal ----------------------------------------------------------------------------------
     def append_journal(self, image: Path | str, entry: dict) -> None:
-        """Append one edit to the image's journal at once (flush + fsync)."""
-        stem = self.stem(image)
+        """Append one edit to the image's journal at once (flush + fsync). A failed append is
+        truncated back, so the journal stays whole for the edits written after it."""
+        stem = self._assign(image)
         path = self.journal_path_for_stem(stem)
         self._guard(path, None)
+        line = json.dumps(dict(entry, t=utc_now()), separators=(",", ":")) + "\n"
+        fd = None
+        size = 0
         try:
-            new = not path.exists() or path.stat().st_size == 0
-            with open(path, "a", encoding="utf-8") as fh:
-                if new:
-                    header = {"journal": 1, "image": self.project.key(image), "started": utc_now()}
-                    fh.write(json.dumps(header) + "\n")
-                fh.write(json.dumps(dict(entry, t=utc_now()), separators=(",", ":")) + "\n")
-                fh.flush()
-                os.fsync(fh.fileno())
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise OSError(0, "the journal is not a regular file")
+            size = st.st_size
+            text = line
+            if size == 0:
+                base, _ = self._saved_revision(stem)
+                header = {"journal": JOURNAL_VERSION, "image": self.project.key(image),
+                          "started": utc_now(), "base_revision": base}
+                text = json.dumps(header) + "\n" + line
+            elif not self._ends_with_newline(path, size):
+                text = "\n" + line  # a crash cut the last line: start a fresh one
+            data = text.encode("utf-8")
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
         except OSError as exc:
+            if fd is not None:
+                try:
+                    os.ftruncate(fd, size)
+                except OSError:
+                    pass
             raise StoreError(path, f"cannot write the edit journal ({_reason(exc)}); the edit is "
                                    "kept in memory -- save as soon as possible") from exc
+        finally:
+            if fd is not None:
+                os.close(fd)
 
-    def journal_entries(self, stem: str) -> list[dict]:
-        """The edits recorded for ``stem`` (without the header). A damaged last line (crash during
-        the write) is skipped; a damaged line in the middle stops the replay there, with a warning."""
+    @staticmethod
+    def _ends_with_newline(path: Path, size: int) -> bool:
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(size - 1)
+                return fh.read(1) == b"\n"
+        except OSError:
+            return True
+
+    def _journal_lines(self, stem: str) -> tuple[dict | None, list[dict]]:
+        """(header or None, entries) of a journal; damaged lines are skipped with a warning."""
         path = self.journal_path_for_stem(stem)
         try:
-            lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+            st = os.stat(path)
+            if not stat.S_ISREG(st.st_mode):
+                raise StoreError(path, "the journal is not a regular file")
+            with open(path, "rb") as fh:
+                raw = fh.read()
         except FileNotFoundError:
-            return []
+            return None, []
         except OSError as exc:
             raise StoreError(path, f"cannot read the journal ({_reason(exc)})") from exc
-        out = []
+        lines = raw.split(b"\n")
+        header: dict | None = None
+        out: list[dict] = []
         for i, line in enumerate(lines):
             if not line.strip():
                 continue
             try:
-                entry = json.loads(line)
-            except ValueError:
-                if i < len(lines) - 1:
-                    log.warning("%s: damaged line %d; the edits after it are not recovered", path, i + 1)
-                break
-            if not isinstance(entry, dict) or "journal" in entry:
+                if len(line) > MAX_JOURNAL_LINE:
+                    raise ValueError("too long")
+                entry = json.loads(line.decode("utf-8"))
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                if i < len(lines) - 1 and lines[i + 1:] != [b""]:
+                    log.warning("%s: damaged line %d skipped", path, i + 1)
+                continue
+            if not isinstance(entry, dict):
+                continue
+            if "journal" in entry:
+                if header is None and not out:
+                    header = entry
                 continue
             out.append(entry)
-        return out
+        return header, out
+
+    def journal_is_stale(self, stem: str) -> bool:
+        """True when the journal was started before the image's saved revision: a save finished
+        after it (only the clearing was cut short), so its edits are in the saved file already."""
+        header, _ = self._journal_lines(stem)
+        base = header.get("base_revision") if header else None
+        if not _is_int(base):
+            return False  # a journal of schema 1: its base is not known
+        saved, _ = self._saved_revision(stem)
+        return base < saved
+
+    def journal_entries(self, stem: str) -> list[dict]:
+        """The edits recorded for ``stem`` that are not saved yet (without the header). A stale
+        journal (see ``journal_is_stale``) has none and is removed; a damaged line is skipped."""
+        _, entries = self._journal_lines(stem)
+        if entries and self.journal_is_stale(stem):
+            if not self.project.read_only:
+                try:
+                    self.clear_journal(stem)
+                except StoreError as exc:
+                    log.warning("%s", exc)
+            return []
+        return entries
 
     def journal_image(self, stem: str) -> str | None:
         """The project key of the image a journal belongs to (from its header)."""
-        path = self.journal_path_for_stem(stem)
         try:
-            with open(path, encoding="utf-8") as fh:
-                header = json.loads(fh.readline())
-            return header.get("image") if isinstance(header, dict) else None
-        except (OSError, ValueError):
+            header, _ = self._journal_lines(stem)
+        except StoreError:
             return None
+        key = header.get("image") if header else None
+        return key if isinstance(key, str) else None
 
     def clear_journal(self, stem: str) -> None:
         path = self.journal_path_for_stem(stem)
@@ -434,29 +661,41 @@ class CorrectionStore:
         """Stems with unsaved edits in their journal (sorted)."""
         stems = []
         for p in sorted(self.journal_dir.glob("*.jsonl")):
-            if self.journal_entries(p.stem):
-                stems.append(p.stem)
+            if p.name.startswith("."):
+                continue
+            try:
+                if self.journal_entries(p.stem):
+                    stems.append(p.stem)
+            except StoreError as exc:
+                log.warning("%s", exc)
         return stems
 
     def recover(self, stem: str, base_mask: np.ndarray | None = None) -> np.ndarray:
-        """Replay the journal of ``stem`` onto ``base_mask`` (default: the last saved correction,
-        else the stored prediction) and return the recovered mask. The journal is kept until the
-        recovered mask is saved (or ``clear_journal``)."""
+        """Replay the journal of ``stem`` onto ``base_mask`` (default: the saved revision the
+        journal was started from, else the stored prediction) and return the recovered mask. A
+        stale journal is not replayed (the saved correction is returned). The journal is kept
+        until the recovered mask is saved (or ``clear_journal``)."""
         correction = self.corrections_dir / f"{stem}_segmentation.png"
         prediction = self.predictions_dir / f"{stem}_prediction.png"
         pred = self._read_mask(prediction)
+        entries = self.journal_entries(stem)
         if base_mask is None:
-            base_mask = self._read_mask(correction)
+            _, revision = self._saved_revision(stem)
+            # the immutable revision, not the latest PNG: a crash between writing the PNG and
+            # the sidecar leaves the PNG one save ahead of the journal's base
+            base_mask = self._read_mask(revision) if revision is not None else None
+            if base_mask is None:
+                base_mask = self._read_mask(correction)
             if base_mask is None:
                 base_mask = pred
         if base_mask is None:
             raise StoreError(self.journal_path_for_stem(stem),
                              "no saved correction or prediction to replay the journal onto")
         mask = np.asarray(base_mask, dtype=bool).copy()
-        for entry in self.journal_entries(stem):
+        for entry in entries:
             try:
                 mask = replay_entry(mask, entry, reset_mask=pred)
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 log.warning("%s: cannot replay %r (%s); recovery stops there",
                             self.journal_path_for_stem(stem), entry.get("op"), exc)
                 break
