@@ -347,3 +347,68 @@ def test_export_writes_every_image_not_excluded_with_the_current_model(
     assert "Exported 4 images" in dialog.message.text()
     dialog.close()
     _close(w)
+
+
+# ------------------------------------------------------------------------ 9. speed of review
+def test_accept_and_next_and_next_unreviewed_keys(qtbot, random_model, folder) -> None:
+    w = _window(qtbot, random_model)
+    _open(qtbot, w, folder)
+    s = w.session
+    w.canvas.setFocus()
+    qtbot.keyClick(w, Qt.Key.Key_A, Qt.KeyboardModifier.ShiftModifier)  # accept and next
+    assert s.entries[0].status == ReviewStatus.ACCEPTED and s.current == 1
+    assert _record(folder, "lesion_0.png")["status"] == "accepted"
+    s.set_status(2, ReviewStatus.REJECTED)
+    qtbot.keyClick(w, Qt.Key.Key_N, Qt.KeyboardModifier.ShiftModifier)  # next unreviewed: skips 2
+    assert s.current == 3
+    qtbot.keyClick(w, Qt.Key.Key_N, Qt.KeyboardModifier.ShiftModifier)  # wraps to the top: 1
+    assert s.current == 1
+    # with the "Unreviewed" filter, accept-and-next goes to the image that followed
+    w.case_list.filter.setCurrentIndex(w.case_list.filter.findData("unreviewed"))
+    assert w.case_list.view_order() == [1, 3]
+    w.case_list.select_row(1)
+    qtbot.keyClick(w, Qt.Key.Key_A, Qt.KeyboardModifier.ShiftModifier)
+    assert s.entries[1].status == ReviewStatus.ACCEPTED and s.current == 3
+    assert w.case_list.view_order() == [3]
+    qtbot.keyClick(w, Qt.Key.Key_A, Qt.KeyboardModifier.ShiftModifier)  # the last one
+    assert s.entries[3].status == ReviewStatus.ACCEPTED
+    assert "last image" in w.statusBar().currentMessage()
+    w.case_list.filter.setCurrentIndex(0)
+    qtbot.keyClick(w, Qt.Key.Key_N, Qt.KeyboardModifier.ShiftModifier)
+    assert "Every image" in w.statusBar().currentMessage()
+    _close(w)
+
+
+def test_a_status_key_sets_every_selected_row(qtbot, random_model, folder) -> None:
+    w = _window(qtbot, random_model)
+    _open(qtbot, w, folder)
+    s = w.session
+    table = w.case_list.table
+    w.case_list.select_row(1)
+    flags = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+    for row in (2, 3):  # Ctrl+click in the list
+        table.selectionModel().select(w.case_list.proxy.mapFromSource(s.table.index(row, 0)), flags)
+    assert w.case_list.selected_rows() == [1, 2, 3] and s.current == 1
+    w.canvas.setFocus()
+    qtbot.keyClick(w, Qt.Key.Key_X)
+    assert [e.status for e in s.entries] == [ReviewStatus.UNREVIEWED] + [ReviewStatus.EXCLUDED] * 3
+    assert w.review.saved_label.text() == "Saved: excluded (3 images)"
+    assert all(_record(folder, f"lesion_{i}.png")["status"] == "excluded" for i in (1, 2, 3))
+    # a single current row outside the selection gets the key alone
+    w.case_list.select_row(0)
+    qtbot.keyClick(w, Qt.Key.Key_A)
+    assert s.entries[0].status == ReviewStatus.ACCEPTED and s.entries[1].status == ReviewStatus.EXCLUDED
+    _close(w)
+
+
+def test_the_corrected_filter_lists_corrected_images(qtbot, random_model, folder) -> None:
+    w = _window(qtbot, random_model)
+    _open(qtbot, w, folder)
+    with qtbot.waitSignal(w.view.drawn, timeout=WAIT_MS, check_params_cb=lambda r, p, c: r == 2 and p):
+        w.case_list.select_row(2)
+    _start_edit(w)  # unsaved
+    w.case_list.filter.setCurrentIndex(w.case_list.filter.findData("corrected"))
+    assert w.case_list.view_order() == [2] and w.case_list.count_label.text() == "1 / 4"
+    assert w.editing.save_current()
+    assert w.case_list.view_order() == [2]
+    _close(w)

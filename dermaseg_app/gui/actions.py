@@ -24,7 +24,10 @@ SHORTCUTS_HELP = """<table>
 <tr><td><b>N</b>, Page Down</td><td>next image</td></tr>
 <tr><td><b>P</b>, Page Up</td><td>previous image</td></tr>
 <tr><td><b>A</b> / <b>C</b> / <b>R</b> / <b>X</b> / <b>U</b></td>
-<td>accepted / needs correction / rejected / excluded / unreviewed</td></tr>
+<td>accepted / needs correction / rejected / excluded / unreviewed (all selected rows:
+Shift/Ctrl+click in the list)</td></tr>
+<tr><td><b>Shift+A</b></td><td>accept and go to the next image</td></tr>
+<tr><td><b>Shift+N</b></td><td>next unreviewed image</td></tr>
 <tr><td><b>G</b></td><td>ground-truth comparison on/off</td></tr>
 <tr><td><b>H</b></td><td>probability heat-map on/off</td></tr>
 <tr><td><b>M</b></td><td>mask on/off</td></tr>
@@ -94,10 +97,12 @@ def build_menus(w: MainWindow) -> Menus:
     go = bar.addMenu("&Go")
     _action(w, go, "&Next Image", lambda: w.case_list.step(1), ("N", "PgDown"))
     _action(w, go, "&Previous Image", lambda: w.case_list.step(-1), ("P", "PgUp"))
+    _action(w, go, "Next &Unreviewed Image", lambda: next_unreviewed(w), ("Shift+N",))
 
     review = bar.addMenu("&Review")
     for status, key in STATUS_KEYS.items():
         _action(w, review, status.label.capitalize(), lambda _=False, s=status: w.set_status(s), (key,))
+    _action(w, review, "Accept and &Next", lambda: accept_and_next(w), ("Shift+A",))
     review.addSeparator()
     _action(w, review, "Choose Project Folder…", w.choose_project_folder)
     _action(w, review, "Cancel Background Prediction", w.session.cancel_predictions, ("Esc",))
@@ -110,6 +115,35 @@ def build_menus(w: MainWindow) -> Menus:
     menus = Menus(w, recent)
     menus.refresh_recent()
     return menus
+
+
+def accept_and_next(w: MainWindow) -> None:
+    """Mark the current image accepted and show the next one in the list's order (the one that
+    followed it, even when a status filter now hides the accepted image)."""
+    from dermaseg_app.core.project import ReviewStatus
+
+    row = w.session.current
+    if row < 0:
+        return
+    following = w.case_list.next_after(row, lambda r: True, wrap=False)
+    w.set_status(ReviewStatus.ACCEPTED, [row])
+    if following >= 0:
+        w.case_list.select_row(following)
+    else:
+        w.statusBar().showMessage("Accepted; that was the last image of the list", 4000)
+
+
+def next_unreviewed(w: MainWindow) -> None:
+    """Show the next unreviewed image after the current one in the list's order (wrapping)."""
+    from dermaseg_app.core.project import ReviewStatus
+
+    entries = w.session.entries
+    target = w.case_list.next_after(
+        w.session.current, lambda r: entries[r].status == ReviewStatus.UNREVIEWED and not entries[r].error)
+    if target >= 0:
+        w.case_list.select_row(target)
+    else:
+        w.statusBar().showMessage("Every image of the list is reviewed", 4000)
 
 
 def _open_images(w: MainWindow) -> None:

@@ -29,6 +29,7 @@ STATUS_COLOURS: dict[ReviewStatus, QColor] = {
 }
 STATUS_ORDER = {s: i for i, s in enumerate(ReviewStatus)}
 UNREADABLE_FILTER = "unreadable"
+CORRECTED_FILTER = "corrected"  # images with a correction (saved or not)
 EDITED_MARKS = {"saved": " ✎", "unsaved": " ✎*"}  # extras["edited"]: the mask was corrected (gui.editing)
 
 
@@ -184,7 +185,7 @@ class CaseTableModel(QAbstractTableModel):
 
 
 class CaseFilterProxy(QSortFilterProxyModel):
-    """Sorts by SORT_ROLE; shows all cases, one status, or the unreadable ones."""
+    """Sorts by SORT_ROLE; shows all cases, one status, the corrected or the unreadable ones."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
@@ -208,4 +209,6 @@ class CaseFilterProxy(QSortFilterProxyModel):
         entry: CaseEntry = model.entries[source_row]
         if self._status == UNREADABLE_FILTER:
             return bool(entry.error)
+        if self._status == CORRECTED_FILTER:
+            return bool(entry.extras.get("edited"))
         return not entry.error and entry.status.value == self._status

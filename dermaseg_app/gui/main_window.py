@@ -161,13 +161,19 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(str(entry.case.image), 4000)
 
     # ------------------------------------------------------------------ review
-    def set_status(self, status: ReviewStatus) -> None:
+    def set_status(self, status: ReviewStatus, rows: list[int] | None = None) -> None:
+        """Give ``rows`` (default: the selected rows when the current one is among them, else
+        the current row) ``status``, saved at once."""
         row = self.session.current
         if row < 0:
             return
-        problem = self.session.set_status(row, status)
-        self.review.show_record(status, self.session.entries[row].note)
-        self.review.show_saved(f"Not saved: {problem}" if problem else f"Saved: {status.label}")
+        if rows is None:
+            selected = self.case_list.selected_rows()
+            rows = selected if row in selected else [row]
+        problems = [p for p in (self.session.set_status(r, status) for r in rows) if p]
+        self.review.show_record(self.session.entries[row].status, self.session.entries[row].note)
+        many = f" ({len(rows)} images)" if len(rows) > 1 else ""
+        self.review.show_saved(f"Not saved: {problems[0]}" if problems else f"Saved: {status.label}{many}")
 
     def _note(self, text: str) -> None:
         if self.session.current >= 0:

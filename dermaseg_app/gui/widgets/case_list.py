@@ -6,7 +6,14 @@ from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSize, Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QComboBox, QHeaderView, QLabel, QTableView, QVBoxLayout, QWidget, QHBoxLayout
 
 from dermaseg_app.core.project import ReviewStatus
-from dermaseg_app.gui.case_model import ROW_ROLE, UNREADABLE_FILTER, CaseFilterProxy, CaseTableModel, Column
+from dermaseg_app.gui.case_model import (
+    CORRECTED_FILTER,
+    ROW_ROLE,
+    UNREADABLE_FILTER,
+    CaseFilterProxy,
+    CaseTableModel,
+    Column,
+)
 from dermaseg_app.gui.thumbnails import THUMB_SIZE
 
 
@@ -23,6 +30,7 @@ class CaseListWidget(QWidget):
         self.filter.addItem("All images", None)
         for status in ReviewStatus:
             self.filter.addItem(status.label.capitalize(), status.value)
+        self.filter.addItem("Corrected", CORRECTED_FILTER)
         self.filter.addItem("Unreadable", UNREADABLE_FILTER)
         self.filter.currentIndexChanged.connect(self._filter_changed)
         self.count_label = QLabel()
@@ -30,7 +38,9 @@ class CaseListWidget(QWidget):
         self.table = QTableView()
         self.table.setModel(self.proxy)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        # several rows (Shift/Ctrl+click, Shift+arrows) get a status key at once; the current
+        # row is the image shown
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.table.setSortingEnabled(True)
         self.table.sortByColumn(Column.NAME, Qt.SortOrder.AscendingOrder)
         self.table.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
@@ -78,6 +88,19 @@ class CaseListWidget(QWidget):
         )
         self.table.scrollTo(index)
         return True
+
+    def selected_rows(self) -> list[int]:
+        """Source rows of the selected (highlighted) rows, in the list's order."""
+        rows = self.table.selectionModel().selectedRows()
+        return [int(i.data(ROW_ROLE)) for i in sorted(rows, key=lambda i: i.row())]
+
+    def next_after(self, row: int, wanted, wrap: bool = True) -> int:
+        """The first source row after ``row`` in the list's order for which ``wanted(row)`` is true
+        (from the top again with ``wrap``); -1 when none."""
+        order = self.view_order()
+        start = order.index(row) + 1 if row in order else 0
+        candidates = order[start:] + (order[:start] if wrap else [])
+        return next((r for r in candidates if r != row and wanted(r)), -1)
 
     def step(self, delta: int) -> None:
         n = self.proxy.rowCount()
