@@ -508,8 +508,11 @@ class CorrectionStore:
     def _saved_revision(self, stem: str) -> tuple[int, Path | None]:
         """(number, file) of the image's saved revision: the sidecar's last (the commit point of
         a save), else -- with no readable sidecar -- the highest revision file; (0, None) if none."""
-        info = self._info_at(self.corrections_dir / f"{stem}.json")
+        sidecar = self.corrections_dir / f"{stem}.json"
         folder = self.revisions_dir / stem
+        if not os.path.lexists(sidecar):
+            return 0, None  # never saved (revision files without a sidecar were never committed)
+        info = self._info_at(sidecar)
         if info is not None and info.revisions:
             n = info.revisions[-1].n
             path = folder / f"{n}_segmentation.png"
@@ -680,14 +683,24 @@ class CorrectionStore:
         pred = self._read_mask(prediction)
         entries = self.journal_entries(stem)
         if base_mask is None:
-            _, revision = self._saved_revision(stem)
-            # the immutable revision, not the latest PNG: a crash between writing the PNG and
-            # the sidecar leaves the PNG one save ahead of the journal's base
-            base_mask = self._read_mask(revision) if revision is not None else None
-            if base_mask is None:
+            header, _ = self._journal_lines(stem)
+            if header is not None and _is_int(header.get("base_revision")):
+                # The saved revision the journal started from, never the latest PNG: a crash
+                # between writing the PNG and the sidecar leaves the PNG one save ahead.
+                saved, revision = self._saved_revision(stem)
+                if saved == 0:
+                    base_mask = pred
+                    if base_mask is None:  # no model: the edits started from an empty mask
+                        unsaved = self._read_mask(correction)
+                        base_mask = np.zeros_like(unsaved) if unsaved is not None else None
+                else:
+                    base_mask = self._read_mask(revision) if revision is not None else None
+                    if base_mask is None:
+                        base_mask = self._read_mask(correction)
+            else:  # a journal of schema 1
                 base_mask = self._read_mask(correction)
-            if base_mask is None:
-                base_mask = pred
+                if base_mask is None:
+                    base_mask = pred
         if base_mask is None:
             raise StoreError(self.journal_path_for_stem(stem),
                              "no saved correction or prediction to replay the journal onto")
