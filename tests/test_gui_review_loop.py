@@ -412,3 +412,55 @@ def test_the_corrected_filter_lists_corrected_images(qtbot, random_model, folder
     assert w.editing.save_current()
     assert w.case_list.view_order() == [2]
     _close(w)
+
+
+# ------------------------------------------------------------------- 10, 12. the window itself
+def test_an_interim_model_is_said_plainly(qtbot, random_model, tmp_path) -> None:
+    import torch
+
+    from dermaseg_app.ml.registry import build_generator
+    from dermaseg_app.ml.weights import ModelInfo, save_model
+
+    interim = tmp_path / "interim.safetensors"
+    save_model(interim, build_generator("slsnet", {"input_size": 32}),
+               ModelInfo(name="slsnet_test", version="0.1-cpu-interim", arch="slsnet",
+                         config={"input_size": 32}, input_size=32))
+    torch.manual_seed(0)
+    w = _window(qtbot, interim)
+    w.session.start_model()
+    qtbot.waitUntil(lambda: w.session.header is not None, timeout=5000)
+    assert w.interim_label.isVisible() and "Interim model" in w.interim_label.text()
+    with qtbot.waitSignal(w.session.model_ready, timeout=WAIT_MS):
+        w.use_model(random_model)
+    assert not w.interim_label.isVisible()
+    _close(w)
+
+
+def test_the_window_opens_sized_to_its_screen_with_the_canvas_first(qtbot, random_model) -> None:
+    from PySide6.QtCore import QSettings
+
+    from dermaseg_app.gui.main_window import dock_widths
+
+    QSettings("DermaSeg", "DermaSeg").remove("main_window/geometry")
+    w = _window(qtbot, random_model)
+    area = w.screen().availableGeometry()
+    for width in (960, 1280, 1920):  # 1920x1080 at 2x HiDPI is 960 logical pixels wide
+        left, right = dock_widths(width)
+        assert width - left - right >= width / 2
+    assert w.editing.toolbar.actions().count(w.editing.actions["save"]) == 1  # Save without scrolling
+    _close(w)
+    w2 = _window_unsized(qtbot, random_model)
+    assert w2.width() >= 0.9 * area.width() and w2.height() >= 0.9 * area.height()
+    _close(w2)
+
+
+def _window_unsized(qtbot, model: Path):
+    from dermaseg_app.gui.app import build_window
+
+    from PySide6.QtCore import QSettings
+
+    QSettings("DermaSeg", "DermaSeg").remove("main_window/geometry")
+    window = build_window(SimpleNamespace(paths=[], model=str(model), device="cpu", masks=None))
+    qtbot.addWidget(window)
+    window.show()
+    return window

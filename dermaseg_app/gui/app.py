@@ -164,6 +164,7 @@ def run_app(args: Any) -> int:
     window.show()
     if screenshot:
         window.resize(*SCREENSHOT_SIZE)  # the same picture on any screen (offscreen: 800x800)
+        window.size_docks()
     window.session.start_model()  # torch loads in the background while the window paints
     if missing:
         window.notice.show_notice("Not found: " + ", ".join(str(p) for p in missing), True)

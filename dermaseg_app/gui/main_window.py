@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -34,6 +35,34 @@ from dermaseg_app.gui.widgets.metrics_panel import MetricsPanel
 from dermaseg_app.gui.widgets.review_panel import ReviewPanel
 from dermaseg_app.gui.widgets.status_widgets import NoticeBar, ProgressWidget
 from dermaseg_app.gui.widgets.summary_panel import SummaryPanel
+
+
+INTERIM_TEXT = "⚠ Interim model: not the final one — check every mask"
+INTERIM_TIP = ("This model is an interim one (its version or model card says so): it was trained with "
+               "a reduced budget and segments less well than the final model will. Its masks are a "
+               "starting point for your review, not a result.")
+LEFT_MIN_WIDTH, RIGHT_MIN_WIDTH = 180, 280  # logical pixels: the canvas keeps the rest at 2x HiDPI
+
+
+def dock_widths(window_width: int) -> tuple[int, int]:
+    """(list, side panel) widths for a window ``window_width`` logical pixels wide: about a fifth
+    each, within their minimum and a comfortable maximum, so the canvas gets at least half."""
+    left = max(LEFT_MIN_WIDTH, min(430, int(0.2 * window_width)))
+    right = max(RIGHT_MIN_WIDTH, min(340, int(0.2 * window_width)))
+    return left, right
+
+
+def fit_to_screen(window: QMainWindow) -> None:
+    """Size a window with no remembered geometry to its screen's free area (less a small margin),
+    centred."""
+    screen = window.screen() or QGuiApplication.primaryScreen()
+    if screen is None:
+        window.resize(1400, 860)
+        return
+    area = screen.availableGeometry()
+    w, h = int(area.width() * 0.96), int(area.height() * 0.94)
+    window.resize(w, h)
+    window.move(area.x() + (area.width() - w) // 2, area.y() + (area.height() - h) // 2)
 
 
 class MainWindow(QMainWindow):
@@ -63,7 +92,7 @@ class MainWindow(QMainWindow):
         left.setStretchFactor(0, 3)
         left.setStretchFactor(1, 2)
         left.setChildrenCollapsible(False)
-        left_dock = self._dock("Images", left, Qt.DockWidgetArea.LeftDockWidgetArea, 400)
+        left_dock = self._dock("Images", left, Qt.DockWidgetArea.LeftDockWidgetArea, LEFT_MIN_WIDTH)
         self.controls = DisplayControls()
         self.review = ReviewPanel()
         self.metrics = MetricsPanel()
@@ -75,17 +104,24 @@ class MainWindow(QMainWindow):
         scroll = QScrollArea()
         scroll.setWidget(side)
         scroll.setWidgetResizable(True)
-        right_dock = self._dock("Review", scroll, Qt.DockWidgetArea.RightDockWidgetArea, 330)
-        self.resizeDocks([left_dock, right_dock], [470, 330], Qt.Orientation.Horizontal)
+        right_dock = self._dock("Review", scroll, Qt.DockWidgetArea.RightDockWidgetArea, RIGHT_MIN_WIDTH)
+        self._docks = (left_dock, right_dock)
 
         self.device_label = QLabel("Device: loading…")
         self.zoom_label = QLabel("")
         self.model_label = QLabel("Model: loading…")
         self.timing_label = QLabel("")
+        self.interim_label = QLabel(INTERIM_TEXT)  # shown while the model is an interim one
+        self.interim_label.setObjectName("interimModel")
+        self.interim_label.setStyleSheet("#interimModel { background: #ffe08a; color: #202020; "
+                                         "border: 1px solid #c0a030; padding: 0 6px; }")
+        self.interim_label.setToolTip(INTERIM_TIP)
+        self.interim_label.hide()
         self.progress = ProgressWidget()
         bar = self.statusBar()
         bar.addPermanentWidget(self.progress)
-        for label in (self.zoom_label, self.device_label, self.model_label, self.timing_label):
+        for label in (self.zoom_label, self.device_label, self.interim_label, self.model_label,
+                      self.timing_label):
             bar.addPermanentWidget(label)
 
         self.view = CaseView(session, self.canvas, self.controls, self.metrics, self)
@@ -94,10 +130,19 @@ class MainWindow(QMainWindow):
         self.editing = install_editing(self)  # contour correction: panel, Edit menu, save, export
         self.training = install_training(self)  # Review / Training tabs: fine-tune on the corrections
         geometry = QSettings("DermaSeg", "DermaSeg").value("main_window/geometry")
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        else:
-            self.resize(1400, 860)
+        if geometry is None or not self.restoreGeometry(geometry):
+            fit_to_screen(self)
+        self.size_docks()
+
+    def size_docks(self) -> None:
+        """The side panels take what they need of the window's width; the canvas gets the rest."""
+        left, right = dock_widths(self.width())
+        self.resizeDocks(list(self._docks), [left, right], Qt.Orientation.Horizontal)
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().resizeEvent(event)
+        if event.oldSize().width() <= 0:  # the first real size (shown, or resized before showing)
+            self.size_docks()
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea, width: int) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -202,6 +247,7 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ status
     def _model_header_read(self, label: str) -> None:
+        self.interim_label.setVisible(self.session.header is not None and self.session.header.interim)
         self.model_label.setText(f"Model: {label} (loading…)")
         self.controls.set_threshold(self.session.threshold)  # the model's own threshold
 
@@ -210,6 +256,7 @@ class MainWindow(QMainWindow):
         self.device_label.setText(f"Device: {device}")
 
     def _model_failed(self, reason: str) -> None:
+        self.interim_label.hide()
         self.model_label.setText("Model: none")
         self.model_label.setToolTip(reason)
         self.device_label.setText("Device: —")

@@ -37,6 +37,15 @@ class ModelHeader:
     def label(self) -> str:
         return f"{self.name} {self.version}".strip()
 
+    @property
+    def interim(self) -> bool:
+        """An interim model (not the final one): "interim" in its name or version (as the bundled
+        ``0.1-cpu-interim``, and the models fine-tuned from it), or its model card's first
+        paragraph says so."""
+        if "interim" in f"{self.name} {self.version}".lower():
+            return True
+        return card_says_interim(self.path.with_suffix(".md"))
+
     def cache_key(self) -> ModelKey:
         st = self.path.stat()
         return ModelKey(self.name, self.version, f"{st.st_size}-{st.st_mtime_ns}")
@@ -75,3 +84,24 @@ def read_model_header(path: Path | str) -> ModelHeader:
     if not 0.0 < threshold < 1.0:
         threshold = 0.5
     return ModelHeader(path, str(info["name"]), str(info["version"]), threshold)
+
+
+def card_says_interim(card: Path) -> bool:
+    """True when the model card's title or first paragraph calls the model interim."""
+    try:
+        with open(card, encoding="utf-8", errors="replace") as fh:
+            head = fh.read(4000)
+    except OSError:
+        return False
+    title, paragraph = "", []
+    for line in head.splitlines():
+        text = line.strip()
+        if text.startswith("#"):
+            if paragraph:
+                break
+            title = title or text
+        elif text:
+            paragraph.append(text)
+        elif paragraph:
+            break
+    return "interim" in f"{title} {' '.join(paragraph)[:300]}".lower()

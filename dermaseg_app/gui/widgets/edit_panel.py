@@ -35,7 +35,7 @@ def _button(action: QAction) -> QToolButton:
 
 
 class EditToolBar(QToolBar):
-    """The correction tools above the canvas: tool choice, brush radius, undo and redo."""
+    """The correction tools above the canvas: tool choice, brush radius, undo, redo and save."""
 
     def __init__(self, actions: dict[str, QAction], parent: QWidget | None = None) -> None:
         super().__init__("Correction tools", parent)
@@ -54,6 +54,8 @@ class EditToolBar(QToolBar):
         self.addSeparator()
         for name in ("undo", "redo"):
             self.addAction(actions[name])
+        self.addSeparator()
+        self.addAction(actions["save"])  # always in view, however short the side panel is
 
 
 class EditPanel(QGroupBox):
