@@ -276,3 +276,50 @@ def test_closing_the_window_while_training_asks_and_stops_the_run(qtbot, random_
     assert blocker.args[0] is None or blocker.args[0].cancelled
     assert not tab.running
     w.session.wait_for_model(60)
+
+
+def test_the_folder_ground_truth_is_scored_before_and_after(qtbot, random_model, tmp_path,
+                                                             one_torch_thread) -> None:
+    """With ground truth in the folder, the tab scores the model on every image that has it (not
+    only on the held-out corrections), before and after; the numbers are the models' own."""
+    import torch
+
+    from dermaseg_app.core.dataset import find_cases
+    from dermaseg_app.ml.data import load_cases
+    from dermaseg_app.ml.training import evaluate_pack
+    from dermaseg_app.ml.weights import load_model
+
+    images = tmp_path / "data" / "images"
+    masks = tmp_path / "data" / "masks"
+    images.mkdir(parents=True)
+    masks.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        rgb = np.full((48, 48, 3), (205, 160, 140), np.uint8) + rng.integers(0, 20, (48, 48, 3)).astype(np.uint8)
+        rgb[_disc(dx=i - 3)] = (90, 50, 40)
+        write_image(images / f"lesion{i}.png", rgb)
+        write_image(masks / f"lesion{i}.png", (_disc(dx=i - 3) * 255).astype(np.uint8))
+    project = Project.open_for(images)
+    store = CorrectionStore(project)
+    for i in range(4):
+        store.save_correction(images / f"lesion{i}.png", _disc(dx=i - 3))
+    project.set_status(images / "lesion5.png", ReviewStatus.EXCLUDED)  # not scored
+    w = _window(qtbot, random_model, images)
+    tab = w.training
+    outcome = _run(qtbot, tab)
+    assert outcome is not None and not outcome.cancelled, tab.status.text()
+    before, after = outcome.folder_before, outcome.folder_after
+    assert before.n == 5 and before.n_trained == 4 and before.full_size and after.n == 5
+    cases = [c for c in find_cases([images]) if c.image.name != "lesion5.png"]
+    pack = load_cases(cases, 32, full_masks=True)
+    for model_path, score in ((random_model, before), (outcome.model_path, after)):  # each at its threshold
+        model, info = load_model(model_path, "cpu")
+        assert score.jsc == pytest.approx(abs=1e-3, expected=float(evaluate_pack(model, pack, torch.device("cpu"),
+                                                              info.threshold).mean.jsc))
+    text = tab.result.text.text()
+    assert "the folder's 5 images with ground truth (4 of them corrected and trained on)" in text
+    assert f"{100 * before.jsc:.1f}%" in text and f"{100 * after.jsc:.1f}%" in text
+    assert "folder's 5 images with ground truth" in tab.log.toPlainText()
+    assert outcome.train_seconds is not None and outcome.train_seconds <= outcome.seconds
+    assert "training, the rest reading and scoring" in text
+    _close(w)

@@ -9,9 +9,12 @@
 3. they are decoded into training packs (``ml.data.load_cases``) written atomically to
    ``<project>/training/corrections-<size>.npz`` (and ``corrections-val-<size>.npz``); a pair
    that cannot be decoded is left out and reported (:class:`Prepared.skipped`);
-4. the base model is scored on the held-out corrections ("before");
+4. the base model is scored on the held-out corrections ("before") and, when the request names
+   the folder's images with ground truth, on all of them;
 5. ``ml.training.train(finetune_config(...), cancel)`` runs; its events are passed on as they
-   come. The job returns a :class:`FinetuneOutcome`.
+   come;
+6. the new model is scored on the folder's images with ground truth ("after"). The job returns a
+   :class:`FinetuneOutcome`.
 
 ``cancel`` is a ``threading.Event`` handed to the engine, which then stops after the current
 step, keeps the best model so far and writes a resumable checkpoint. The torch thread count is
@@ -53,6 +56,17 @@ class FinetuneRequest:
     base_val: Path | None = None       # "keep dermoscopy": base-domain validation folder
     device: str | None = None          # None: auto
     overrides: dict[str, Any] = field(default_factory=dict)  # any other TrainConfig field
+    ground_truth: list[Case] = field(default_factory=list)  # the folder's images with ground truth
+
+
+@dataclass
+class FolderScore:
+    """The mean JSC of a model on the folder's images with ground truth."""
+
+    n: int                 # images scored
+    n_trained: int         # of them, corrected images the model is fine-tuned on
+    jsc: float
+    full_size: bool        # scored at the masks' own size (else at the model's input size)
 
 
 @dataclass
@@ -69,6 +83,8 @@ class Prepared:
     skipped: list[tuple[str, str]]     # (image name, reason) of pairs that could not be decoded
     before_jsc: float | None           # the base model on the held-out corrections
     run_dir: Path
+    folder_before: FolderScore | None = None  # the base model on the folder's ground truth
+    folder_skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -86,6 +102,9 @@ class FinetuneOutcome:
     seconds: float
     n_train: int
     n_val: int
+    train_seconds: float | None = None       # the training itself (the log's "finished in")
+    folder_before: FolderScore | None = None
+    folder_after: FolderScore | None = None
 
 
 def default_output(project_dir: Path, model_name: str, when: float | None = None) -> Path:
@@ -206,8 +225,16 @@ def finetune_job(job, request: FinetuneRequest, cancel: threading.Event) -> Iter
     if val_pack is not None:
         yield Preparing("Scoring the model before fine-tuning…")
         before = _score(request.base_model, val_pack, cfg)
+    gt_pack, gt_skipped, folder_before = None, [], None
+    if request.ground_truth:
+        yield Preparing(f"Scoring the model before fine-tuning on the folder's {len(request.ground_truth)} "
+                        "images with ground truth…")
+        gt_pack, gt_skipped = _ground_truth_pack(request.ground_truth, size)
+        if gt_pack is not None:
+            folder_before = _folder_score(request.base_model, gt_pack, cfg, request)
     yield Prepared(n_train=len(train_pack), n_val=len(val_pack or []), pack=pack_path, val_pack=val_path,
-                   skipped=skipped, before_jsc=before, run_dir=Path(cfg.run_dir))
+                   skipped=skipped, before_jsc=before, run_dir=Path(cfg.run_dir),
+                   folder_before=folder_before, folder_skipped=gt_skipped)
     if cancel.is_set():
         return _outcome_before_start(request, t0, len(train_pack), len(val_pack or []), Path(cfg.run_dir))
     yield Preparing("Loading the base model" + (" and the replay images…" if request.replay else "…"))
@@ -229,10 +256,36 @@ def finetune_job(job, request: FinetuneRequest, cancel: threading.Event) -> Iter
                 epochs_done=epochs_done,
                 fell_back_to_base=bool(getattr(event, "fell_back_to_base", False)),
                 run_dir=event.run_dir, checkpoint=getattr(event, "checkpoint_path", None),
-                seconds=time.perf_counter() - t0, n_train=len(train_pack), n_val=len(val_pack or []))
+                seconds=time.perf_counter() - t0, n_train=len(train_pack), n_val=len(val_pack or []),
+                train_seconds=getattr(event, "seconds", None), folder_before=folder_before)
         yield event
     assert outcome is not None, "the training engine ended without a finished or cancelled event"
+    if gt_pack is not None and outcome.model_path is not None and Path(outcome.model_path).is_file():
+        yield Preparing("Scoring the new model on the folder's images with ground truth…")
+        outcome.folder_after = _folder_score(Path(outcome.model_path), gt_pack, cfg, request)
+    outcome.seconds = time.perf_counter() - t0
     return outcome
+
+
+FULL_SIZE_LIMIT = 200  # up to this many images are scored at their masks' own size (memory)
+
+
+def _ground_truth_pack(cases: list[Case], size: int):
+    """(pack of the folder's images with ground truth, or None; [(name, reason)] left out)."""
+    from dermaseg_app.ml.data import load_cases
+
+    errors: list[tuple[Case, str]] = []
+    pack = load_cases(cases, size, full_masks=len(cases) <= FULL_SIZE_LIMIT, source="folder ground truth",
+                      errors=errors)
+    skipped = [(c.image.name, reason) for c, reason in errors]
+    return (pack if len(pack) else None), skipped
+
+
+def _folder_score(model_path: Path, pack, cfg, request: FinetuneRequest) -> FolderScore:
+    trained = {c.image.resolve() for c in request.cases}
+    n_trained = sum(c.image.resolve() in trained for c in request.ground_truth)
+    return FolderScore(n=len(pack), n_trained=n_trained, jsc=_score(model_path, pack, cfg, own_threshold=True),
+                       full_size=pack.full_masks is not None)
 
 
 def _train(cfg, cancel: threading.Event):
@@ -241,14 +294,17 @@ def _train(cfg, cancel: threading.Event):
     return train(cfg, cancel=cancel)
 
 
-def _score(model_path: Path, pack, cfg) -> float:
+def _score(model_path: Path, pack, cfg, own_threshold: bool = False) -> float:
+    """Mean JSC of the model on ``pack`` at ``cfg.threshold``, or with ``own_threshold`` at the
+    model's own (as the window cuts its masks)."""
     import torch
 
     from dermaseg_app.ml.training import evaluate_pack
     from dermaseg_app.ml.weights import load_model
 
-    model, _info = load_model(model_path, "cpu")
-    return float(evaluate_pack(model, pack, torch.device("cpu"), cfg.threshold).mean.jsc)
+    model, info = load_model(model_path, "cpu")
+    threshold = info.threshold if own_threshold else cfg.threshold
+    return float(evaluate_pack(model, pack, torch.device("cpu"), threshold).mean.jsc)
 
 
 def _outcome_before_start(request: FinetuneRequest, t0: float, n_train: int, n_val: int,

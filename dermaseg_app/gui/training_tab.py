@@ -75,6 +75,27 @@ def _replay_name(folder: Path) -> str:
 
     return "the 24 bundled dermoscopy images" if folder == replay_dir() else str(folder)
 
+def _folder_lines(o: FinetuneOutcome) -> list[str]:
+    """The before/after score on the folder's images with ground truth, said plainly."""
+    before, after = o.folder_before, o.folder_after
+    if before is None:
+        return []
+    where = f"the folder's {before.n} image{'s' if before.n != 1 else ''} with ground truth"
+    if before.n_trained:
+        where += f" ({before.n_trained} of them corrected and trained on)"
+    if not before.full_size:
+        where += ", scored at the model's input size"
+    if after is None:
+        return [f"Mean JSC on {where}: before <b>{_pct(before.jsc)}</b> (the new model was not scored)."]
+    change = 100 * (after.jsc - before.jsc)
+    lines = [f"Mean JSC on {where}: before <b>{_pct(before.jsc)}</b> → after <b>{_pct(after.jsc)}</b> "
+             f"({change:+.1f} points)"]
+    if after.jsc < before.jsc:
+        lines.append("<span style='color:#b03030'>On the folder's ground truth the new model scores lower "
+                     "than the model it started from.</span>")
+    return lines
+
+
 class TrainingTab(QWidget):
     """The Training tab's page and its controller."""
 
@@ -316,6 +337,10 @@ class TrainingTab(QWidget):
             self.base.setText("No model.")
         else:
             state = f"<br><span style='color:#b03030'>{html.escape(problem)}</span>" if problem else ""
+            header = self.session.header
+            if header is not None and header.interim:
+                state += ("<br><span style='color:#a06000'>An interim model (not the final one): the "
+                          "fine-tuned model inherits its limits.</span>")
             self.base.setText(f"Base model: <b>{html.escape(label)}</b><br>"
                               f"<span style='color:#707070'>{html.escape(str(Path(path).absolute()))}</span>{state}")
         if self.project is not None and self.session.header is not None:
@@ -378,7 +403,8 @@ class TrainingTab(QWidget):
         request = FinetuneRequest(base_model=Path(path), cases=list(self.corrections.cases),
                                   project_dir=self.project.project_dir, out=out, epochs=v.epochs,
                                   replay=v.replay, replay_share=v.replay_share, base_val=v.base_val,
-                                  device=v.device, overrides=dict(self.overrides))
+                                  device=v.device, overrides=dict(self.overrides),
+                                  ground_truth=self._ground_truth_cases())
         self.outcome = None
         self.error = ""
         self._cancel = threading.Event()
@@ -410,6 +436,14 @@ class TrainingTab(QWidget):
         self.started.emit()
         return True
 
+    def _ground_truth_cases(self) -> list[Case]:
+        """The open folder's images with ground truth (not excluded, readable): the model is scored
+        on all of them before and after fine-tuning."""
+        from dermaseg_app.core.project import ReviewStatus
+
+        return [e.case for e in self.session.entries
+                if e.case.ground_truth is not None and not e.error and e.status != ReviewStatus.EXCLUDED]
+
     def cancel(self) -> None:
         if self._cancel is not None and self.running:
             self._cancel.set()
@@ -438,6 +472,11 @@ class TrainingTab(QWidget):
                     + "; ".join(f"{n}: {r}" for n, r in ev.skipped[:3]), True)
             if ev.before_jsc is not None:
                 self._log(f"Before fine-tuning: validation JSC {_pct(ev.before_jsc)}")
+            if ev.folder_before is not None:
+                self._log(f"Before fine-tuning: mean JSC {_pct(ev.folder_before.jsc)} on the folder's "
+                          f"{ev.folder_before.n} images with ground truth")
+            for name, reason in ev.folder_skipped:
+                self._log(f"Not scored against its ground truth: {name}: {reason}")
             self.plot.set_before(ev.before_jsc)
         elif kind == "TrainStarted":
             self.bar.setRange(0, max(1, ev.steps_per_epoch * ev.epochs))
@@ -471,7 +510,7 @@ class TrainingTab(QWidget):
         elif kind == "TrainCancelled":
             self._log(f"Cancelled in epoch {ev.epoch}, step {ev.step}; checkpoint {ev.checkpoint_path}")
         elif kind == "TrainFinished":
-            self._log(f"Training finished in {_eta(ev.seconds)}.")
+            self._log(f"Training finished in {_eta(ev.seconds)} (the training steps and epochs).")
 
     def _done(self, outcome: FinetuneOutcome) -> None:
         self.outcome = outcome
@@ -487,8 +526,11 @@ class TrainingTab(QWidget):
             lines.append("<b>Done.</b> No epoch kept the dermoscopy score within 0.01 JSC of the base model, "
                          "so the new file is the base model unchanged.")
         else:
-            lines.append(f"<b>Done</b> in {_eta(o.seconds)}: {o.epochs_done} epoch{'s' if o.epochs_done != 1 else ''} "
-                         f"on {o.n_train} corrected images.")
+            training = (f" ({_eta(o.train_seconds)} training, the rest reading and scoring the images)"
+                        if o.train_seconds is not None else "")
+            lines.append(f"<b>Done</b> in {_eta(o.seconds)}{training}: {o.epochs_done} "
+                         f"epoch{'s' if o.epochs_done != 1 else ''} on {o.n_train} corrected images.")
+        lines.extend(_folder_lines(o))
         if o.n_val and (o.before_jsc is not None or o.after_jsc is not None):
             change = ""
             if o.before_jsc is not None and o.after_jsc is not None:

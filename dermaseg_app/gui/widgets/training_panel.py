@@ -203,8 +203,11 @@ class TrainingPlot(QWidget):
         self.loss_plot.setTitle("Training loss per step", color="#303030", size="10pt")
         self.loss_plot.setLabel("bottom", "step")
         self.loss_plot.showGrid(x=True, y=True, alpha=0.2)
-        self.loss_curve = self.loss_plot.plot([], [], pen=pg.mkPen((150, 180, 225), width=1))
-        self.loss_smooth = self.loss_plot.plot([], [], pen=pg.mkPen((30, 80, 170), width=2))
+        self.loss_plot.addLegend(offset=(-5, 5), labelTextSize="8pt")
+        self.loss_curve = self.loss_plot.plot([], [], pen=pg.mkPen((150, 180, 225), width=1),
+                                              name="loss of each step")
+        self.loss_smooth = self.loss_plot.plot([], [], pen=pg.mkPen((30, 80, 170), width=2),
+                                               name="smoothed")
         self.val_plot = pg.PlotWidget(background="w")
         self.val_plot.setObjectName("valPlot")
         self.val_plot.setTitle("Validation JSC per epoch", color="#303030", size="10pt")
