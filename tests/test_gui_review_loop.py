@@ -464,3 +464,26 @@ def _window_unsized(qtbot, model: Path):
     qtbot.addWidget(window)
     window.show()
     return window
+
+
+# ------------------------------------------------------------------------- 7. which threshold
+def test_the_slider_threshold_is_labelled_against_the_lists(qtbot, random_model, folder) -> None:
+    from dermaseg_app.gui.case_model import Column
+
+    w = _window(qtbot, random_model)
+    _open(qtbot, w, folder)
+    s = w.session
+    qtbot.waitUntil(lambda: all(e.predicted for e in s.entries), timeout=WAIT_MS)
+    header = lambda col: s.table.headerData(col, Qt.Orientation.Horizontal)  # noqa: E731
+    assert header(Column.JSC) == "JSC" and w.metrics.note.text() == "at threshold 0.45"
+    with qtbot.waitSignal(s.current_scores, timeout=WAIT_MS):
+        w.controls.threshold.setValue(70)
+    qtbot.waitUntil(lambda: "slider" in w.metrics.note.text(), timeout=5000)
+    assert w.metrics.note.text() == ("at threshold 0.70 (the slider); the list and the folder summary "
+                                     "are at the model's 0.45")
+    assert header(Column.JSC) == "JSC @0.45" and header(Column.DSC) == "DSC @0.45"
+    w.refresh_summary()
+    assert "at the model's threshold 0.45" in w.summary.means.text()
+    w.controls.threshold.setValue(45)
+    assert header(Column.JSC) == "JSC"
+    _close(w)

@@ -84,6 +84,15 @@ class CaseTableModel(QAbstractTableModel):
         super().__init__(parent)
         self.entries: list[CaseEntry] = []
         self._icons: dict[int, QIcon] = {}
+        self.model_threshold: float | None = None  # the threshold the JSC and DSC columns are at
+        self.shown_threshold: float | None = None  # the display's (the slider's)
+
+    def set_thresholds(self, model: float | None, shown: float | None) -> None:
+        """The list's scores are at the model's threshold; when the slider shows another one, the
+        JSC and DSC headers say which threshold theirs is."""
+        if (model, shown) != (self.model_threshold, self.shown_threshold):
+            self.model_threshold, self.shown_threshold = model, shown
+            self.headerDataChanged.emit(Qt.Orientation.Horizontal, Column.JSC, Column.DSC)
 
     def set_entries(self, entries: list[CaseEntry]) -> None:
         self.beginResetModel()
@@ -111,10 +120,18 @@ class CaseTableModel(QAbstractTableModel):
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: N802
         if orientation != Qt.Orientation.Horizontal:
             return None
+        col = Column(section)
+        differs = (self.model_threshold is not None and self.shown_threshold is not None
+                   and abs(self.model_threshold - self.shown_threshold) > 1e-9)
         if role == Qt.ItemDataRole.DisplayRole:
-            return HEADERS[Column(section)]
+            if differs and col in (Column.JSC, Column.DSC):
+                return f"{HEADERS[col]} @{self.model_threshold:.2f}"
+            return HEADERS[col]
         if role == Qt.ItemDataRole.ToolTipRole:
-            return HEADER_TIPS.get(Column(section))
+            tip = HEADER_TIPS.get(col)
+            if tip and self.model_threshold is not None and col in (Column.JSC, Column.DSC):
+                tip += f" ({self.model_threshold:.2f}; the threshold slider changes only the image's panel)"
+            return tip
         return None
 
     def _icon(self, row: int, entry: CaseEntry) -> QIcon | None:

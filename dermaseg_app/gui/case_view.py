@@ -71,6 +71,7 @@ class CaseView(QObject):
     def set_options(self, options: DisplayOptions) -> None:
         threshold_moved = options.threshold != self.options.threshold
         self.options = options
+        self.session.table.set_thresholds(self.session.threshold, options.threshold)
         self.redraw(image_changed=False)
         if threshold_moved:
             self._score_timer.start()
@@ -132,6 +133,7 @@ class CaseView(QObject):
         else:
             self.metrics.show_pending(f"Scoring at threshold {self.options.threshold:.2f}…")
             self._score_timer.start()
+        self.session.table.set_thresholds(self.session.threshold, self.options.threshold)
 
     def _entry_scored(self, row: int) -> None:
         images = self.session.current_images()
@@ -140,4 +142,13 @@ class CaseView(QObject):
 
     def _scores_ready(self, row: int, threshold: float, scores) -> None:
         if row == self.session.current and abs(threshold - self.options.threshold) < 1e-9:
-            self.metrics.show_scores(scores, threshold)
+            self.metrics.show_scores(scores, threshold, note=self._threshold_note(threshold))
+
+    def _threshold_note(self, threshold: float) -> str:
+        """Which threshold the panel's scores are at, and, when the slider moved, that the list and
+        the folder summary stay at the model's."""
+        model = self.session.threshold
+        if abs(threshold - model) < 1e-9:
+            return f"at threshold {threshold:.2f}"
+        return (f"at threshold {threshold:.2f} (the slider); the list and the folder summary are at "
+                f"the model's {model:.2f}")

@@ -66,7 +66,7 @@ class SummaryPanel(QGroupBox):
             m = summary.mean
             hd = "—" if m.hd95 is None else f"{m.hd95:.1f} px"
             self.means.setText(
-                f"<b>{summary.n}</b> of {total} images compared (threshold {threshold:.2f}).<br>"
+                f"<b>{summary.n}</b> of {total} images compared (at the model's threshold {threshold:.2f}).<br>"
                 f"Mean JSC <b>{100 * m.jsc:.1f}%</b> · DSC <b>{100 * m.dsc:.1f}%</b> · "
                 f"ACC {100 * m.acc:.1f}%<br>SEN {100 * m.sen:.1f}% · SPE {100 * m.spe:.1f}% · "
                 f"thresholded JSC {100 * m.jsc_th:.1f}% · HD95 {hd}"
@@ -74,6 +74,9 @@ class SummaryPanel(QGroupBox):
         self.jsc_values = [j for _, _, j in per_image]
         if per_image:
             self._draw_histogram(self.jsc_values)
+        elif self.plot is not None and self._bars is not None:  # another folder: not the last one's bars
+            self.plot.removeItem(self._bars)
+            self._bars = None
         self.worst.clear()
         for row, name, jsc in sorted(per_image, key=lambda t: t[2])[:WORST_SHOWN]:
             item = QListWidgetItem(f"{100 * jsc:5.1f}%  {name}")
