@@ -24,6 +24,7 @@ from typing import Any
 from dermaseg_app.commands.predict import (
     UserError,
     add_model_arguments,
+    apply_input_limits,
     fail,
     find_input_cases,
     load_predictor,
@@ -86,6 +87,7 @@ def _run(args: argparse.Namespace) -> int:
     json_path = Path(args.json) if args.json else None
     if json_path is not None:
         _check_json_target(json_path)
+    apply_input_limits(args)
     cases = find_input_cases(args.paths, args.masks)
     errors: list[dict[str, str]] = []
     with_gt = []

@@ -2,7 +2,9 @@
 
 Prints the stage table, the parameter count and the multiply-accumulates at the model's input
 size (convolutions only, as the SLSNet paper counts, and with the attention products), then the
-weights file's name, version, training data, stored metrics and model-card summary. Without a
+weights file's name, version, training data, stored metrics and model-card summary. The file is
+loaded as the predictor loads it (every tensor checked: shape, type, finite values), and a file
+that fails exits 1 with the reason. Without a
 weights file it still describes the default architecture and says where no file was found.
 """
 
@@ -49,7 +51,7 @@ def _describe_network(network: Any, size: int) -> str:
 def run(args: argparse.Namespace) -> int:
     from dermaseg_app import paths
     from dermaseg_app.ml.registry import build_generator, default_config
-    from dermaseg_app.ml.weights import WeightsError, build_from_info, read_model_info
+    from dermaseg_app.ml.weights import WeightsError, load_model
 
     path = Path(args.model) if args.model else paths.default_model_path()
     info = None
@@ -63,15 +65,19 @@ def run(args: argparse.Namespace) -> int:
             status = 1
     else:
         try:
-            info = read_model_info(path)
-            network = build_from_info(path, info)
+            # Everything info reports is verified: the header against the architecture (before
+            # anything is allocated), then every tensor (shape, type, finite values) as the
+            # predictor loads it. The input size is bounded (ml.weights.MAX_INPUT_SIZE), so the
+            # stage table's forward pass stays small.
+            network, info = load_model(path, "cpu")
         except WeightsError as exc:
             problem = f"cannot use the weights file: {exc}"
             info = None
             status = 1
     if info is None:
+        network = build_generator("slsnet", default_config("slsnet"))
+    if info is None:
         config = default_config("slsnet")
-        network = build_generator("slsnet", config)
         size = int(config.get("input_size", 128))
         print(f"architecture: slsnet (default configuration, input {size}x{size})")
     else:
@@ -90,9 +96,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  trained on: {info.trained_on}")
         print(f"  threshold: {info.threshold:g}")
         if info.metrics:
-            shown = ", ".join(
-                f"{k} {v:.4f}" if isinstance(v, (int, float)) else f"{k} {v}" for k, v in sorted(info.metrics.items())
-            )
+            shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(info.metrics.items()))
             print(f"  metrics: {shown}")
         if info.card_summary:
             print("  model card:")

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from dermaseg_app.commands.argtypes import positive_int, threshold
+from dermaseg_app.commands.argtypes import positive_float, positive_int, threshold
 
 CSV_NAME = "predictions.csv"
 CSV_COLUMNS = ("image", "mask", "width", "height", "lesion_fraction", "seconds", "error")
@@ -60,6 +60,18 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="probability threshold between 0 and 1 (default: the model's, usually 0.5)")
     parser.add_argument("--batch-size", type=positive_int, default=8, metavar="N",
                         help="images per network run (default 8)")
+    parser.add_argument("--max-megapixels", type=positive_float, metavar="MP",
+                        help="refuse images larger than this, before decoding (default 200, or the "
+                        "max_image_pixels setting)")
+
+
+def apply_input_limits(args: argparse.Namespace) -> None:
+    """--max-megapixels for this run (core.limits)."""
+    value = getattr(args, "max_megapixels", None)
+    if value is not None:
+        from dermaseg_app.core.limits import set_limits
+
+        set_limits(max_image_pixels=max(1, int(value * 1e6)))
 
 
 def load_predictor(args: argparse.Namespace) -> Any:
@@ -123,8 +135,13 @@ def prepare_output_dir(out: Path) -> Path:
 
 
 def _holds_any(folder: Path, files: list[Path]) -> bool:
-    root = folder.resolve()
-    return any(root == f.resolve().parent or root in f.resolve().parents for f in files)
+    # os.path.realpath, not Path.resolve: a symbolic-link loop among the inputs must not raise
+    root = Path(os.path.realpath(folder))
+    for f in files:
+        real = Path(os.path.realpath(f))
+        if root == real.parent or root in real.parents:
+            return True
+    return False
 
 
 def _key(path: Path) -> str:
@@ -201,6 +218,7 @@ def _run(args: argparse.Namespace) -> int:
     from dermaseg_app.core.dataset import mark_output_folder
     from dermaseg_app.core.imageio import write_mask_png
 
+    apply_input_limits(args)
     cases = find_input_cases(args.paths)
     images = [case.image for case in cases]
     protected = {_key(c.image) for c in cases} | {_key(c.ground_truth) for c in cases if c.ground_truth}

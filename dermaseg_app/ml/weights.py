@@ -7,6 +7,12 @@ the architecture name, its configuration and a ``ModelInfo`` record as JSON. A m
 Every problem with a model file (missing, truncated, corrupt, written for another architecture,
 tensors of the wrong shape, missing or extra tensors) raises ``WeightsError`` whose message names
 the file and the reason.
+
+A model file is not trusted before it is checked (issue 11): the header's JSON is bounded in size
+and nesting, every ModelInfo field has its type checked, the input size is bounded, and the
+network the configuration describes is first built on PyTorch's ``meta`` device (no memory) so
+its size and its tensors' names and shapes are compared with the file's header before anything
+real is allocated or read.
 """
 
 from __future__ import annotations
@@ -21,18 +27,19 @@ from typing import Any
 import torch
 from torch import nn
 
+from dermaseg_app.core.errors import DermaSegError
+
 FORMAT_NAME = "dermaseg.model"
 FORMAT_VERSION = 1
 CARD_SUFFIX = ".md"
+MAX_INPUT_SIZE = 512           # the network runs at this square size (the paper: 256; shipped: 128)
+MAX_METADATA_CHARS = 1_000_000  # per header entry (the shipped model's info is ~2 kB)
+MAX_JSON_DEPTH = 16
+MAX_PARAMETERS = 200_000_000    # the shipped network has 2.4 M
 
 
-class WeightsError(Exception):
+class WeightsError(DermaSegError):
     """A model file that cannot be used; ``str()`` names the file and the reason."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
 
 
 @dataclass
@@ -158,11 +165,68 @@ def _check_info(path: Path, info: ModelInfo) -> None:
         raise WeightsError(path, f"input size {info.input_size!r} is not a whole number of at least 8")
     if info.input_size % 8:
         raise WeightsError(path, f"input size {info.input_size} is not divisible by 8")
+    if info.input_size > MAX_INPUT_SIZE:
+        raise WeightsError(path, f"input size {info.input_size} is larger than DermaSeg runs a network "
+                                 f"at ({MAX_INPUT_SIZE})")
     t = info.threshold
     if not isinstance(t, (int, float)) or not math.isfinite(float(t)) or not 0.0 < float(t) < 1.0:
         raise WeightsError(path, f"threshold {t!r} is not between 0 and 1")
     if not info.arch:
         raise WeightsError(path, "no architecture name")
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of a parsed JSON value, stopping once past ``limit``."""
+    stack = [(value, 1)]
+    deepest = 0
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return deepest
+
+
+def _json_entry(path: Path, metadata: dict[str, str], key: str, default: str | None = None) -> Any:
+    text = metadata.get(key, default)
+    if text is None:
+        raise WeightsError(path, f"damaged model information in the header (no {key!r})")
+    if len(text) > MAX_METADATA_CHARS:
+        raise WeightsError(path, f"the header's {key!r} is {len(text):,} characters, more than a model "
+                                 f"file holds ({MAX_METADATA_CHARS:,})")
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise WeightsError(path, f"the header's {key!r} is nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise WeightsError(path, f"damaged model information in the header ({exc})") from None
+    if _depth(value, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise WeightsError(path, f"the header's {key!r} is nested more than {MAX_JSON_DEPTH} levels deep")
+    return value
+
+
+def _check_types(path: Path, info: ModelInfo) -> None:
+    for name in ("name", "version", "arch"):
+        value = getattr(info, name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            setattr(info, name, str(value))  # e.g. "version": 2
+    for name in ("name", "version", "arch", "trained_on"):
+        if not isinstance(getattr(info, name), str):
+            raise WeightsError(path, f"the model information's {name!r} is not text")
+    if not isinstance(info.config, dict):
+        raise WeightsError(path, "the model information's 'config' is not an object")
+    if not isinstance(info.metrics, dict):
+        raise WeightsError(path, f"the model information's 'metrics' is {type(info.metrics).__name__}, "
+                                 "not an object of numbers")
+    for key, value in info.metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise WeightsError(path, f"the stored metric {str(key)[:60]!r} is not a finite number")
+    if isinstance(info.threshold, bool) or not isinstance(info.threshold, (int, float)):
+        raise WeightsError(path, f"threshold {info.threshold!r} is not a number")
 
 
 def _info_from_metadata(path: Path, metadata: dict[str, str] | None) -> ModelInfo:
@@ -176,11 +240,8 @@ def _info_from_metadata(path: Path, metadata: dict[str, str] | None) -> ModelInf
         raise WeightsError(
             path, f"model file format version {metadata.get('format_version')!r} is not supported by this DermaSeg"
         )
-    try:
-        stored = json.loads(metadata["info"])
-        config = json.loads(metadata.get("config", "{}"))
-    except (KeyError, json.JSONDecodeError) as exc:
-        raise WeightsError(path, f"damaged model information in the header ({exc})") from None
+    stored = _json_entry(path, metadata, "info")
+    config = _json_entry(path, metadata, "config", "{}")
     if not isinstance(stored, dict) or not isinstance(config, dict):
         raise WeightsError(path, "damaged model information in the header (not a JSON object)")
     known = {f.name for f in dataclasses.fields(ModelInfo)} - {"path", "card_summary"}
@@ -194,7 +255,7 @@ def _info_from_metadata(path: Path, metadata: dict[str, str] | None) -> ModelInf
         info = ModelInfo(**kwargs)
     except TypeError as exc:
         raise WeightsError(path, f"damaged model information ({exc})") from None
-    info.name, info.version, info.arch = str(info.name), str(info.version), str(info.arch)
+    _check_types(path, info)
     if isinstance(info.threshold, int) and not isinstance(info.threshold, bool):
         info.threshold = float(info.threshold)
     _check_info(path, info)
@@ -215,7 +276,10 @@ def read_model_info(path: str | Path) -> ModelInfo:
     return _info_from_metadata(path, metadata)
 
 
-def _read_file(path: Path, tensors: bool) -> tuple[dict[str, str] | None, dict[str, torch.Tensor]]:
+def _read_file(path: Path, tensors: bool,
+               check: Any = None) -> tuple[dict[str, str] | None, dict[str, torch.Tensor]]:
+    """(metadata, tensors) of a safetensors file. ``check(metadata, shapes)`` runs on the header
+    (tensor name -> (dtype, shape)) before any tensor is read, and may raise WeightsError."""
     from safetensors import safe_open
 
     if not path.exists():
@@ -228,10 +292,20 @@ def _read_file(path: Path, tensors: bool) -> tuple[dict[str, str] | None, dict[s
         raise WeightsError(path, f"cannot be read ({exc.strerror or exc})") from None
     if size < 8:
         raise WeightsError(path, f"file is empty or truncated ({size} bytes)")
+    if not path.is_file():
+        raise WeightsError(path, "is not a regular file")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = handle.metadata()
+            if check is not None:
+                shapes = {}
+                for k in handle.keys():
+                    piece = handle.get_slice(k)
+                    shapes[k] = (str(piece.get_dtype()), tuple(int(d) for d in piece.get_shape()))
+                check(metadata, shapes)
             loaded = {k: handle.get_tensor(k) for k in handle.keys()} if tensors else {}
+    except WeightsError:
+        raise
     except PermissionError as exc:
         raise WeightsError(path, f"cannot be read ({exc.strerror or exc})") from None
     except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
@@ -264,14 +338,16 @@ def _load_state(path: Path, module: nn.Module, tensors: dict[str, torch.Tensor])
     module.load_state_dict(tensors, strict=True)
 
 
-def build_from_info(path: Path, info: ModelInfo) -> nn.Module:
-    """The untrained network a ModelInfo describes (WeightsError for an unknown architecture)."""
+def _build(path: Path, info: ModelInfo, meta: bool) -> nn.Module:
     from dermaseg_app.ml import registry
 
     if info.arch not in registry.ARCHITECTURES:
         known = ", ".join(sorted(registry.ARCHITECTURES)) or "none"
         raise WeightsError(path, f"unknown architecture {info.arch!r} (this DermaSeg knows: {known})")
     try:
+        if meta:
+            with torch.device("meta"):
+                return registry.build_generator(info.arch, dict(info.config))
         return registry.build_generator(info.arch, dict(info.config))
     except WeightsError:
         raise
@@ -279,11 +355,56 @@ def build_from_info(path: Path, info: ModelInfo) -> nn.Module:
         raise WeightsError(path, f"the stored configuration does not build a {info.arch} network ({exc})") from None
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, ModelInfo]:
-    """Read a model file: (network in eval mode on ``device``, its ModelInfo)."""
-    path = Path(path)
-    metadata, tensors = _read_file(path, tensors=True)
+def shape_of_network(path: Path, info: ModelInfo) -> nn.Module:
+    """The network a ModelInfo describes, built on the ``meta`` device: its structure, names,
+    shapes and size without any memory (WeightsError for a bad or oversized configuration)."""
+    network = _build(path, info, meta=True)
+    count = sum(t.numel() for t in network.state_dict().values())
+    if count > MAX_PARAMETERS:
+        raise WeightsError(path, f"the configuration describes a network of {count:,} parameters "
+                                 f"({count * 4 / 1024**3:.1f} GiB), more than DermaSeg loads "
+                                 f"({MAX_PARAMETERS:,})")
+    return network
+
+
+def build_from_info(path: Path, info: ModelInfo) -> nn.Module:
+    """The untrained network a ModelInfo describes (WeightsError for an unknown architecture or a
+    configuration too large to build)."""
+    shape_of_network(path, info)
+    return _build(path, info, meta=False)
+
+
+def _check_header(path: Path, metadata: dict[str, str] | None,
+                  shapes: dict[str, tuple[str, tuple[int, ...]]]) -> ModelInfo:
+    """The file's ModelInfo, after comparing its tensors' names and shapes with the network its
+    configuration describes (built on the meta device)."""
     info = _info_from_metadata(path, metadata)
+    expected = shape_of_network(path, info).state_dict()
+    missing = sorted(set(expected) - set(shapes))
+    unexpected = sorted(set(shapes) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing tensor(s), e.g. {', '.join(missing[:3])}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected tensor(s), e.g. {', '.join(unexpected[:3])}")
+        raise WeightsError(path, "weights do not fit the architecture: " + "; ".join(parts))
+    for key, want in expected.items():
+        got = shapes[key][1]
+        if tuple(got) != tuple(want.shape):
+            raise WeightsError(path, f"tensor {key} has shape {tuple(got)}, the architecture needs "
+                                     f"{tuple(want.shape)}")
+    return info
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, ModelInfo]:
+    """Read a model file: (network in eval mode on ``device``, its ModelInfo). The header is
+    checked against the architecture before any tensor is read or the network is built."""
+    path = Path(path)
+    checked: list[ModelInfo] = []
+    metadata, tensors = _read_file(path, tensors=True,
+                                   check=lambda meta, shapes: checked.append(_check_header(path, meta, shapes)))
+    info = checked[0] if checked else _info_from_metadata(path, metadata)
     network = build_from_info(path, info)
     _load_state(path, network, tensors)
     network.eval()
