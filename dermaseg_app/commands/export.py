@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"dermaseg: error: {path}: no such folder", file=sys.stderr)
         return 2
     try:
-        project = Project.open_existing(path)
+        project = Project.open_existing(path, read_only=True)  # export only reads the project
         for warning in project.warnings:
             print(f"dermaseg: warning: {warning}", file=sys.stderr)
         model = None if args.corrections_only else model_masks(args)
@@ -119,4 +119,9 @@ def run(args: argparse.Namespace) -> int:
           f"{summary.from_model} from the model; {summary.excluded} excluded; "
           f"{summary.with_ground_truth} scored against ground truth) to {summary.out_dir}")
     print(f"  COCO: {summary.coco_path}  manifest: {summary.manifest_path}")
+    if summary.unreadable_corrections:
+        print(f"dermaseg: error: {len(summary.unreadable_corrections)} saved correction(s) cannot be "
+              f"read and were not exported (see the warnings above and the manifest's error column)",
+              file=sys.stderr)
+        return 1
     return 0

@@ -189,8 +189,10 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
     writer.writeheader()
+    from dermaseg_app.core.export import csv_safe
+
     for row in rows:
-        writer.writerow(row)
+        writer.writerow({k: csv_safe(v) for k, v in row.items()})
     return buffer.getvalue()
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 from shapely.geometry import mapping
+from shapely.geometry.polygon import orient
 
 from dermaseg_app import __version__
 from dermaseg_app.core.atomic import atomic_write_text
@@ -49,7 +50,7 @@ from dermaseg_app.core.geometry import mask_to_polygons
 from dermaseg_app.core.imageio import ImageReadError, read_mask, write_mask_png
 from dermaseg_app.core.metrics import MaskSizeMismatch, agreement, score
 from dermaseg_app.core.project import Project, ReviewStatus
-from dermaseg_app.core.store import CorrectionStore, GroundTruthProtected, check_not_ground_truth
+from dermaseg_app.core.store import CorrectionStore, GroundTruthProtected, StoreError, check_not_ground_truth
 
 MANIFEST_COLUMNS = (
     "image", "stem", "status", "note", "updated", "corrected", "mask_source", "mask_file",
@@ -130,6 +131,7 @@ class ExportSummary:
     with_ground_truth: int = 0
     rle_annotations: int = 0
     errors: list[str] = field(default_factory=list)
+    unreadable_corrections: list[str] = field(default_factory=list)  # keys: stored but unreadable
 
     @property
     def coco_path(self) -> Path:
@@ -195,11 +197,25 @@ def feature_collection(mask: np.ndarray, properties: dict) -> dict:
         features.append({
             "type": "Feature",
             "id": i + 1,
-            "geometry": mapping(p),
+            "geometry": mapping(orient(p, sign=1.0)),  # RFC 7946: exteriors counter-clockwise
             "properties": {"label": "lesion", "area": float(p.area)},
         })
     # mapping() gives tuples; JSON wants lists, done by json.dumps
     return {"type": "FeatureCollection", "properties": properties, "features": features}
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: object) -> object:
+    """A CSV cell that a spreadsheet never runs as a formula: text starting with ``= + - @`` (or
+    a tab / carriage return) gets a leading apostrophe (OWASP "CSV injection"); numbers stay."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
 
 
 def _bbox_xywh(mask: np.ndarray) -> list[int]:
@@ -252,6 +268,7 @@ def export_project(project: Project, out_dir: Path | str, *, coco_rle: bool = Fa
             images.append(path)
             known.add(key)
 
+    stems = project.planned_stems(images)  # unique even for images the project has no stem for yet
     coco_images: list[dict] = []
     annotations: list[dict] = []
     rows: list[dict] = []
@@ -266,21 +283,28 @@ def export_project(project: Project, out_dir: Path | str, *, coco_rle: bool = Fa
         excluded = record.status is ReviewStatus.EXCLUDED
         if excluded and skip_excluded:
             continue
-        stem = project.stem_for(image)
+        stem = stems[key]
         row: dict = {c: "" for c in MANIFEST_COLUMNS}
         row.update(image=key, stem=stem, status=record.status.value, note=record.note,
                    updated=record.updated or "")
         summary.images += 1
         errors = []
+        correction = prediction = None
+        unreadable = False
         try:
             correction = store.load_correction(image)
+        except StoreError as exc:  # something is stored as the correction but cannot be read:
+            unreadable = True      # never replaced by the model's mask without a word
+            errors.append(str(exc))
+        try:
             prediction = store.load_prediction(image)
-        except Exception as exc:  # StoreError naming the file
-            correction = prediction = None
+        except StoreError as exc:
             errors.append(str(exc))
         mask, source, model_name, model_version, threshold = None, "", None, None, None
         if excluded:
             summary.excluded += 1
+        elif unreadable:
+            summary.unreadable_corrections.append(key)
         elif correction is not None:
             mask, source = correction, "correction"
             pinfo = store.prediction_info(image)
@@ -299,7 +323,8 @@ def export_project(project: Project, out_dir: Path | str, *, coco_rle: bool = Fa
                 source, model_name, model_version = "model", model.name, model.version
                 threshold = model.threshold
                 summary.from_model += 1
-        row.update(corrected="yes" if correction is not None else "no", mask_source=source,
+        row.update(corrected="yes" if correction is not None else ("unreadable" if unreadable else "no"),
+                   mask_source=source,
                    model_name=model_name or "", model_version=model_version or "",
                    threshold="" if threshold is None else f"{threshold:g}")
         gt_path = find_ground_truth(image, masks_dir)
@@ -356,7 +381,7 @@ def export_project(project: Project, out_dir: Path | str, *, coco_rle: bool = Fa
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(MANIFEST_COLUMNS), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: csv_safe(v) for k, v in row.items()} for row in rows)
     atomic_write_text(summary.manifest_path, buf.getvalue())
     if progress is not None:
         progress(n, n, "")

@@ -676,6 +676,29 @@ class Project:
                     return k
         return None
 
+    def planned_stems(self, images) -> dict[str, str]:
+        """key -> stem for ``images``: the recorded stems, and for the others the stems they would
+        be given in this order -- unique among themselves too, without recording anything (for a
+        read-only export)."""
+        owners = dict(self._owners)
+        stems = dict(self._stems)
+        out: dict[str, str] = {}
+        for image in images:
+            key = self.key(image)
+            if key not in stems:
+                if self._legacy_names:
+                    stems[key] = legacy_stem(key)
+                else:
+                    saved = self._owners
+                    self._owners = owners
+                    try:
+                        stems[key] = self._propose_stem(key)
+                    finally:
+                        self._owners = saved
+                owners[stems[key].lower()] = key
+            out[key] = stems[key]
+        return out
+
     def stems(self) -> dict[str, str]:
         """Recorded stems by key (a copy)."""
         return dict(self._stems)
