@@ -487,3 +487,63 @@ def test_the_slider_threshold_is_labelled_against_the_lists(qtbot, random_model,
     w.controls.threshold.setValue(45)
     assert header(Column.JSC) == "JSC"
     _close(w)
+
+
+# ------------------------------------------------------------- 11. colours; 8. state kept
+def test_preferences_change_the_overlay_colours_and_are_remembered(qtbot, random_model, folder) -> None:
+    from dermaseg_app.gui.canvas.legend import _Swatch
+    from dermaseg_app.gui.canvas.mask_layer import mask_palette, premultiplied_palette
+    from dermaseg_app.gui.canvas.overlay import COMPARISON_PALETTES, MASK_COLOURS
+    from dermaseg_app.gui.preferences import PreferencesDialog, set_preferences
+
+    safe = COMPARISON_PALETTES["colour_blind"]
+    w = _window(qtbot, random_model)
+    _open(qtbot, w, folder)
+    w.controls.opacity.setValue(100)
+    dialog = PreferencesDialog("standard", "blue", w)
+    dialog.comparison.setCurrentIndex(dialog.comparison.findData("colour_blind"))
+    dialog.mask.setCurrentIndex(dialog.mask.findData("magenta"))
+    assert dialog.values() == ("colour_blind", "magenta")
+    set_preferences(w, *dialog.values())
+    palette = w.view._rendered.overlay_preview.palette  # the prediction's fill
+    assert tuple(palette[1][:3]) == MASK_COLOURS["magenta"][1]
+    assert w.canvas.contour_item.pen().color().getRgb()[:3] == MASK_COLOURS["magenta"][2]
+    with qtbot.waitSignal(w.view.drawn, timeout=5000, check_params_cb=lambda r, p, compared: compared):
+        qtbot.keyClick(w, Qt.Key.Key_G)
+    palette = w.view._rendered.overlay_preview.palette  # index 1 FP, 2 FN, 3 TP
+    assert [tuple(c[:3]) for c in palette[1:4]] == [safe.fp, safe.fn, safe.tp]
+    swatches = [s.colour.getRgb()[:3] for s in w.canvas.legend.findChildren(_Swatch)]
+    assert swatches == [safe.tp, safe.fp, safe.fn]  # the same legend entries, other colours
+    assert [lab.text() for lab in w.canvas.legend.labels] == [
+        "true positive", "false positive (model only)", "false negative (missed)"]
+    assert np.array_equal(mask_palette(1.0, True), premultiplied_palette(
+        [(0, 0, 0, 0), (*safe.fp, 255), (*safe.fn, 255), (*safe.tp, 255)]))  # the corrected mask too
+    _close(w)
+    w2 = _window(qtbot, random_model)  # remembered: the next window draws with them
+    assert (w2.settings.comparison_colours, w2.settings.mask_colour) == ("colour_blind", "magenta")
+    assert w2.canvas.contour_item.pen().color().getRgb()[:3] == MASK_COLOURS["magenta"][2]
+    assert w2.controls.compare.isChecked()  # G as it was left
+    set_preferences(w2, "standard", "blue")
+    _close(w2)
+
+
+def test_the_sort_is_restored_and_the_current_row_stays_in_view(qtbot, random_model, tmp_path) -> None:
+    from dermaseg_app.gui.case_model import Column
+
+    big = tiny_folder(tmp_path / "big", n=40)
+    w = _window(qtbot, random_model)
+    with qtbot.waitSignal(w.view.drawn, timeout=WAIT_MS, check_params_cb=lambda r, p, c: p):
+        assert w.open_paths([big]) == 40
+    w.case_list.table.setFixedHeight(200)
+    w.case_list.select_row(0)
+    w.case_list.table.sortByColumn(Column.NAME, Qt.SortOrder.DescendingOrder)  # row 0 goes to the end
+    qtbot.wait(50)
+    table = w.case_list.table
+    rect = table.visualRect(table.currentIndex())
+    assert table.viewport().rect().intersects(rect)
+    _close(w)
+    w2 = _window(qtbot, random_model)
+    header = w2.case_list.table.horizontalHeader()
+    assert header.sortIndicatorSection() == Column.NAME
+    assert header.sortIndicatorOrder() == Qt.SortOrder.DescendingOrder
+    _close(w2)

@@ -93,6 +93,8 @@ def build_menus(w: MainWindow) -> Menus:
     _action(w, view, "Ground-Truth &Comparison", w.controls.compare.toggle, ("G",))
     _action(w, view, "Probability &Heat-map", w.controls.heatmap.toggle, ("H",))
     _action(w, view, "&Mask", w.controls.show_mask.toggle, ("M",))
+    view.addSeparator()
+    _action(w, view, "&Preferences… (colours)", lambda: _preferences(w))
 
     go = bar.addMenu("&Go")
     _action(w, go, "&Next Image", lambda: w.case_list.step(1), ("N", "PgDown"))
@@ -114,7 +116,39 @@ def build_menus(w: MainWindow) -> Menus:
             lambda: QMessageBox.information(w, "Keyboard shortcuts", shortcuts_html()))
     menus = Menus(w, recent)
     menus.refresh_recent()
+    from dermaseg_app.gui.preferences import apply_colours
+
+    apply_colours(w)
+    remember_view_state(w)
     return menus
+
+
+def remember_view_state(w: MainWindow) -> None:
+    """The list's sort and the comparison switch (G) as at the last start, and kept from now on."""
+    from PySide6.QtCore import Qt
+
+    s = w.settings
+    table = w.case_list.table
+    column = s.sort_column if 0 <= s.sort_column < w.session.table.columnCount() else 0
+    table.sortByColumn(column, Qt.SortOrder.DescendingOrder if s.sort_descending else Qt.SortOrder.AscendingOrder)
+    w.controls.compare.setChecked(s.compare)
+
+    def sorted_by(col: int, order: Qt.SortOrder) -> None:
+        s.sort_column, s.sort_descending = int(col), order == Qt.SortOrder.DescendingOrder
+        s.save()
+
+    def compare_toggled(on: bool) -> None:
+        s.compare = bool(on)
+        s.save()
+
+    table.horizontalHeader().sortIndicatorChanged.connect(sorted_by)
+    w.controls.compare.toggled.connect(compare_toggled)
+
+
+def _preferences(w: MainWindow) -> None:
+    from dermaseg_app.gui.preferences import open_preferences
+
+    open_preferences(w)
 
 
 def accept_and_next(w: MainWindow) -> None:

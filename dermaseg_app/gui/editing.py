@@ -706,6 +706,10 @@ class EditController(QObject):
         except StoreError as exc:
             self.w.notice.show_notice(str(exc), True)
 
+    def colours_changed(self) -> None:
+        """Preferences changed the overlay colours: recolour the corrected mask at the next draw."""
+        self._layer_key = None
+
     def _model_switched(self) -> None:
         """Another model: an image whose correction was never saved and still equals the old
         model's mask shows the new model's mask (its journal goes); real corrections stay."""

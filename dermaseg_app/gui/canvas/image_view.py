@@ -123,6 +123,21 @@ class ImageCanvas(QGraphicsView):
         self.contour_item.setPath(QPainterPath())
         self._image_size = (0, 0)
 
+    def apply_colours(self) -> None:
+        """Take the overlay colours chosen in Preferences (``overlay.colours()``): the outline's
+        pen and the comparison legend; the overlays follow at the next redraw."""
+        from dermaseg_app.gui.canvas.overlay import colours
+
+        c = colours()
+        pen = self.contour_item.pen()
+        pen.setColor(QColor(*c.contour))
+        self.contour_item.setPen(pen)
+        visible = self.legend.isVisible()
+        self.legend.deleteLater()
+        self.legend = LegendWidget(c.comparison.legend(), parent=self.viewport())
+        self.legend.move(10, 10)
+        self.legend.setVisible(visible)
+
     def show_legend(self, visible: bool, heat: bool = False) -> None:
         """The comparison legend (``visible``) or the heat-map's colour scale (``heat``)."""
         self.legend.setVisible(visible)

@@ -19,7 +19,7 @@ from PySide6.QtGui import QImage, QPainter
 from PySide6.QtWidgets import QGraphicsItem, QStyleOptionGraphicsItem, QWidget
 
 from dermaseg_app.core.editing import BBox
-from dermaseg_app.gui.canvas.overlay import FILL_COLOUR, FN_COLOUR, FP_COLOUR, TP_COLOUR, _alpha
+from dermaseg_app.gui.canvas.overlay import _alpha, colours
 from dermaseg_app.gui.case_images import PREVIEW_MAX_SIDE
 
 
@@ -35,9 +35,11 @@ def premultiplied_palette(colours: list[tuple[int, int, int, int]]) -> np.ndarra
 def mask_palette(opacity: float, compare: bool) -> np.ndarray:
     """Index 0..3 = mask | gt << 1 -> colour. Without comparison only the mask bit counts."""
     a = _alpha(opacity)
+    c = colours()
     if compare:
-        return premultiplied_palette([(0, 0, 0, 0), (*FP_COLOUR, a), (*FN_COLOUR, a), (*TP_COLOUR, a)])
-    return premultiplied_palette([(0, 0, 0, 0), (*FILL_COLOUR, a), (0, 0, 0, 0), (*FILL_COLOUR, a)])
+        p = c.comparison
+        return premultiplied_palette([(0, 0, 0, 0), (*p.fp, a), (*p.fn, a), (*p.tp, a)])
+    return premultiplied_palette([(0, 0, 0, 0), (*c.fill, a), (0, 0, 0, 0), (*c.fill, a)])
 
 
 SMOOTH_PREVIEW = False  # nearest sampling when zoomed out: ~2 ms less per repaint, the outline hides it

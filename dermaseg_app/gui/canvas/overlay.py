@@ -29,11 +29,65 @@ class LegendEntry:
     colour: RGB
 
 
-COMPARISON_LEGEND: tuple[LegendEntry, ...] = (
-    LegendEntry("true positive", TP_COLOUR),
-    LegendEntry("false positive (model only)", FP_COLOUR),
-    LegendEntry("false negative (missed)", FN_COLOUR),
-)
+@dataclass(frozen=True)
+class ComparisonPalette:
+    """The colours of the ground-truth comparison; the meaning (TP / FP / FN) never changes."""
+
+    label: str
+    tp: RGB
+    fp: RGB
+    fn: RGB
+
+    def legend(self) -> tuple[LegendEntry, ...]:
+        return (LegendEntry("true positive", self.tp),
+                LegendEntry("false positive (model only)", self.fp),
+                LegendEntry("false negative (missed)", self.fn))
+
+
+# "colour_blind": Okabe-Ito colours told apart with every common colour-vision deficiency, and none
+# of them the green, yellow or blue of the calibration stickers on dermoscopy images
+COMPARISON_PALETTES: dict[str, ComparisonPalette] = {
+    "standard": ComparisonPalette("Standard: true positive yellow, false positive red, false negative green",
+                                  TP_COLOUR, FP_COLOUR, FN_COLOUR),
+    "colour_blind": ComparisonPalette("Colour-blind safe: true positive white, false positive vermillion, "
+                                      "false negative reddish purple",
+                                      (255, 255, 255), (213, 94, 0), (204, 121, 167)),
+}
+# the prediction's fill and its outline
+MASK_COLOURS: dict[str, tuple[str, RGB, RGB]] = {
+    "blue": ("Blue", FILL_COLOUR, CONTOUR_COLOUR),
+    "magenta": ("Magenta", (215, 48, 200), (255, 110, 240)),
+    "orange": ("Orange", (240, 120, 0), (255, 170, 60)),
+    "white": ("White", (255, 255, 255), (255, 255, 255)),
+    "black": ("Black", (0, 0, 0), (30, 30, 30)),
+}
+
+
+@dataclass(frozen=True)
+class Colours:
+    """The overlay colours the window draws with (chosen in Preferences)."""
+
+    comparison: ComparisonPalette = COMPARISON_PALETTES["standard"]
+    fill: RGB = FILL_COLOUR
+    contour: RGB = CONTOUR_COLOUR
+
+
+_colours = Colours()
+
+
+def colours() -> Colours:
+    return _colours
+
+
+def set_colours(comparison: str = "standard", mask: str = "blue") -> Colours:
+    """Draw with these colours from now on (unknown keys fall back to the standard ones)."""
+    global _colours
+    _, fill, contour = MASK_COLOURS.get(mask, MASK_COLOURS["blue"])
+    _colours = Colours(COMPARISON_PALETTES.get(comparison, COMPARISON_PALETTES["standard"]), fill, contour)
+    return _colours
+
+
+COMPARISON_LEGEND: tuple[LegendEntry, ...] = COMPARISON_PALETTES["standard"].legend()
 
 
 def _alpha(opacity: float) -> int:
@@ -59,21 +113,24 @@ class IndexedOverlay:
         return int(self.index.shape[0]), int(self.index.shape[1])
 
 
-def prediction_overlay(mask: np.ndarray, opacity: float, colour: RGB = FILL_COLOUR) -> IndexedOverlay:
-    """The predicted mask as a semi-transparent fill; transparent elsewhere."""
+def prediction_overlay(mask: np.ndarray, opacity: float, colour: RGB | None = None) -> IndexedOverlay:
+    """The predicted mask as a semi-transparent fill (default: the chosen mask colour)."""
     mask = np.asarray(mask, dtype=bool)
+    colour = _colours.fill if colour is None else colour
     palette = np.array([(0, 0, 0, 0), (*colour, _alpha(opacity))], np.uint8)
     return IndexedOverlay(mask.view(np.uint8), palette)
 
 
 def comparison_overlay(pred: np.ndarray, gt: np.ndarray, opacity: float) -> IndexedOverlay:
-    """TP yellow, FP red, FN green at ``opacity``; true negatives transparent (the image shows)."""
+    """TP yellow, FP red, FN green (or the chosen palette's colours) at ``opacity``; true negatives
+    transparent (the image shows)."""
     pred = np.asarray(pred, dtype=bool)
     gt = np.asarray(gt, dtype=bool)
     if pred.shape != gt.shape:
         raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} differ in size")
     a = _alpha(opacity)
-    palette = np.array([(0, 0, 0, 0), (*FP_COLOUR, a), (*FN_COLOUR, a), (*TP_COLOUR, a)], np.uint8)
+    c = _colours.comparison
+    palette = np.array([(0, 0, 0, 0), (*c.fp, a), (*c.fn, a), (*c.tp, a)], np.uint8)
     index = pred.view(np.uint8) | (gt.view(np.uint8) << 1)  # 0 TN, 1 FP, 2 FN, 3 TP
     return IndexedOverlay(index, palette)
 

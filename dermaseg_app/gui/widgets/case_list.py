@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSize, Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QSize, Qt, QTimer, Signal
 from PySide6.QtWidgets import QAbstractItemView, QComboBox, QHeaderView, QLabel, QTableView, QVBoxLayout, QWidget, QHBoxLayout
 
 from dermaseg_app.core.project import ReviewStatus
@@ -56,6 +56,8 @@ class CaseListWidget(QWidget):
         for col in (Column.JSC, Column.DSC, Column.UNCERTAINTY):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         self.table.selectionModel().currentRowChanged.connect(self._current_changed)
+        # after a sort the current image may have moved far away: keep it in view
+        header.sortIndicatorChanged.connect(lambda *_: QTimer.singleShot(0, self._scroll_to_current))
         self.proxy.rowsInserted.connect(self._update_count)
         self.proxy.modelReset.connect(self._update_count)
         self.proxy.layoutChanged.connect(self._update_count)
@@ -114,6 +116,11 @@ class CaseListWidget(QWidget):
     def select_first(self) -> None:
         if self.proxy.rowCount():
             self.select_row(int(self.proxy.index(0, 0).data(ROW_ROLE)))
+
+    def _scroll_to_current(self) -> None:
+        index = self.table.currentIndex()
+        if index.isValid():
+            self.table.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
 
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         self.current_row_changed.emit(int(current.data(ROW_ROLE)) if current.isValid() else -1)

@@ -70,11 +70,11 @@ class DisplayControls(QWidget):
 
     def set_compare_available(self, available: bool, reason: str = "") -> None:
         """Enable the comparison for images with ground truth (no signal: the caller redraws)."""
+        from dermaseg_app.gui.canvas.overlay import colours
+
         self.compare.setEnabled(available)
-        self.compare.setToolTip(
-            "True positives yellow, false positives red, false negatives green"
-            if available else (reason or "This image has no ground truth")
-        )
+        self.compare.setToolTip(colours().comparison.label if available
+                                else (reason or "This image has no ground truth"))
 
     def _update_labels(self) -> None:
         self.opacity_label.setText(f"{self.opacity.value()}%")
