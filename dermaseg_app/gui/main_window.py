@@ -45,9 +45,10 @@ LEFT_MIN_WIDTH, RIGHT_MIN_WIDTH = 180, 280  # logical pixels: the canvas keeps t
 
 
 def dock_widths(window_width: int) -> tuple[int, int]:
-    """(list, side panel) widths for a window ``window_width`` logical pixels wide: about a fifth
-    each, within their minimum and a comfortable maximum, so the canvas gets at least half."""
-    left = max(LEFT_MIN_WIDTH, min(430, int(0.2 * window_width)))
+    """(list, side panel) widths for a window ``window_width`` logical pixels wide: the list grows
+    from its minimum at 2x HiDPI (960) to all its columns at 1920, the side panel is about a fifth;
+    the canvas gets at least half."""
+    left = max(LEFT_MIN_WIDTH, min(450, int(0.3 * window_width) - 100))
     right = max(RIGHT_MIN_WIDTH, min(340, int(0.2 * window_width)))
     return left, right
 

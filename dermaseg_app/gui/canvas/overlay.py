@@ -44,14 +44,15 @@ class ComparisonPalette:
                 LegendEntry("false negative (missed)", self.fn))
 
 
-# "colour_blind": Okabe-Ito colours told apart with every common colour-vision deficiency, and none
-# of them the green, yellow or blue of the calibration stickers on dermoscopy images
+# "colour_blind": Paul Tol's colour-blind-safe purple and orange, and white: told apart by
+# lightness too, so with every common colour-vision deficiency; none of them the green, yellow or
+# blue of the calibration stickers on dermoscopy images
 COMPARISON_PALETTES: dict[str, ComparisonPalette] = {
     "standard": ComparisonPalette("Standard: true positive yellow, false positive red, false negative green",
                                   TP_COLOUR, FP_COLOUR, FN_COLOUR),
-    "colour_blind": ComparisonPalette("Colour-blind safe: true positive white, false positive vermillion, "
-                                      "false negative reddish purple",
-                                      (255, 255, 255), (213, 94, 0), (204, 121, 167)),
+    "colour_blind": ComparisonPalette("Colour-blind safe: true positive purple, false positive orange, "
+                                      "false negative white",
+                                      (170, 51, 119), (238, 119, 51), (255, 255, 255)),
 }
 # the prediction's fill and its outline
 MASK_COLOURS: dict[str, tuple[str, RGB, RGB]] = {
