@@ -48,7 +48,7 @@ def dock_widths(window_width: int) -> tuple[int, int]:
     """(list, side panel) widths for a window ``window_width`` logical pixels wide: the list grows
     from its minimum at 2x HiDPI (960) to all its columns at 1920, the side panel is about a fifth;
     the canvas gets at least half."""
-    left = max(LEFT_MIN_WIDTH, min(450, int(0.3 * window_width) - 100))
+    left = max(LEFT_MIN_WIDTH, min(450, int(0.35 * window_width) - 140))
     right = max(RIGHT_MIN_WIDTH, min(340, int(0.2 * window_width)))
     return left, right
 
