@@ -127,3 +127,20 @@ def test_a_failing_prediction_is_listed_and_cancel_stops(reviewed, tmp_path) -> 
         export_project(project, tmp_path / "c", model=ModelMasks("m", "1", 0.5, probability),
                        progress=lambda i, n, key: seen.append(key), cancelled=lambda: len(seen) >= 2)
     assert len(seen) == 2 and not (tmp_path / "c" / "manifest.csv").exists()
+
+
+def test_cli_export_uses_the_model_the_window_uses_by_default(random_model, tmp_path) -> None:
+    from dermaseg_app import paths
+    from dermaseg_app.commands.export import current_model_path
+    from dermaseg_app.gui.settings import GuiSettings
+
+    assert current_model_path(None) == paths.default_model_path()
+    settings = GuiSettings.load()
+    settings.model = str(random_model)  # chosen in the window (Use this model / Use Model File…)
+    settings.save()
+    assert current_model_path(None) == random_model
+    assert current_model_path(str(tmp_path / "x.safetensors")) == tmp_path / "x.safetensors"
+    random_model_missing = tmp_path / "gone.safetensors"
+    settings.model = str(random_model_missing)
+    settings.save()
+    assert current_model_path(None) == paths.default_model_path()  # a file that is gone: the bundled one
