@@ -206,10 +206,15 @@ class EditBook:
         store = self.store_for(image)
         if store is None:
             return False
-        base = store.base_mask(image)
-        if base is None:
-            base = np.zeros(shape(), bool)
-        return not np.array_equal(store.recover(store.stem(image), base_mask=base), base)
+        stem = store.stem(image)
+        reference = store.base_mask(image)
+        if reference is None:
+            reference = np.zeros(shape(), bool)
+        try:
+            mask = store.recover(stem)  # onto what the journal started from (the store knows)
+        except StoreError:  # nothing saved or predicted: the edits started from no lesion
+            mask = store.recover(stem, base_mask=reference)
+        return not np.array_equal(mask, reference)
 
     def settle(self, row: int) -> None:
         """Forget the journal of a correction that is back at its saved state (or, never saved, at
