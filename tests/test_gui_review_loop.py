@@ -439,7 +439,7 @@ def test_an_interim_model_is_said_plainly(qtbot, random_model, tmp_path) -> None
 def test_the_window_opens_sized_to_its_screen_with_the_canvas_first(qtbot, random_model) -> None:
     from PySide6.QtCore import QSettings
 
-    from dermaseg_app.gui.main_window import dock_widths
+    from dermaseg_app.gui.window_size import dock_widths
 
     QSettings("DermaSeg", "DermaSeg").remove("main_window/geometry")
     w = _window(qtbot, random_model)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt
-from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -33,37 +32,9 @@ from dermaseg_app.gui.widgets.case_list import CaseListWidget
 from dermaseg_app.gui.widgets.display_controls import DisplayControls
 from dermaseg_app.gui.widgets.metrics_panel import MetricsPanel
 from dermaseg_app.gui.widgets.review_panel import ReviewPanel
-from dermaseg_app.gui.widgets.status_widgets import NoticeBar, ProgressWidget
+from dermaseg_app.gui.widgets.status_widgets import InterimBadge, NoticeBar, ProgressWidget
+from dermaseg_app.gui.window_size import LEFT_MIN_WIDTH, RIGHT_MIN_WIDTH, dock_widths, fit_to_screen
 from dermaseg_app.gui.widgets.summary_panel import SummaryPanel
-
-
-INTERIM_TEXT = "⚠ Interim model: not the final one — check every mask"
-INTERIM_TIP = ("This model is an interim one (its version or model card says so): it was trained with "
-               "a reduced budget and segments less well than the final model will. Its masks are a "
-               "starting point for your review, not a result.")
-LEFT_MIN_WIDTH, RIGHT_MIN_WIDTH = 180, 280  # logical pixels: the canvas keeps the rest at 2x HiDPI
-
-
-def dock_widths(window_width: int) -> tuple[int, int]:
-    """(list, side panel) widths for a window ``window_width`` logical pixels wide: the list grows
-    from its minimum at 2x HiDPI (960) to all its columns at 1920, the side panel is about a fifth;
-    the canvas gets at least half."""
-    left = max(LEFT_MIN_WIDTH, min(450, int(0.35 * window_width) - 140))
-    right = max(RIGHT_MIN_WIDTH, min(340, int(0.2 * window_width)))
-    return left, right
-
-
-def fit_to_screen(window: QMainWindow) -> None:
-    """Size a window with no remembered geometry to its screen's free area (less a small margin),
-    centred."""
-    screen = window.screen() or QGuiApplication.primaryScreen()
-    if screen is None:
-        window.resize(1400, 860)
-        return
-    area = screen.availableGeometry()
-    w, h = int(area.width() * 0.96), int(area.height() * 0.94)
-    window.resize(w, h)
-    window.move(area.x() + (area.width() - w) // 2, area.y() + (area.height() - h) // 2)
 
 
 class MainWindow(QMainWindow):
@@ -112,12 +83,7 @@ class MainWindow(QMainWindow):
         self.zoom_label = QLabel("")
         self.model_label = QLabel("Model: loading…")
         self.timing_label = QLabel("")
-        self.interim_label = QLabel(INTERIM_TEXT)  # shown while the model is an interim one
-        self.interim_label.setObjectName("interimModel")
-        self.interim_label.setStyleSheet("#interimModel { background: #ffe08a; color: #202020; "
-                                         "border: 1px solid #c0a030; padding: 0 6px; }")
-        self.interim_label.setToolTip(INTERIM_TIP)
-        self.interim_label.hide()
+        self.interim_label = InterimBadge()  # shown while the model is an interim one
         self.progress = ProgressWidget()
         bar = self.statusBar()
         bar.addPermanentWidget(self.progress)

@@ -69,3 +69,21 @@ class NoticeBar(QWidget):
     def clear(self) -> None:
         self.messages.clear()
         self.hide()
+
+
+INTERIM_TEXT = "⚠ Interim model: not the final one — check every mask"
+INTERIM_TIP = ("This model is an interim one (its version or model card says so): it was trained with "
+               "a reduced budget and segments less well than the final model will. Its masks are a "
+               "starting point for your review, not a result.")
+
+
+class InterimBadge(QLabel):
+    """An amber status-bar badge, shown while the model is an interim one."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(INTERIM_TEXT, parent)
+        self.setObjectName("interimModel")
+        self.setStyleSheet("#interimModel { background: #ffe08a; color: #202020; "
+                           "border: 1px solid #c0a030; padding: 0 6px; }")
+        self.setToolTip(INTERIM_TIP)
+        self.hide()
