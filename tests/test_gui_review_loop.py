@@ -138,6 +138,20 @@ def test_a_note_is_saved_on_focus_change_image_change_and_close(qtbot, random_mo
     assert _record(folder, "lesion_1.png").get("note") == "last words"
 
 
+def test_a_note_typed_just_before_opening_another_folder_is_saved(qtbot, random_model, folder,
+                                                                   tmp_path) -> None:
+    other = tiny_folder(tmp_path / "other", n=2)
+    w = _window(qtbot, random_model)
+    _open(qtbot, w, folder)
+    w.review.note.setFocus()
+    qtbot.keyClicks(w.review.note, "before the switch")
+    with qtbot.waitSignal(w.view.drawn, timeout=WAIT_MS, check_params_cb=lambda r, p, c: p):
+        assert w.open_paths([other]) == 2  # e.g. File > Recent Folders, at once
+    assert _record(folder, "lesion_0.png").get("note") == "before the switch"
+    assert _record(other, "lesion_0.png").get("note") is None and w.review.note.toPlainText() == ""
+    _close(w)
+
+
 def test_status_saved_label_belongs_to_its_image(qtbot, random_model, folder) -> None:
     w = _window(qtbot, random_model)
     _open(qtbot, w, folder)

@@ -144,6 +144,7 @@ class MainWindow(QMainWindow):
     def open_paths(self, paths: list[Path], recursive: bool | None = None) -> int:
         if not self.editing.confirm_leave():  # unsaved corrections: save / discard / cancel
             return 0
+        self.review.flush_note()  # a note typed just now belongs to this folder's image
         recursive = self.settings.include_subfolders if recursive is None else recursive
         n = self.session.open_paths(paths, recursive=recursive, masks_dir=self.masks_dir)
         if n:
