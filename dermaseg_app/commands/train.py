@@ -60,6 +60,11 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch.compile the generator and discriminator (MODE: default, reduce-overhead = "
                              "CUDA graphs, max-autotune, max-autotune-no-cudagraphs)")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA only)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="CPU precision: auto = bf16 autocast where the CPU has bf16 units (AMX, AVX512-BF16) "
+                             "and it measured faster, else fp32 (default auto)")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="NHWC memory format for the networks and batches (measure: often faster on the CPU)")
     parser.add_argument("--name", help="model name stored in the file")
     parser.add_argument("--version", dest="model_version", help="model version stored in the file")
     parser.add_argument("--quiet", action="store_true", help="print only the epoch lines")
@@ -83,6 +88,14 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--supervised", action="store_true",
                         help="train G alone with pixel BCE + L1 + soft Jaccard (no discriminator)")
     parser.add_argument("--lr-d", type=float, help="discriminator learning rate (default: --lr)")
+    parser.add_argument("--mix", action="append", default=[], metavar="DIR",
+                        help="a second training source mixed into every batch (repeatable), e.g. the HAM10000 "
+                             "training split for a balanced mixture with ISIC 2017; an epoch ends when every "
+                             "--data pair was seen once")
+    parser.add_argument("--mix-share", type=share, default=0.5, metavar="F",
+                        help="share of every batch drawn from --mix (default 0.5: half and half)")
+    parser.add_argument("--gan-bce", type=non_negative_float, default=0.0, metavar="W",
+                        help="pixel BCE weight kept in G's loss during the adversarial phase (default 0, as the paper)")
     add_common_arguments(parser)
     parser.set_defaults(func=run_train)
 
@@ -113,6 +126,8 @@ def config_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
         compile=getattr(args, "compile", None) is not None,
         compile_mode=getattr(args, "compile", None) or "default",
         amp=bool(getattr(args, "amp", False)),
+        precision=getattr(args, "precision", "auto"),
+        channels_last=bool(getattr(args, "channels_last", False)),
         command="dermaseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     )
     if args.no_augment:
@@ -192,7 +207,8 @@ class ProgressPrinter:
             else:
                 val = "no validation set"
             g = event.train_losses.get("g", float("nan"))
-            self._line(f"epoch {event.epoch}/{event.epochs} done in {event.seconds:.0f}s: G loss {g:.4f}, {val}; "
+            speed = f", {event.images_per_second:.1f} img/s" if event.images_per_second else ""
+            self._line(f"epoch {event.epoch}/{event.epochs} done in {event.seconds:.0f}s{speed}: G loss {g:.4f}, {val}; "
                        f"left {t.describe_eta(event.eta_seconds)}", False)
         elif isinstance(event, t.CheckpointSaved):
             if event.kind == "published":
@@ -255,6 +271,9 @@ def run_train(args: argparse.Namespace) -> int:
         "lr_d": args.lr_d,
         "resume": args.resume,
         "model_name": "slsnet",
+        "replay": list(args.mix),
+        "replay_share": args.mix_share if args.mix else 0.0,
+        "gan_bce_weight": args.gan_bce,
     }
     if not args.resume and (not args.data or not args.out):
         print("dermaseg: error: train needs --data DIR and --out MODEL (or --resume CKPT)", file=sys.stderr)

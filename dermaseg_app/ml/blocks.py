@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fast_attention
+
 __all__ = [
     "CAM",
     "PAM",
@@ -60,9 +62,10 @@ class PAM(nn.Module):
 
     Query and key are 1x1 convolutions to ``max(1, C // reduction)`` channels, value a 1x1
     convolution to C channels. ``energy = Q^T K`` (N x N, N = H*W), softmax over the last axis,
-    ``out = gamma * (V attention^T) + A``. That is exactly SDPA with scale 1, so the fused kernels
-    apply and the N x N attention matrix is never materialized (query and key are zero-padded to
-    the value width, which changes no dot product, because the fused kernels need one head size).
+    ``out = gamma * (V attention^T) + A``. On the CPU, when ``ml.fast_attention``'s kernel is built,
+    it computes this with the q-k products at C/8 and nothing N x N in memory; elsewhere it is SDPA
+    with scale 1 (query and key zero-padded to the value width, which changes no dot product,
+    because the fused SDPA kernels need one head size). Both give the same values.
     """
 
     def __init__(self, channels: int, reduction: int = 8) -> None:
@@ -83,6 +86,22 @@ class PAM(nn.Module):
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """The attended features ``V attention^T`` reshaped to ``x``'s shape (without gamma)."""
+        if x.device.type == "cpu" and fast_attention.ready():
+            return self.attention_fused(x)
+        return self.attention_sdpa(x)
+
+    def attention_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """The CPU kernel of ``ml.fast_attention``: the q-k products at the query width C/8."""
+        b, c, h, w = x.shape
+        n = h * w
+        q = self.query_conv(x).reshape(b, -1, n).transpose(1, 2)  # B x N x C'
+        kt = self.key_conv(x).reshape(b, -1, n)  # B x C' x N
+        vt = self.value_conv(x).reshape(b, c, n)  # B x C x N
+        out = fast_attention.pam_attention(q, kt, vt)  # B x N x C
+        return out.reshape(b, h, w, c).permute(0, 3, 1, 2)
+
+    def attention_sdpa(self, x: torch.Tensor) -> torch.Tensor:
+        """``scaled_dot_product_attention`` with q and k zero-padded to C (any device)."""
         b, c, h, w = x.shape
         q = self._tokens(self.query_conv(x))
         k = self._tokens(self.key_conv(x))

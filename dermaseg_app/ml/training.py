@@ -101,6 +101,9 @@ class TrainConfig:
     workers: int = 2
     pack_dir: str | None = None
     amp: bool = False                                  # bf16 autocast on CUDA
+    precision: str = "auto"                            # CPU autocast: auto (bf16 where the CPU has bf16
+                                                       # units, AMX or AVX512-BF16; else fp32) | fp32 | bf16
+    channels_last: bool = False                        # NHWC memory format for G, D and the batches
     device_data: bool = False                          # packs uploaded once; batches indexed and augmented
                                                        # on the device (ml.augment_torch) instead of cv2 on the CPU
     compile: bool = False                              # torch.compile G's and D's forward passes
@@ -161,6 +164,10 @@ class TrainConfig:
             raise TrainError("L2-SP (--l2sp) needs a base model to stay near")
         if self.out is not None and not str(self.out).endswith(".safetensors"):
             raise TrainError(f"{self.out}: model files must end in .safetensors")
+        from dermaseg_app.ml.cpu_speed import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise TrainError(f"unknown precision {self.precision!r} ({', '.join(PRECISIONS)})")
         if self.compile and self.compile_mode not in COMPILE_MODES:
             raise TrainError(f"unknown torch.compile mode {self.compile_mode!r} ({', '.join(COMPILE_MODES)})")
 
@@ -254,6 +261,7 @@ class EpochEnd:
     eta_seconds: float
     base_val: Any = None      # core.metrics.Scores on the base-domain validation set, or None
     qualifies: bool = True    # False: base JSC fell more than the tolerance below the base model's
+    images_per_second: float | None = None  # training images per second of the epoch's steps
 
 
 @dataclass
@@ -517,6 +525,11 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
             saved.out = config.out
         if config.compile:  # compiling changes the speed, not the recipe
             saved.compile, saved.compile_mode = True, config.compile_mode
+        # Speed settings (the maths stays: fp32 and bf16 differ only by rounding) may change too.
+        if config.precision != TrainConfig.precision:
+            saved.precision = config.precision
+        if config.channels_last:
+            saved.channels_last = True
         config = saved
     cfg = config
     cfg.check()
@@ -526,6 +539,16 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
     device, notice = choose_device(cfg.device)
+    speed_notes: list[str] = []
+    cpu_autocast: torch.dtype | None = None
+    if device.type == "cpu":
+        from dermaseg_app.ml import cpu_speed, fast_attention
+
+        if fast_attention.build() is None:
+            speed_notes.append(f"{fast_attention.problem()}; position attention uses scaled_dot_product_attention")
+        cpu_autocast = cpu_speed.autocast_dtype(cfg.precision)
+    if speed_notes:
+        notice = "; ".join(([notice] if notice else []) + speed_notes)
     if cfg.device_data and device.type == "mps":
         raise TrainError("--device-data runs on CUDA or the CPU, not MPS (its gamma and CLAHE tables use float64)")
     torch.manual_seed(cfg.seed)
@@ -539,8 +562,9 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
     frozen = bool(cfg.freeze_encoder)
     if frozen:
         freeze_encoder(g)
-    g.to(device)
-    d.to(device)
+    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    g.to(device, memory_format=memory_format)
+    d.to(device, memory_format=memory_format)
     l2sp_pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
     if cfg.l2sp_weight and base_g is not None:
         base_g.to(device)
@@ -676,6 +700,9 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
     step_time_avg: float | None = None
     val_seconds = 0.0
     use_amp = bool(cfg.amp and device.type == "cuda")
+    amp_dtype = torch.bfloat16
+    if cpu_autocast is not None:
+        use_amp, amp_dtype = True, cpu_autocast
     pool = ThreadPoolExecutor(max_workers=1)
 
     def prepare(epoch: int, step: int, items: list[BatchItem]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -731,6 +758,7 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
             if first == 0:
                 sums = {}
             t_epoch = time.perf_counter()
+            epoch_images, epoch_step_seconds = 0, 0.0
             _set_train_mode(g, frozen, cfg.freeze_bn_stats)
             d.train()
             pending: Future | None = (pool.submit(prepare, epoch, first, batches[first])
@@ -756,7 +784,9 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
                     group["lr"] = (cfg.lr_d or cfg.lr) * lr_f
                 adversarial = cfg.adversarial and global_step >= warmup_steps
                 parts: dict[str, torch.Tensor] = {}  # the step's losses, read back in one transfer
-                with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+                if cfg.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
                     logits = g_logits(x)
                     prob = torch.sigmoid(logits.float())
                     if adversarial:
@@ -807,13 +837,15 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
                 global_step += 1
 
                 dt = time.perf_counter() - t_step
+                epoch_images += int(x.shape[0])
+                epoch_step_seconds += dt
                 step_time_avg = dt if step_time_avg is None else 0.9 * step_time_avg + 0.1 * dt
                 steps_left = total_steps - global_step
                 epochs_left = cfg.epochs - epoch - 1
                 eta = steps_left * step_time_avg + (epochs_left + 1) * val_seconds
                 yield StepProgress(epoch=epoch + 1, epochs=cfg.epochs, step=step + 1,
                                    steps_per_epoch=len(batches), global_step=global_step, losses=losses,
-                                   lr=cfg.lr * lr_f, images_per_second=x.shape[0] / max(dt, 1e-9),
+                                   lr=cfg.lr * lr_f, images_per_second=x.shape[0] / max(step_time_avg, 1e-9),
                                    eta_seconds=eta, adversarial=adversarial)
 
                 done_steps = step + 1
@@ -848,6 +880,9 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
                                       "seconds": round(elapsed_before + time.perf_counter() - t_start, 1),
                                       "lr": cfg.lr * lr_factor(cfg.lr_schedule, global_step / max(1, total_steps),
                                                                cfg.min_lr_factor)}
+            epoch_ips = epoch_images / epoch_step_seconds if epoch_step_seconds > 0 else None
+            if epoch_ips is not None:
+                record["images_per_s"] = round(epoch_ips, 2)
             record.update({f"train_{k}": round(v, 5) for k, v in train_losses.items()})
             if summary is not None:
                 for k, v in summary.mean.as_dict().items():
@@ -886,7 +921,7 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
                            is_best=is_best, best_jsc=best_jsc, best_epoch=best_epoch,
                            seconds=epoch_seconds, eta_seconds=eta,
                            base_val=base_summary.mean if base_summary is not None else None,
-                           qualifies=qualifies)
+                           qualifies=qualifies, images_per_second=epoch_ips)
             sums = {}
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The long CPU training run of issue 9, in resumable pieces (docs/training-notes.md, "The long run").
+#
+#   bash benchmarks/long_run.sh STAGE        # start or resume STAGE (a or b), niced, in the background
+#   bash benchmarks/long_run.sh STAGE --save # copy the run's last.pt to models/resume/ (to commit)
+#
+# A piece runs until the session ends or the stage's epochs are done. It resumes from
+# runs/long-STAGE/last.pt when that exists (same machine), else from models/resume/STAGE.pt (the copy
+# committed at the end of a session: a fresh machine continues from there). The HAM10000 lesion-id
+# split is re-made (deterministic, seed 0) when missing.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+stage="${1:?stage a or b}"
+py=.venv/bin/python
+run="runs/long-$stage"
+saved="models/resume/$stage.pt"
+if [ "${2:-}" = "--save" ]; then
+  mkdir -p models/resume
+  cp "$run/last.pt" "$saved.tmp" && mv "$saved.tmp" "$saved"
+  echo "saved $run/last.pt -> $saved"; exit 0
+fi
+[ -d runs/ham10000-split/train ] || "$py" -m dermaseg_app.ml.splits /work/shared/data/ham10000 \
+  --out runs/ham10000-split --groups HAM10000_metadata.csv --group-column lesion_id --image-column image_id --val 0.1
+mkdir -p "$run"
+isic=/work/shared/data/isic2017
+case "$stage" in
+  # Stage a: 64 px, supervised (pixel BCE + 0.1 L1 + 0.5 soft Jaccard), ISIC 2017 train with the
+  # HAM10000 lesion-id training split mixed half and half into every batch.
+  a) args=(--data "$isic/train" --mix runs/ham10000-split/train --mix-share 0.5 --val "$isic/val"
+           --input-size 64 --epochs 30 --supervised --lr 1e-3 --beta1 0.9 --lr-schedule cosine --ema 0.999
+           --name slsnet_isic2017 --version 0.2-cpu-64);;
+  *) echo "unknown stage $stage" >&2; exit 2;;
+esac
+resume=()
+if [ -f "$run/last.pt" ]; then resume=(--resume "$run/last.pt")
+elif [ -f "$saved" ]; then resume=(--resume "$saved"); fi
+if [ ${#resume[@]} -gt 0 ]; then args=("${resume[@]}" --run-dir "$run"); fi
+nohup nice -n 15 "$py" -m dermaseg_app train "${args[@]}" --out "$run/model.safetensors" --run-dir "$run" \
+  --threads "${DERMASEG_LONG_THREADS:-1}" --checkpoint-every 100 >>"$run/train.log" 2>&1 &
+echo "stage $stage running (pid $!); log $run/train.log"

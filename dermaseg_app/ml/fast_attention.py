@@ -1,0 +1,182 @@
+"""Position attention on the CPU with the query-key work at the query width (C/8), fused.
+
+``scaled_dot_product_attention``'s fused CPU kernel needs one head size for q, k and v, so PAM
+used to zero-pad its C/8-wide query and key to the value width C: 8 times the work on the q-k
+half, and the flash kernel's backward on the CPU is slow besides. ``csrc/pam_attention.cpp`` does
+softmax(Q K^T) V (scale 1, one head) a block of 8 query rows at a time with the block's scores in
+a thread-local buffer: nothing N x N reaches memory, the q-k products run at width C/8, and the
+backward recomputes the block's scores from the saved log-sum-exp as flash attention does.
+
+The kernel is compiled on first use with the C++ compiler torch's extension builder finds
+(``g++``), for the CPU's instruction set (``torch.backends.cpu.get_cpu_capability()``: AVX512,
+AVX2 or the baseline), into the user's cache folder; about a minute once per machine and torch
+version (the quick start's installer builds it: ``python -m dermaseg_app.ml.fast_attention``;
+training builds it when missing). Inference never waits for a compiler: PAM uses the kernel when a
+build is there (``ready()``). Where no compiler is found or the build fails, ``problem()`` says
+why and PAM keeps the padded ``scaled_dot_product_attention`` path, which gives the same values.
+Set ``DERMASEG_FAST_ATTENTION=0`` to turn it off.
+
+Arithmetic is float32 throughout (inputs in bfloat16, e.g. under autocast, are computed in
+float32 and the result is cast back).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["build", "ready", "problem", "pam_attention", "enabled", "main"]
+
+_SOURCE = Path(__file__).with_name("csrc") / "pam_attention.cpp"
+_FLAGS = {
+    "AVX512": ["-mavx2", "-mfma", "-mavx512f", "-mavx512dq", "-mavx512bw", "-mavx512vl"],
+    "AVX2": ["-mavx2", "-mfma"],
+}
+_CFLAGS = ["-O3", "-fopenmp", "-fno-trapping-math", "-fno-math-errno"]
+_lock = threading.Lock()
+_state: dict[str, Any] = {}
+
+
+def enabled() -> bool:
+    """False when ``DERMASEG_FAST_ATTENTION=0`` (or ``off``/``no``/``false``) is set."""
+    return os.environ.get("DERMASEG_FAST_ATTENTION", "1").strip().lower() not in ("0", "off", "no", "false")
+
+
+def _spec() -> tuple[str, Path, list[str]]:
+    """(module name, build folder, compiler flags) for this CPU, source and torch version."""
+    capability = torch.backends.cpu.get_cpu_capability()
+    flags = _FLAGS.get(capability.split("_")[0], [])
+    key = hashlib.sha256((_SOURCE.read_text() + " ".join(_CFLAGS + flags) + torch.__version__).encode())
+    name = f"dermaseg_pam_{capability.lower()}_{key.hexdigest()[:12]}"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return name, Path(base) / "dermaseg" / "kernels" / name, flags
+
+
+def _import_built(name: str, folder: Path) -> Any | None:
+    """The module from a finished build in ``folder`` (no compiler run), or None."""
+    import importlib.machinery
+    import importlib.util
+
+    so = folder / f"{name}.so"
+    if not so.is_file():
+        return None
+    loader = importlib.machinery.ExtensionFileLoader(name, str(so))
+    spec = importlib.util.spec_from_file_location(name, str(so), loader=loader)
+    if spec is None:
+        return None
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+def _set(module: Any | None, why: str | None) -> Any | None:
+    _state["module"], _state["problem"] = module, why
+    return module
+
+
+def build() -> Any | None:
+    """The kernel, compiled now if no finished build is cached (about a minute, once per machine
+    and torch version); None where it cannot be had (``problem()`` says why)."""
+    with _lock:
+        if _state.get("module") is not None or "built" in _state:
+            return _state.get("module")
+        _state["built"] = True
+        if not enabled():
+            return _set(None, "turned off by DERMASEG_FAST_ATTENTION")
+        name, folder, flags = _spec()
+        try:
+            module = _import_built(name, folder)
+            if module is None:
+                from torch.utils import cpp_extension
+
+                folder.mkdir(parents=True, exist_ok=True)
+                module = cpp_extension.load(name=name, sources=[str(_SOURCE)], build_directory=str(folder),
+                                            extra_cflags=_CFLAGS + flags, extra_ldflags=["-fopenmp"],
+                                            verbose=False)
+        except Exception as exc:  # noqa: BLE001 - any build failure means: use the SDPA path
+            why = f"the fused attention kernel could not be built ({type(exc).__name__}: {exc})"
+            warnings.warn(f"{why}; PAM uses scaled_dot_product_attention", RuntimeWarning, stacklevel=2)
+            return _set(None, why)
+        return _set(module, None)
+
+
+def ready() -> bool:
+    """Whether PAM can use the kernel now: built already (in this process or cached on disk),
+    enabled, and not inside ``torch.compile`` tracing, TorchScript or an ONNX export (those see
+    the SDPA path). Never starts a compiler: a window's first prediction is not held up by it."""
+    if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return False
+    if torch.onnx.is_in_onnx_export():
+        return False
+    module = _state.get("module")
+    if module is not None:
+        return True
+    if "tried" in _state or "built" in _state:
+        return False
+    with _lock:
+        if _state.get("module") is None and "tried" not in _state:
+            _state["tried"] = True
+            if enabled():
+                name, folder, _ = _spec()
+                try:
+                    _state["module"] = _import_built(name, folder)
+                except Exception as exc:  # noqa: BLE001 - a stale or foreign build: rebuild later
+                    _state["problem"] = f"the cached kernel in {folder} could not be loaded ({exc})"
+    return _state.get("module") is not None
+
+
+def problem() -> str | None:
+    """Why the kernel is not in use (None when it is, or when nobody has asked for it yet)."""
+    return _state.get("problem")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m dermaseg_app.ml.fast_attention``: build the kernel (the installer runs it)."""
+    module = build()
+    if module is None:
+        print(f"dermaseg: {problem()}; training and prediction use scaled_dot_product_attention instead")
+        return 1
+    print(f"dermaseg: fused attention kernel ready ({torch.backends.cpu.get_cpu_capability()}): {module.__file__}")
+    return 0
+
+
+class _PamAttention(torch.autograd.Function):
+    """o = softmax(q kt) v with q (B, N, d), kt (B, d, M), vt (B, C, M); o (B, N, C)."""
+
+    @staticmethod
+    def forward(ctx: Any, q: torch.Tensor, kt: torch.Tensor, vt: torch.Tensor) -> torch.Tensor:
+        mod = _state["module"]
+        dtype = vt.dtype
+        q32, kt32, vt32 = (t.detach().float().contiguous() for t in (q, kt, vt))
+        v32 = vt32.transpose(1, 2).contiguous()
+        out, lse = mod.forward(q32, kt32, v32)
+        ctx.save_for_backward(q32, kt32, v32, vt32, out, lse)
+        ctx.dtypes = (q.dtype, kt.dtype, dtype)
+        return out.to(dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        q32, kt32, v32, vt32, out, lse = ctx.saved_tensors
+        g32 = grad.float().contiguous()
+        delta = (g32 * out).sum(-1)
+        dq, dkt, dv = _state["module"].backward(q32, kt32, v32, vt32, lse, g32, delta)
+        qd, kd, vd = ctx.dtypes
+        return dq.to(qd), dkt.to(kd), dv.transpose(1, 2).to(vd)
+
+
+@torch.compiler.disable
+def pam_attention(q: torch.Tensor, kt: torch.Tensor, vt: torch.Tensor) -> torch.Tensor:
+    """softmax(q @ kt) @ vt^T, fused: q (B, N, d), kt (B, d, M), vt (B, C, M) -> (B, N, C).
+
+    Needs ``ready()`` (or ``build()``); CPU tensors only."""
+    return _PamAttention.apply(q, kt, vt)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
