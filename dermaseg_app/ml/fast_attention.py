@@ -108,9 +108,9 @@ def build() -> Any | None:
 
 def ready() -> bool:
     """Whether PAM can use the kernel now: built already (in this process or cached on disk),
-    enabled, and not inside ``torch.compile`` tracing, TorchScript or an ONNX export (those see
-    the SDPA path). Never starts a compiler: a window's first prediction is not held up by it."""
-    if torch.jit.is_scripting() or torch.jit.is_tracing() or torch.compiler.is_compiling():
+    enabled, and not inside TorchScript tracing or an ONNX export (those see the portable SDPA
+    path; ``torch.compile`` traces the kernel as an operator). Never starts a compiler: a window's first prediction is not held up by it."""
+    if torch.jit.is_scripting() or torch.jit.is_tracing():
         return False
     if torch.onnx.is_in_onnx_export():
         return False
@@ -146,36 +146,63 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-class _PamAttention(torch.autograd.Function):
-    """o = softmax(q kt) v with q (B, N, d), kt (B, d, M), vt (B, C, M); o (B, N, C)."""
+# The kernel as torch operators: autograd knows their derivative, and torch.compile traces
+# through them (no graph break) treating each as one opaque call. float32 tensors only; the
+# Python wrapper ``pam_attention`` casts.
 
-    @staticmethod
-    def forward(ctx: Any, q: torch.Tensor, kt: torch.Tensor, vt: torch.Tensor) -> torch.Tensor:
-        mod = _state["module"]
-        dtype = vt.dtype
-        q32, kt32, vt32 = (t.detach().float().contiguous() for t in (q, kt, vt))
-        v32 = vt32.transpose(1, 2).contiguous()
-        out, lse = mod.forward(q32, kt32, v32)
-        ctx.save_for_backward(q32, kt32, v32, vt32, out, lse)
-        ctx.dtypes = (q.dtype, kt.dtype, dtype)
-        return out.to(dtype)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        q32, kt32, v32, vt32, out, lse = ctx.saved_tensors
-        g32 = grad.float().contiguous()
-        delta = (g32 * out).sum(-1)
-        dq, dkt, dv = _state["module"].backward(q32, kt32, v32, vt32, lse, g32, delta)
-        qd, kd, vd = ctx.dtypes
-        return dq.to(qd), dkt.to(kd), dv.transpose(1, 2).to(vd)
+@torch.library.custom_op("dermaseg::pam_attention", mutates_args=())
+def _pam_forward(q: torch.Tensor, kt: torch.Tensor, vt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    module = _state.get("module")
+    if module is None:
+        raise RuntimeError("dermaseg::pam_attention: the kernel is not built (fast_attention.build())")
+    out, lse = module.forward(q.contiguous(), kt.contiguous(), vt.transpose(1, 2).contiguous())
+    return out, lse
 
 
-@torch.compiler.disable
+@_pam_forward.register_fake
+def _(q: torch.Tensor, kt: torch.Tensor, vt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    b, n, _ = q.shape
+    return q.new_empty(b, n, vt.shape[1]), q.new_empty(b, n)
+
+
+@torch.library.custom_op("dermaseg::pam_attention_backward", mutates_args=())
+def _pam_backward(q: torch.Tensor, kt: torch.Tensor, vt: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+                  grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    grad = grad.contiguous()
+    delta = (grad * out).sum(-1)
+    dq, dkt, dv = _state["module"].backward(q.contiguous(), kt.contiguous(), vt.transpose(1, 2).contiguous(),
+                                            vt.contiguous(), lse, grad, delta)
+    return dq.contiguous(), dkt.contiguous(), dv.transpose(1, 2).contiguous()
+
+
+@_pam_backward.register_fake
+def _(q: torch.Tensor, kt: torch.Tensor, vt: torch.Tensor, out: torch.Tensor, lse: torch.Tensor,
+      grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return (q.new_empty(q.shape), kt.new_empty(kt.shape), vt.new_empty(vt.shape))  # contiguous, as the kernel's
+
+
+def _setup_context(ctx: Any, inputs: tuple[torch.Tensor, ...], output: tuple[torch.Tensor, torch.Tensor]) -> None:
+    q, kt, vt = inputs
+    out, lse = output
+    ctx.save_for_backward(q, kt, vt, out, lse)
+    ctx.mark_non_differentiable(lse)
+
+
+def _backward(ctx: Any, grad_out: torch.Tensor, grad_lse: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    q, kt, vt, out, lse = ctx.saved_tensors
+    return torch.ops.dermaseg.pam_attention_backward(q, kt, vt, out, lse, grad_out)
+
+
+_pam_forward.register_autograd(_backward, setup_context=_setup_context)
+
+
 def pam_attention(q: torch.Tensor, kt: torch.Tensor, vt: torch.Tensor) -> torch.Tensor:
     """softmax(q @ kt) @ vt^T, fused: q (B, N, d), kt (B, d, M), vt (B, C, M) -> (B, N, C).
 
-    Needs ``ready()`` (or ``build()``); CPU tensors only."""
-    return _PamAttention.apply(q, kt, vt)
+    Needs ``ready()`` (or ``build()``); CPU tensors only. Computed in float32 and returned in
+    ``vt``'s dtype (bfloat16 under autocast)."""
+    out, _ = torch.ops.dermaseg.pam_attention(q.float(), kt.float(), vt.float())
+    return out.to(vt.dtype)
 
 
 if __name__ == "__main__":

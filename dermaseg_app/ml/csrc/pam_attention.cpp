@@ -5,8 +5,10 @@
 // so the q-k half would have to be zero-padded from d to C (8 times the work there), and the
 // unfused path materialises the N x M matrix in memory. Here a block of RB query rows at a time
 // keeps its RB x M scores in a thread-local buffer (L2-sized), so nothing N x M ever reaches
-// memory; the q-k products are done at width d. The backward pass recomputes the block's scores
-// from the saved log-sum-exp (as flash attention does) instead of storing them.
+// memory; the q-k products are done at width d. Keys are taken in chunks of JC so that a block's
+// scores, probabilities and gradients stay in the L1 cache: the forward keeps a running row
+// maximum and rescales its sums (online softmax, as flash attention does), and the backward
+// recomputes the block's probabilities from the saved log-sum-exp instead of storing them.
 //
 // All arithmetic is float32. exp is a Cephes-style polynomial (relative error about 2e-7 on the
 // range used, x <= 0) written so that the compiler vectorises it; nothing depends on libmvec.
@@ -51,90 +53,111 @@ inline void sub_exp(float* __restrict s, int64_t m, float sub) {
   for (int64_t j = 0; j < m; ++j) s[j] = exp_neg(s[j] - sub);
 }
 
-// scores s[i][j] = sum_t q[i][t] * kt[t][j] for the rows of a block.
-inline void block_scores(const float* q, int rows, int d, const float* kt, int64_t m, float* s) {
+// scores s[i][j] = sum_t q[i][t] * kt[t][j] for the rows of a block and the keys [0, m) of a
+// chunk (kt's row stride ldk, s's row stride lds); one pass over the chunk per row.
+template <int D>
+inline void block_scores_d(const float* q, int rows, const float* kt, int64_t ldk, int64_t m, float* s,
+                           int64_t lds) {
   for (int i = 0; i < rows; ++i) {
-    float* si = s + i * m;
-    const float q0 = q[i * d];
-    const float* k0 = kt;
+    float qi[D];
+    for (int t = 0; t < D; ++t) qi[t] = q[i * D + t];
+    float* si = s + i * lds;
 #pragma omp simd
-    for (int64_t j = 0; j < m; ++j) si[j] = q0 * k0[j];
-    for (int t = 1; t < d; ++t) {
+    for (int64_t j = 0; j < m; ++j) {
+      float acc = qi[0] * kt[j];
+      for (int t = 1; t < D; ++t) acc += qi[t] * kt[t * ldk + j];
+      si[j] = acc;
+    }
+  }
+}
+
+inline void block_scores(const float* q, int rows, int d, const float* kt, int64_t ldk, int64_t m, float* s,
+                         int64_t lds) {
+  switch (d) {
+    case 1: return block_scores_d<1>(q, rows, kt, ldk, m, s, lds);
+    case 2: return block_scores_d<2>(q, rows, kt, ldk, m, s, lds);
+    case 4: return block_scores_d<4>(q, rows, kt, ldk, m, s, lds);
+    case 8: return block_scores_d<8>(q, rows, kt, ldk, m, s, lds);
+    case 16: return block_scores_d<16>(q, rows, kt, ldk, m, s, lds);
+    default: break;
+  }
+  for (int i = 0; i < rows; ++i) {
+    float* si = s + i * lds;
+    for (int64_t j = 0; j < m; ++j) si[j] = 0.0f;
+    for (int t = 0; t < d; ++t) {
       const float qt = q[i * d + t];
-      const float* kr = kt + t * m;
+      const float* kr = kt + t * ldk;
 #pragma omp simd
       for (int64_t j = 0; j < m; ++j) si[j] += qt * kr[j];
     }
   }
 }
 
-// out[i][c0:c0+CB] = sum_j p[i][j] * v[j][c0:c0+CB], for RB rows (rows <= RB).
+// out[i][c0:c0+CB] += sum_j p[i][j] * v[j][c0:c0+CB] over a chunk of m keys, for RB rows
+// (rows <= RB); p's row stride ldp, v's row stride c, out's row stride c.
 template <int CB>
-inline void block_pv(const float* p, int rows, int64_t m, const float* v, int64_t c, int64_t c0,
-                     float* out, int64_t out_stride) {
+inline void block_pv(const float* p, int64_t ldp, int rows, int64_t m, const float* v, int64_t c, int64_t c0,
+                     float* out) {
   float acc[RB][CB];
   for (int i = 0; i < RB; ++i)
-    for (int cc = 0; cc < CB; ++cc) acc[i][cc] = 0.0f;
+    for (int cc = 0; cc < CB; ++cc) acc[i][cc] = i < rows ? out[i * c + c0 + cc] : 0.0f;
   for (int64_t j = 0; j < m; ++j) {
     const float* vj = v + j * c + c0;
     for (int i = 0; i < RB; ++i) {
-      const float pij = i < rows ? p[i * m + j] : 0.0f;
+      const float pij = i < rows ? p[i * ldp + j] : 0.0f;
 #pragma omp simd
       for (int cc = 0; cc < CB; ++cc) acc[i][cc] += pij * vj[cc];
     }
   }
   for (int i = 0; i < rows; ++i)
-    for (int cc = 0; cc < CB; ++cc) out[i * out_stride + c0 + cc] = acc[i][cc];
+    for (int cc = 0; cc < CB; ++cc) out[i * c + c0 + cc] = acc[i][cc];
 }
 
-inline void rows_pv(const float* p, int rows, int64_t m, const float* v, int64_t c, float* out) {
+inline void rows_pv(const float* p, int64_t ldp, int rows, int64_t m, const float* v, int64_t c, float* out) {
   int64_t c0 = 0;
-  for (; c0 + 32 <= c; c0 += 32) block_pv<32>(p, rows, m, v, c, c0, out, c);
-  for (; c0 + 16 <= c; c0 += 16) block_pv<16>(p, rows, m, v, c, c0, out, c);
-  for (; c0 + 8 <= c; c0 += 8) block_pv<8>(p, rows, m, v, c, c0, out, c);
-  for (; c0 < c; ++c0) block_pv<1>(p, rows, m, v, c, c0, out, c);
+  for (; c0 + 32 <= c; c0 += 32) block_pv<32>(p, ldp, rows, m, v, c, c0, out);
+  for (; c0 + 16 <= c; c0 += 16) block_pv<16>(p, ldp, rows, m, v, c, c0, out);
+  for (; c0 + 8 <= c; c0 += 8) block_pv<8>(p, ldp, rows, m, v, c, c0, out);
+  for (; c0 < c; ++c0) block_pv<1>(p, ldp, rows, m, v, c, c0, out);
 }
 
-constexpr int JV = 16;  // j values per vector block
+constexpr int JV = 16;   // keys per vector block
+constexpr int JC = 256;  // keys per chunk: a block's RB x JC tiles stay in L1
 
-// ds[i][j] = p[i][j] * (sum_c g[i][c] * vt[c][j] - delta[i]), blocked: RB x JV accumulators.
-inline void block_ds(const float* p, int rows, int64_t m, const float* vt, int64_t c, const float* g,
+// ds[i][j] = p[i][j] * (sum_c g[i][c] * vt[c][j] - delta[i]) over a chunk of m keys (p and ds
+// with row stride JC, vt with row stride ldv), blocked: RB x JV accumulators. gp is the block's
+// output gradient padded to RB rows (zeros past ``rows``), row stride c.
+inline void block_ds(const float* p, int rows, int64_t m, const float* vt, int64_t ldv, int64_t c, const float* gp,
                      const float* delta, float* ds) {
-  float gl[RB][64];
   int64_t j0 = 0;
   for (; j0 + JV <= m; j0 += JV) {
     float acc[RB][JV];
     for (int i = 0; i < RB; ++i)
       for (int jj = 0; jj < JV; ++jj) acc[i][jj] = 0.0f;
-    for (int64_t c0 = 0; c0 < c; c0 += 64) {
-      const int64_t cn = std::min<int64_t>(64, c - c0);
-      for (int i = 0; i < RB; ++i)
-        for (int64_t cc = 0; cc < cn; ++cc) gl[i][cc] = i < rows ? g[i * c + c0 + cc] : 0.0f;
-      for (int64_t cc = 0; cc < cn; ++cc) {
-        const float* vr = vt + (c0 + cc) * m + j0;
-        for (int i = 0; i < RB; ++i) {
-          const float gic = gl[i][cc];
+    for (int64_t cc = 0; cc < c; ++cc) {
+      const float* vr = vt + cc * ldv + j0;
+      for (int i = 0; i < RB; ++i) {
+        const float gic = gp[i * c + cc];
 #pragma omp simd
-          for (int jj = 0; jj < JV; ++jj) acc[i][jj] += gic * vr[jj];
-        }
+        for (int jj = 0; jj < JV; ++jj) acc[i][jj] += gic * vr[jj];
       }
     }
     for (int i = 0; i < rows; ++i) {
       const float del = delta[i];
 #pragma omp simd
-      for (int jj = 0; jj < JV; ++jj) ds[i * m + j0 + jj] = p[i * m + j0 + jj] * (acc[i][jj] - del);
+      for (int jj = 0; jj < JV; ++jj) ds[i * JC + j0 + jj] = p[i * JC + j0 + jj] * (acc[i][jj] - del);
     }
   }
   for (; j0 < m; ++j0) {
     for (int i = 0; i < rows; ++i) {
       float acc = 0.0f;
-      for (int64_t cc = 0; cc < c; ++cc) acc += g[i * c + cc] * vt[cc * m + j0];
-      ds[i * m + j0] = p[i * m + j0] * (acc - delta[i]);
+      for (int64_t cc = 0; cc < c; ++cc) acc += gp[i * c + cc] * vt[cc * ldv + j0];
+      ds[i * JC + j0] = p[i * JC + j0] * (acc - delta[i]);
     }
   }
 }
 
-// dv[j][c0:c0+CB] += sum_i p[i][j] * g[i][c0:c0+CB], 4 j at a time.
+// dv[j][c0:c0+CB] += sum_i p[i][j] * g[i][c0:c0+CB] over a chunk of m keys, 4 keys at a time.
 template <int CB>
 inline void block_dv_cols(const float* p, int rows, int64_t m, const float* g, int64_t c, int64_t c0, float* dv) {
   constexpr int JB = 4;
@@ -146,7 +169,7 @@ inline void block_dv_cols(const float* p, int rows, int64_t m, const float* g, i
     for (int i = 0; i < rows; ++i) {
       const float* gi = g + i * c + c0;
       for (int jj = 0; jj < JB; ++jj) {
-        const float pij = p[i * m + j0 + jj];
+        const float pij = p[i * JC + j0 + jj];
 #pragma omp simd
         for (int cc = 0; cc < CB; ++cc) acc[jj][cc] += pij * gi[cc];
       }
@@ -159,7 +182,7 @@ inline void block_dv_cols(const float* p, int rows, int64_t m, const float* g, i
   }
   for (; j0 < m; ++j0) {
     for (int i = 0; i < rows; ++i) {
-      const float pij = p[i * m + j0];
+      const float pij = p[i * JC + j0];
       for (int cc = 0; cc < CB; ++cc) dv[j0 * c + c0 + cc] += pij * g[i * c + c0 + cc];
     }
   }
@@ -173,36 +196,27 @@ inline void block_dv(const float* p, int rows, int64_t m, const float* g, int64_
   for (; c0 < c; ++c0) block_dv_cols<1>(p, rows, m, g, c, c0, dv);
 }
 
-// dkt[t][j] += sum_i q[i][t] * ds[i][j]
-inline void block_dk(const float* ds, int rows, int64_t m, const float* q, int d, float* dkt) {
-  float ql[16][RB];
-  for (int t0 = 0; t0 < d; t0 += 16) {
-    const int tn = std::min(16, d - t0);
-    for (int t = 0; t < tn; ++t)
-      for (int i = 0; i < RB; ++i) ql[t][i] = i < rows ? q[i * d + t0 + t] : 0.0f;
-    int64_t j0 = 0;
-    for (; j0 + JV <= m; j0 += JV) {
-      float dl[RB][JV];
-      for (int i = 0; i < RB; ++i)
-#pragma omp simd
-        for (int jj = 0; jj < JV; ++jj) dl[i][jj] = i < rows ? ds[i * m + j0 + jj] : 0.0f;
-      for (int t = 0; t < tn; ++t) {
-        float* dk = dkt + (t0 + t) * m + j0;
-        float acc[JV];
-#pragma omp simd
-        for (int jj = 0; jj < JV; ++jj) acc[jj] = dk[jj];
-        for (int i = 0; i < RB; ++i) {
-          const float qi = ql[t][i];
-#pragma omp simd
-          for (int jj = 0; jj < JV; ++jj) acc[jj] += qi * dl[i][jj];
-        }
-#pragma omp simd
-        for (int jj = 0; jj < JV; ++jj) dk[jj] = acc[jj];
-      }
+// dq[i][t] += sum_j ds[i][j] * kt[t][j]; dkt[t][j] += sum_i q[i][t] * ds[i][j] (chunk of m keys).
+inline void block_dq_dk(const float* ds, int rows, int64_t m, const float* q, int d, const float* kt, int64_t ldk,
+                        float* dq, float* dkt) {
+  for (int i = 0; i < rows; ++i) {
+    const float* di = ds + i * JC;
+    for (int t = 0; t < d; ++t) {
+      const float* kr = kt + t * ldk;
+      float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t j = 0; j < m; ++j) acc += di[j] * kr[j];
+      dq[i * d + t] += acc;
     }
-    for (; j0 < m; ++j0)
-      for (int t = 0; t < tn; ++t)
-        for (int i = 0; i < rows; ++i) dkt[(t0 + t) * m + j0] += ql[t][i] * ds[i * m + j0];
+  }
+  for (int t = 0; t < d; ++t) {
+    float* __restrict dk = dkt + t * ldk;
+    for (int i = 0; i < rows; ++i) {  // the chunk is in L1: one pass per row costs little
+      const float qt = q[i * d + t];
+      const float* __restrict di = ds + i * JC;
+#pragma omp simd
+      for (int64_t j = 0; j < m; ++j) dk[j] += qt * di[j];
+    }
   }
 }
 
@@ -223,34 +237,49 @@ std::vector<torch::Tensor> pam_forward(torch::Tensor q, torch::Tensor kt, torch:
   float* lp = lse.data_ptr<float>();
   const int64_t blocks = (n + RB - 1) / RB;
   at::parallel_for(0, b * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> s(static_cast<size_t>(RB) * m);
+    std::vector<float> s(static_cast<size_t>(RB) * JC);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t bi = task / blocks, r0 = (task % blocks) * RB;
       const int rows = static_cast<int>(std::min<int64_t>(RB, n - r0));
       const float* kb = kp + bi * d * m;
       const float* vb = vp + bi * m * c;
-      block_scores(qp + (bi * n + r0) * d, rows, static_cast<int>(d), kb, m, s.data());
-      float inv[RB];
-      for (int i = 0; i < rows; ++i) {
-        float* si = s.data() + i * m;
-        float mx = -std::numeric_limits<float>::infinity();
-#pragma omp simd reduction(max : mx)
-        for (int64_t j = 0; j < m; ++j) mx = std::max(mx, si[j]);
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int64_t j = 0; j < m; ++j) {
-          const float e = exp_neg(si[j] - mx);
-          si[j] = e;
-          sum += e;
-        }
-        inv[i] = 1.0f / sum;
-        lp[bi * n + r0 + i] = mx + std::log(sum);
-      }
+      const float* qb = qp + (bi * n + r0) * d;
       float* ob = op + (bi * n + r0) * c;
-      rows_pv(s.data(), rows, m, vb, c, ob);
-      for (int i = 0; i < rows; ++i)
+      for (int64_t x = 0; x < rows * c; ++x) ob[x] = 0.0f;
+      float mx[RB], sum[RB];
+      for (int i = 0; i < RB; ++i) { mx[i] = -std::numeric_limits<float>::infinity(); sum[i] = 0.0f; }
+      for (int64_t j0 = 0; j0 < m; j0 += JC) {
+        const int64_t mc = std::min<int64_t>(JC, m - j0);
+        block_scores(qb, rows, static_cast<int>(d), kb + j0, m, mc, s.data(), JC);
+        for (int i = 0; i < rows; ++i) {
+          float* si = s.data() + i * JC;
+          float cm = mx[i];
+#pragma omp simd reduction(max : cm)
+          for (int64_t j = 0; j < mc; ++j) cm = si[j] > cm ? si[j] : cm;  // (std::max does not vectorise)
+          if (cm > mx[i]) {  // a new row maximum: rescale what was summed so far
+            const float scale = mx[i] == -std::numeric_limits<float>::infinity() ? 0.0f : std::exp(mx[i] - cm);
+            sum[i] *= scale;
+            for (int64_t cc = 0; cc < c; ++cc) ob[i * c + cc] *= scale;
+            mx[i] = cm;
+          }
+          const float mi = mx[i];
+          float acc = 0.0f;
+#pragma omp simd reduction(+ : acc)
+          for (int64_t j = 0; j < mc; ++j) {
+            const float e = exp_neg(si[j] - mi);
+            si[j] = e;
+            acc += e;
+          }
+          sum[i] += acc;
+        }
+        rows_pv(s.data(), JC, rows, mc, vb + j0 * c, c, ob);
+      }
+      for (int i = 0; i < rows; ++i) {
+        const float inv = 1.0f / sum[i];
 #pragma omp simd
-        for (int64_t cc = 0; cc < c; ++cc) ob[i * c + cc] *= inv[i];
+        for (int64_t cc = 0; cc < c; ++cc) ob[i * c + cc] *= inv;
+        lp[bi * n + r0 + i] = mx[i] + std::log(sum[i]);
+      }
     }
   });
   return {o, lse};
@@ -261,14 +290,14 @@ std::vector<torch::Tensor> pam_forward(torch::Tensor q, torch::Tensor kt, torch:
 // accumulates its own dk and dv, summed at the end when a batch has more than one slice.
 std::vector<torch::Tensor> pam_backward(torch::Tensor q, torch::Tensor kt, torch::Tensor v, torch::Tensor vt,
                                         torch::Tensor lse, torch::Tensor dout, torch::Tensor delta) {
-  q = q.contiguous(); kt = kt.contiguous(); v = v.contiguous(); vt = vt.contiguous();
+  q = q.contiguous(); kt = kt.contiguous(); vt = vt.contiguous();
   lse = lse.contiguous(); dout = dout.contiguous(); delta = delta.contiguous();
   TORCH_CHECK(dout.dtype() == torch::kFloat32 && vt.dtype() == torch::kFloat32, "pam_backward: float32 expected");
   const int64_t b = q.size(0), n = q.size(1), d = q.size(2), m = v.size(1), c = v.size(2);
   const int64_t threads = at::get_num_threads();
   const int64_t blocks = (n + RB - 1) / RB;
   const int64_t slices = std::max<int64_t>(1, std::min<int64_t>(blocks, (threads + b - 1) / b));
-  auto dq = torch::empty({b, n, d}, q.options());
+  auto dq = torch::zeros({b, n, d}, q.options());
   auto dkt_parts = torch::zeros({slices, b, d, m}, q.options());
   auto dv_parts = torch::zeros({slices, b, m, c}, q.options());
   const float* qp = q.data_ptr<float>();
@@ -280,9 +309,9 @@ std::vector<torch::Tensor> pam_backward(torch::Tensor q, torch::Tensor kt, torch
   float* dqp = dq.data_ptr<float>();
   float* dkp = dkt_parts.data_ptr<float>();
   float* dvp = dv_parts.data_ptr<float>();
-  (void)v;
   at::parallel_for(0, b * slices, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> p(static_cast<size_t>(RB) * m), ds(static_cast<size_t>(RB) * m);
+    std::vector<float> p(static_cast<size_t>(RB) * JC), ds(static_cast<size_t>(RB) * JC);
+    std::vector<float> gpad(static_cast<size_t>(RB) * c, 0.0f);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t bi = task / slices, sl = task % slices;
       const int64_t blk0 = blocks * sl / slices, blk1 = blocks * (sl + 1) / slices;
@@ -295,24 +324,17 @@ std::vector<torch::Tensor> pam_backward(torch::Tensor q, torch::Tensor kt, torch
         const int rows = static_cast<int>(std::min<int64_t>(RB, n - r0));
         const float* qb = qp + (bi * n + r0) * d;
         const float* gb = gp + (bi * n + r0) * c;
-        block_scores(qb, rows, static_cast<int>(d), kb, m, p.data());
-        for (int i = 0; i < rows; ++i) {
-          sub_exp(p.data() + i * m, m, lp[bi * n + r0 + i]);
+        std::copy(gb, gb + rows * c, gpad.begin());
+        std::fill(gpad.begin() + rows * c, gpad.end(), 0.0f);
+        for (int64_t j0 = 0; j0 < m; j0 += JC) {
+          const int64_t mc = std::min<int64_t>(JC, m - j0);
+          block_scores(qb, rows, static_cast<int>(d), kb + j0, m, mc, p.data(), JC);
+          for (int i = 0; i < rows; ++i) sub_exp(p.data() + i * JC, mc, lp[bi * n + r0 + i]);
+          block_ds(p.data(), rows, mc, vtb + j0, m, c, gpad.data(), dp + bi * n + r0, ds.data());
+          block_dv(p.data(), rows, mc, gb, c, dvb + j0 * c);
+          block_dq_dk(ds.data(), rows, mc, qb, static_cast<int>(d), kb + j0, m, dqp + (bi * n + r0) * d,
+                      dkb + j0);
         }
-        block_ds(p.data(), rows, m, vtb, c, gb, dp + bi * n + r0, ds.data());
-        block_dv(p.data(), rows, m, gb, c, dvb);
-        // dq[i][t] = sum_j ds[i][j] * k[j][t]
-        for (int i = 0; i < rows; ++i) {
-          const float* di = ds.data() + i * m;
-          for (int64_t t = 0; t < d; ++t) {
-            const float* kr = kb + t * m;
-            float acc = 0.0f;
-#pragma omp simd reduction(+ : acc)
-            for (int64_t j = 0; j < m; ++j) acc += di[j] * kr[j];
-            dqp[(bi * n + r0 + i) * d + t] = acc;
-          }
-        }
-        block_dk(ds.data(), rows, m, qb, static_cast<int>(d), dkb);
       }
     }
   });
