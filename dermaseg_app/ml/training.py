@@ -523,6 +523,8 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
             saved.num_threads = config.num_threads
         if config.out:
             saved.out = config.out
+        if config.run_dir:  # e.g. a committed copy of last.pt resumed on a fresh machine
+            saved.run_dir = config.run_dir
         if config.compile:  # compiling changes the speed, not the recipe
             saved.compile, saved.compile_mode = True, config.compile_mode
         # Speed settings (the maths stays: fp32 and bf16 differ only by rounding) may change too.
