@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "train",
     "finetune": "finetune",
     "export": "export",
+    "export-model": "export_model",
 }
 
 
