@@ -24,6 +24,7 @@ Needs the ``onnx`` package (``pip install 'dermaseg[onnx]'``).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import os
@@ -67,22 +68,30 @@ class Exported:
 
 
 class _PortablePAM(nn.Module):
-    """``FusedPAM`` (ml.optimize) as plain matrix products: the q-k products at the query width,
-    gamma already folded into the value rows of ``qkv``."""
+    """``PAM`` as plain matrix products: query and key from one 1x1 convolution at the query width
+    C/8 (no padding), gamma folded into the value convolution; ``gamma V att^T + x``."""
 
-    def __init__(self, fused: nn.Module) -> None:
+    def __init__(self, pam: nn.Module) -> None:
         super().__init__()
-        self.qkv = fused.qkv
-        self.channels = int(fused.channels)
-        self.inner = int(fused.inner)
+        c = int(pam.channels)
+        d = int(pam.query_conv.out_channels)
+        gamma = pam.gamma.detach().reshape(())
+        self.channels, self.inner = c, d
+        self.qk = nn.Conv2d(c, 2 * d, kernel_size=1)
+        self.v = nn.Conv2d(c, c, kernel_size=1)
+        with torch.no_grad():
+            self.qk.weight.copy_(torch.cat([pam.query_conv.weight, pam.key_conv.weight]))
+            self.qk.bias.copy_(torch.cat([pam.query_conv.bias, pam.key_conv.bias]))
+            self.v.weight.copy_(pam.value_conv.weight * gamma)
+            self.v.bias.copy_(pam.value_conv.bias * gamma)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         n, d = h * w, self.inner
-        qkv = self.qkv(x).reshape(b, 3 * c, n)
-        q = qkv[:, :d].transpose(1, 2)  # B x N x d
-        k = qkv[:, c:c + d]  # B x d x N
-        v = qkv[:, 2 * c:]  # B x C x N (times gamma)
+        qk = self.qk(x).reshape(b, 2 * d, n)
+        q = qk[:, :d].transpose(1, 2)  # B x N x d
+        k = qk[:, d:]  # B x d x N
+        v = self.v(x).reshape(b, c, n)  # B x C x N, times gamma
         attention = torch.softmax(torch.bmm(q, k), dim=-1)  # B x N x N
         return torch.bmm(v, attention.transpose(1, 2)).reshape(b, c, h, w) + x
 
@@ -106,10 +115,10 @@ class _Probability(nn.Module):
 
 
 def _swap_attention(module: nn.Module) -> None:
-    from dermaseg_app.ml.optimize import FusedPAM
+    from dermaseg_app.ml.blocks import PAM
 
     for name, child in list(module.named_children()):
-        if isinstance(child, FusedPAM):
+        if isinstance(child, PAM):
             setattr(module, name, _PortablePAM(child))
         else:
             _swap_attention(child)
@@ -120,8 +129,9 @@ def portable_network(network: nn.Module, size: int) -> nn.Module:
     folded, dropout removed, PAM as explicit matrix products; outputs probabilities (B, 1, H, W)."""
     from dermaseg_app.ml.optimize import fuse_for_inference
 
-    fused = fuse_for_inference(network.float().cpu().eval())
-    _swap_attention(fused)
+    portable = copy.deepcopy(network).float().cpu().eval()
+    _swap_attention(portable)  # before folding, so that ml.optimize leaves the attention alone
+    fused = fuse_for_inference(portable)
     return _Probability(fused, size).eval()
 
 
