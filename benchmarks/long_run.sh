@@ -37,5 +37,5 @@ if [ -f "$run/last.pt" ]; then resume=(--resume "$run/last.pt")
 elif [ -f "$saved" ]; then resume=(--resume "$saved"); fi
 if [ ${#resume[@]} -gt 0 ]; then args=("${resume[@]}" --run-dir "$run"); fi
 nohup nice -n 15 "$py" -m dermaseg_app train "${args[@]}" --out "$run/model.safetensors" --run-dir "$run" \
-  --threads "${DERMASEG_LONG_THREADS:-1}" --checkpoint-every 100 >>"$run/train.log" 2>&1 &
+  --threads "${DERMASEG_LONG_THREADS:-1}" --checkpoint-every 100 --precision auto --channels-last >>"$run/train.log" 2>&1 &
 echo "stage $stage running (pid $!); log $run/train.log"

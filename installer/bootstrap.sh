@@ -60,4 +60,8 @@ if ! "$venv/bin/python" -c "import torch" >/dev/null 2>&1; then
 fi
 "${pip[@]}" install -e "$root[test]" >>"$log" 2>&1 \
   || { echo "dermaseg: installing DermaSeg failed; see $log" >&2; tail -20 "$log" >&2; exit 1; }
+# The fused CPU attention kernel (ml/fast_attention.py), compiled once for this CPU (about a
+# minute); without a C++ compiler the network uses PyTorch's attention instead, same results.
+"$venv/bin/python" -m dermaseg_app.ml.fast_attention >>"$log" 2>&1 \
+  || echo "dermaseg: the fast CPU attention kernel could not be built (see $log); continuing without it" >&2
 echo "$want" >"$stamp"

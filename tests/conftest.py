@@ -4,6 +4,14 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The predictor's backend (ml.backends) defaults to the fastest runtime installed, which exports
+# every model to ONNX first; tests run torch unless they ask for a backend (test_backends.py).
+os.environ.setdefault("DERMASEG_BACKEND", "torch")
+# The compiled attention kernel is a build product, not user data: every test (and every child
+# process a test starts) shares the machine's build instead of compiling it again (~1 minute)
+# in each test's private cache folder.
+os.environ.setdefault("DERMASEG_KERNEL_CACHE", str(
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dermaseg" / "kernels"))
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "resources" / "samples" / "images"

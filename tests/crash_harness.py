@@ -118,6 +118,19 @@ def make_folder(root: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------ child
+def _wait_ready(progress: Path, proc, timeout_s: float = 30.0) -> float:
+    """Wait until the child has written "ready" (or ended); the time it was seen."""
+    deadline = time.perf_counter() + timeout_s
+    while time.perf_counter() < deadline and proc.is_alive():
+        try:
+            if b"ready" in progress.read_bytes():
+                break
+        except FileNotFoundError:
+            pass
+        time.sleep(0.0005)
+    return time.perf_counter()
+
+
 def child(images: str, seed: int, progress: str) -> None:
     from dermaseg_app.core.project import Project
     from dermaseg_app.core.store import CorrectionStore
@@ -195,14 +208,16 @@ def run_trials(trials: int, seed: int = 0, workdir: Path | None = None,
     try:
         # how long a whole run takes here, so the kills spread over all of it
         # (the first run also starts the forkserver: not timed)
+        # (timed from the child's "ready": on a loaded machine the start alone can take longer
+        # than the operations, and kills timed from the start would then mostly miss them)
         durations = []
         for k in range(2 if max_delay_s is None else 1):
             probe = root / f"probe{k}"
             shutil.copytree(template.parent, probe / "data")
-            t0 = time.perf_counter()
             proc = ctx.Process(target=child, args=(str(probe / "data" / "images"), 12345 + k,
                                                    str(probe / "progress")))
             proc.start()
+            t0 = _wait_ready(probe / "progress", proc)
             proc.join(60)
             durations.append(time.perf_counter() - t0)
             shutil.rmtree(probe, ignore_errors=True)
@@ -217,7 +232,11 @@ def run_trials(trials: int, seed: int = 0, workdir: Path | None = None,
             progress = folder / "progress"
             proc = ctx.Process(target=child, args=(str(images), run_seed, str(progress)))
             proc.start()
-            time.sleep(rng.uniform(0.0, max_delay_s))
+            if rng.random() < 0.1:  # some kills while the child is still opening the project
+                time.sleep(rng.uniform(0.0, 0.005))
+            else:
+                _wait_ready(progress, proc)
+                time.sleep(rng.uniform(0.0, max_delay_s))
             try:
                 os.kill(proc.pid, signal.SIGKILL)
             except ProcessLookupError:

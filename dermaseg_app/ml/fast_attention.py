@@ -9,7 +9,8 @@ backward recomputes the block's scores from the saved log-sum-exp as flash atten
 
 The kernel is compiled on first use with the C++ compiler torch's extension builder finds
 (``g++``), for the CPU's instruction set (``torch.backends.cpu.get_cpu_capability()``: AVX512,
-AVX2 or the baseline), into the user's cache folder; about a minute once per machine and torch
+AVX2 or the baseline), into the user's cache folder (``DERMASEG_KERNEL_CACHE`` names another);
+about a minute once per machine and torch
 version (the quick start's installer builds it: ``python -m dermaseg_app.ml.fast_attention``;
 training builds it when missing). Inference never waits for a compiler: PAM uses the kernel when a
 build is there (``ready()``). Where no compiler is found or the build fails, ``problem()`` says
@@ -54,8 +55,11 @@ def _spec() -> tuple[str, Path, list[str]]:
     flags = _FLAGS.get(capability.split("_")[0], [])
     key = hashlib.sha256((_SOURCE.read_text() + " ".join(_CFLAGS + flags) + torch.__version__).encode())
     name = f"dermaseg_pam_{capability.lower()}_{key.hexdigest()[:12]}"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return name, Path(base) / "dermaseg" / "kernels" / name, flags
+    folder = os.environ.get("DERMASEG_KERNEL_CACHE")
+    if not folder:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        folder = str(Path(base) / "dermaseg" / "kernels")
+    return name, Path(folder) / name, flags
 
 
 def _import_built(name: str, folder: Path) -> Any | None:

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fast_attention
 from .blocks import PAM, ConvBNReLU, Downsampler, FactorizedBlock, Upsampler
 from .slsnet import SLSNetDiscriminator
 
@@ -103,6 +104,7 @@ class FusedPAM(nn.Module):
         inner = source.query_conv.out_channels
         gamma = source.gamma.detach().reshape(())
         self.channels = c
+        self.inner = inner
         ref = source.value_conv.weight
         self.qkv = nn.Conv2d(c, 3 * c, kernel_size=1, device=ref.device, dtype=ref.dtype)
         with torch.no_grad():
@@ -119,6 +121,13 @@ class FusedPAM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
+        if x.device.type == "cpu" and fast_attention.ready():
+            # the fused CPU kernel: the q-k products at the query width (C/8), not padded to C
+            n, d = h * w, self.inner
+            qkv = self.qkv(x).reshape(b, 3 * c, n)
+            q = qkv[:, :d].transpose(1, 2)
+            out = fast_attention.pam_attention(q, qkv[:, c:c + d], qkv[:, 2 * c:])
+            return out.reshape(b, h, w, c).permute(0, 3, 1, 2) + x
         qkv = self.qkv(x).permute(0, 2, 3, 1).reshape(b, 1, h * w, 3 * c)
         if not qkv.is_contiguous():
             qkv = qkv.contiguous()
