@@ -87,9 +87,12 @@ def load_predictor(args: argparse.Namespace) -> Any:
     if notice:
         print(f"dermaseg: {notice}", file=sys.stderr)
     try:
-        predictor = Predictor(model_path=args.model, device=device, threshold=args.threshold)
+        predictor = Predictor(model_path=args.model, device=device, threshold=args.threshold,
+                              backend=getattr(args, "backend", None))
     except WeightsError as exc:
         raise UserError(f"cannot load the model: {exc}") from None
+    if predictor.device_notice:  # the device is chosen above: this is the backend's (ml.backends)
+        print(f"dermaseg: {predictor.device_notice}", file=sys.stderr)
     return predictor
 
 
@@ -208,6 +211,13 @@ def register(subparsers: Any) -> None:
     add_model_arguments(parser)
     parser.add_argument("--save-prob", action="store_true",
                         help="also write <stem>_prob.png, the probability map as a 16-bit PNG")
+    from dermaseg_app.ml.backends import BACKENDS
+
+    parser.add_argument("--backend", choices=BACKENDS, metavar="NAME",
+                        help="what runs the network: auto (default: on the CPU the fastest of OpenVINO and ONNX "
+                        "Runtime installed, else torch), torch, onnxruntime, openvino, openvino-bf16 (faster "
+                        "on CPUs with bfloat16, probabilities up to ~0.1 off); "
+                        "the default can be set as inference_backend in settings.json or DERMASEG_BACKEND")
     parser.set_defaults(func=run)
 
 
@@ -232,7 +242,7 @@ def _run(args: argparse.Namespace) -> int:
         except OSError:
             pass
     print(f"{len(images)} image(s); model {predictor.info.label()} ({predictor.info.path}); "
-          f"{predictor.device_label}; threshold {predictor.threshold:g}")
+          f"{predictor.device_label}, {predictor.backend_label}; threshold {predictor.threshold:g}")
 
     names = OutputNames(out, protected)
     rows: list[dict[str, Any]] = []

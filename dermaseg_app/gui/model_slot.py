@@ -41,9 +41,10 @@ class ModelSlot:
 
 
 def load_predictor(job, model_path: Path | None, device: str | None):
-    """(Predictor, device description); a ``workers.Worker`` function (imports torch)."""
+    """(Predictor, "device, backend" for the status bar); a ``workers.Worker`` function (imports
+    torch; exports the model for ONNX Runtime / OpenVINO the first time, ml.backends)."""
     from dermaseg_app.ml.device import device_description
     from dermaseg_app.ml.predictor import Predictor
 
     predictor = Predictor(model_path, device)
-    return predictor, device_description(predictor.device)
+    return predictor, f"{device_description(predictor.device)}, {predictor.backend_label}"

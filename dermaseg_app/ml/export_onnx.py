@@ -45,7 +45,7 @@ __all__ = ["EXPORT_FORMAT", "ExportError", "Exported", "OPSET", "cached_onnx", "
 OPSET = 17
 # Bump when the exported graph changes (operators, names, metadata): cached exports are redone.
 EXPORT_FORMAT = 1
-INPUT_NAME = "image"
+INPUT_NAME = "image"  # also in ml.backends
 OUTPUT_NAME = "probability"
 _STANDARD_DOMAINS = ("", "ai.onnx")
 _cache_lock = threading.Lock()

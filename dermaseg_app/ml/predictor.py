@@ -9,6 +9,11 @@ so a ``Prediction`` always matches the image pixel for pixel.
 ahead of the network, through a bounded window of pending files, so memory stays bounded however
 many files there are. A file that cannot be read gives a ``FileResult`` with an error and the
 stream goes on; setting ``cancel`` stops it promptly.
+
+The network runs in torch or, on the CPU, in ONNX Runtime or OpenVINO (``ml.backends``: the
+``backend`` argument, else the setting, else the fastest runtime installed). ``backend_label``
+names what runs it; when a runtime cannot be used, or fails while predicting, torch takes over and
+``device_notice`` says why.
 """
 
 from __future__ import annotations
@@ -124,6 +129,7 @@ class Predictor:
         model_path: str | Path | None = None,
         device: str | torch.device | None = None,
         threshold: float | None = None,
+        backend: str | None = None,
     ) -> None:
         from dermaseg_app import paths
 
@@ -143,6 +149,28 @@ class Predictor:
         self.info: ModelInfo = info
         self.input_size: int = int(info.input_size)
         self.threshold: float = _check_threshold(info.threshold if threshold is None else threshold)
+        from dermaseg_app.ml.backends import open_backend
+
+        self._backend_lock = threading.Lock()
+        self.runtime, backend_notice = open_backend(backend, self.device.type, path, self.input_size,
+                                                    torch.get_num_threads())
+        self._add_notice(backend_notice)
+
+    def _add_notice(self, text: str | None) -> None:
+        if text:
+            self.device_notice = f"{self.device_notice}; {text}" if self.device_notice else text
+
+    @property
+    def backend(self) -> str:
+        """What runs the network: ``torch``, ``onnxruntime``, ``openvino`` or ``openvino-bf16``."""
+        runtime = self.runtime
+        return runtime.name if runtime is not None else "torch"
+
+    @property
+    def backend_label(self) -> str:
+        """The backend for people: "torch 2.13.0", "OpenVINO 2026.4.1 (f32)", ..."""
+        runtime = self.runtime
+        return runtime.label if runtime is not None else f"torch {torch.__version__.split('+')[0]}"
 
     @property
     def device_label(self) -> str:
@@ -152,6 +180,19 @@ class Predictor:
 
     def _probabilities(self, batch: np.ndarray) -> np.ndarray:
         """(B, 3, s, s) float32 in [0, 1] -> (B, s, s) float32 probabilities."""
+        runtime = self.runtime
+        if runtime is not None:
+            try:
+                return runtime.run(batch)
+            except Exception as exc:  # noqa: BLE001 - an optional runtime failing: torch takes over
+                with self._backend_lock:
+                    if self.runtime is runtime:
+                        self.runtime = None
+                        text = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                        self._add_notice(f"{runtime.label} failed ({text}); torch runs the model from now on")
+        return self._torch_probabilities(batch)
+
+    def _torch_probabilities(self, batch: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             x = torch.from_numpy(batch).to(self.device)
             out = self.network(x)
