@@ -6,6 +6,8 @@
 #   DERMASEG_TORCH  the torch requirement installed first (default: torch==2.13.0, the CPU build
 #                   these machines carry). On a GPU workstation, install a CUDA build into the venv
 #                   yourself first (see README), and bootstrap keeps it.
+#   DERMASEG_EXTRAS the optional extras installed where wheels exist (default "onnx openvino": the
+#                   CPU inference runtimes; empty for none). One that cannot be installed is skipped.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${DERMASEG_VENV:-$root/.venv}"
@@ -60,6 +62,13 @@ if ! "$venv/bin/python" -c "import torch" >/dev/null 2>&1; then
 fi
 "${pip[@]}" install -e "$root[test]" >>"$log" 2>&1 \
   || { echo "dermaseg: installing DermaSeg failed; see $log" >&2; tail -20 "$log" >&2; exit 1; }
+# The CPU inference runtimes (ml/backends.py), one extra at a time and never fatal: where no wheel
+# exists for this platform or Python, or the index cannot be reached, DermaSeg runs the model in torch.
+# shellcheck disable=SC2086  # one word per extra
+for extra in ${DERMASEG_EXTRAS-onnx openvino}; do
+  "${pip[@]}" install -e "$root[$extra]" >>"$log" 2>&1 \
+    || echo "dermaseg: the optional '$extra' runtime could not be installed (see $log); the model runs in torch without it" >&2
+done
 # The fused CPU attention kernel (ml/fast_attention.py), compiled once for this CPU (about a
 # minute); without a C++ compiler the network uses PyTorch's attention instead, same results.
 "$venv/bin/python" -m dermaseg_app.ml.fast_attention >>"$log" 2>&1 \
