@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The long CPU training run of issue 9, in resumable pieces (docs/training-notes.md, "The long run").
 #
-#   bash benchmarks/long_run.sh STAGE        # start or resume STAGE (a or b), niced, in the background
+#   bash benchmarks/long_run.sh STAGE        # start or resume STAGE (a: 64 px, b: 128 px from a), niced, in the background
 #   bash benchmarks/long_run.sh STAGE --save # copy the run's last.pt to models/resume/ (to commit)
 #
 # A piece runs until the session ends or the stage's epochs are done. It resumes from
@@ -30,6 +30,13 @@ case "$stage" in
   a) args=(--data "$isic/train" --mix runs/ham10000-split/train --mix-share 0.5 --val "$isic/val"
            --input-size 64 --epochs 30 --supervised --lr 1e-3 --beta1 0.9 --lr-schedule cosine --ema 0.999
            --name slsnet_isic2017 --version 0.2-cpu-64);;
+  # Stage b: 128 px (the paper's size), G started from stage a's best model, same data and loss,
+  # a lower learning rate; continued over sessions until its validation curve flattens.
+  b) [ -f runs/long-a/model.safetensors ] || [ -f "$run/last.pt" ] || [ -f "$saved" ] \
+       || { echo "stage b starts from stage a's model (runs/long-a/model.safetensors)" >&2; exit 2; }
+     args=(--init runs/long-a/model.safetensors --data "$isic/train" --mix runs/ham10000-split/train --mix-share 0.5
+           --val "$isic/val" --input-size 128 --epochs 20 --supervised --lr 3e-4 --beta1 0.9 --lr-schedule cosine
+           --ema 0.999 --name slsnet_isic2017 --version 0.2-cpu-128);;
   *) echo "unknown stage $stage" >&2; exit 2;;
 esac
 resume=()
@@ -37,5 +44,5 @@ if [ -f "$run/last.pt" ]; then resume=(--resume "$run/last.pt")
 elif [ -f "$saved" ]; then resume=(--resume "$saved"); fi
 if [ ${#resume[@]} -gt 0 ]; then args=("${resume[@]}" --run-dir "$run"); fi
 nohup nice -n 15 "$py" -m dermaseg_app train "${args[@]}" --out "$run/model.safetensors" --run-dir "$run" \
-  --threads "${DERMASEG_LONG_THREADS:-1}" --checkpoint-every 100 --precision auto --channels-last >>"$run/train.log" 2>&1 &
+  --threads "${DERMASEG_LONG_THREADS:-1}" --checkpoint-every 100 --precision auto --channels-last --compile >>"$run/train.log" 2>&1 &
 echo "stage $stage running (pid $!); log $run/train.log"

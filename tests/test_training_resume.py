@@ -125,3 +125,23 @@ def test_precision_and_channels_last_run_and_resume(data: dict[str, Path], tmp_p
     assert saved["precision"] == precision and saved["channels_last"] is True
     epoch = [e for e in events if isinstance(e, t.EpochEnd)][0]
     assert epoch.images_per_second and epoch.images_per_second > 0
+
+
+def test_init_from_a_model_at_another_input_size(data: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811
+    """`dermaseg train --init MODEL --input-size S`: G starts from the model's weights, at size S."""
+    from dermaseg_app.ml.weights import load_model, read_model_info
+
+    small = tmp_path / "small.safetensors"
+    list(train(tiny_config(data, tmp_path / "a", epochs=1, max_steps_per_epoch=2, out=str(small))))
+    assert read_model_info(small).input_size == 32
+    base, _ = load_model(small, "cpu")
+    cfg = tiny_config(data, tmp_path / "b", epochs=1, max_steps_per_epoch=1, input_size=48, lr=0.0,
+                      base_model=str(small), input_size_from_base=False, out=str(tmp_path / "big.safetensors"))
+    events = list(train(cfg))
+    assert any(isinstance(e, t.TrainFinished) for e in events)
+    info = read_model_info(tmp_path / "big.safetensors")
+    assert info.input_size == 48 and info.config["input_size"] == 48
+    big, _ = load_model(tmp_path / "big.safetensors", "cpu")
+    # lr 0: the weights are the base model's (batch-norm statistics move with the batches)
+    for (name, a), (_, b) in zip(base.named_parameters(), big.named_parameters()):
+        assert torch.equal(a, b), name

@@ -88,6 +88,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--supervised", action="store_true",
                         help="train G alone with pixel BCE + L1 + soft Jaccard (no discriminator)")
     parser.add_argument("--lr-d", type=float, help="discriminator learning rate (default: --lr)")
+    parser.add_argument("--init", metavar="MODEL",
+                        help="start the generator from this model file's weights (a fresh discriminator), trained "
+                             "at --input-size: e.g. a 64 px model continued at 128 px")
     parser.add_argument("--mix", action="append", default=[], metavar="DIR",
                         help="a second training source mixed into every batch (repeatable), e.g. the HAM10000 "
                              "training split for a balanced mixture with ISIC 2017; an epoch ends when every "
@@ -275,6 +278,8 @@ def run_train(args: argparse.Namespace) -> int:
         "replay_share": args.mix_share if args.mix else 0.0,
         "gan_bce_weight": args.gan_bce,
     }
+    if args.init:
+        overrides.update(base_model=args.init, input_size_from_base=False)
     if not args.resume and (not args.data or not args.out):
         print("dermaseg: error: train needs --data DIR and --out MODEL (or --resume CKPT)", file=sys.stderr)
         return 2

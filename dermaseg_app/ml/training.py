@@ -111,6 +111,8 @@ class TrainConfig:
     threshold: float = 0.5
     # fine-tuning
     base_model: str | None = None
+    input_size_from_base: bool = True                  # False: train the base model's weights at input_size
+                                                       # (fully convolutional: e.g. 64 px weights at 128 px)
     replay: list[str] = field(default_factory=list)
     replay_share: float = 0.0
     freeze_encoder: bool = False
@@ -489,7 +491,9 @@ def _build_networks(cfg: TrainConfig) -> tuple[nn.Module, nn.Module, dict[str, A
 
         g, info = load_model(cfg.base_model, "cpu")
         arch, model_cfg = info.arch, dict(info.config)
-        if info.input_size != cfg.input_size:
+        if not cfg.input_size_from_base:
+            model_cfg["input_size"] = int(cfg.input_size)
+        elif info.input_size != cfg.input_size:
             cfg.input_size = int(info.input_size)
         trained_on = info.trained_on
     else:
