@@ -440,8 +440,11 @@ def _hardware() -> str:
         pass
     gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
     threads = torch.get_num_threads()
-    return (f"{cpu} ({os.cpu_count()} cores){gpu}, torch {torch.__version__} with {threads} "
-            f"thread{'s' if threads != 1 else ''}")
+    from dermaseg_app.ml import cpu_speed, fast_attention
+
+    kernel = "fused CPU attention kernel" if fast_attention.ready() else "SDPA attention"
+    return (f"{cpu} ({os.cpu_count()} cores; {cpu_speed.describe()}){gpu}, torch {torch.__version__} with "
+            f"{threads} thread{'s' if threads != 1 else ''}, {kernel}")
 
 
 # ============================================================================ validation
@@ -1008,6 +1011,10 @@ def model_card(cfg: TrainConfig, history: list[dict[str, Any]], best_epoch: int 
         "batch-norm statistics fixed": cfg.freeze_bn_stats or None,
         "augmentation": dataclasses.asdict(cfg.augment), "seed": cfg.seed,
         "max steps per epoch": cfg.max_steps_per_epoch, "hardware": hardware,
+        "speed settings": (f"precision {cfg.precision}"
+                           + (", channels_last" if cfg.channels_last else "")
+                           + (f", torch.compile ({cfg.compile_mode})" if cfg.compile else "")
+                           + (", CUDA bf16 autocast" if cfg.amp else "")),
         "base-domain validation (epoch selection)": (
             f"{', '.join(cfg.base_val)}: an epoch qualifies if its JSC there is at most "
             f"{cfg.base_val_tolerance} below the base model's ({base_scores['base_val_jsc']:.4f}); "
