@@ -145,3 +145,13 @@ def test_init_from_a_model_at_another_input_size(data: dict[str, Path], tmp_path
     # lr 0: the weights are the base model's (batch-norm statistics move with the batches)
     for (name, a), (_, b) in zip(base.named_parameters(), big.named_parameters()):
         assert torch.equal(a, b), name
+
+
+def test_finetune_keeps_the_base_models_threshold(data: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811
+    from dermaseg_app.ml.weights import read_model_info
+
+    base = tmp_path / "base.safetensors"
+    list(train(tiny_config(data, tmp_path / "a", epochs=1, max_steps_per_epoch=1, threshold=0.45, out=str(base))))
+    assert read_model_info(base).threshold == pytest.approx(0.45)
+    cfg = t.finetune_config(base, [data["new"]], tmp_path / "ft.safetensors")
+    assert cfg.threshold == pytest.approx(0.45)

@@ -199,7 +199,7 @@ def finetune_config(
         input_size=int(info.input_size), replay=[str(p) for p in (replay or [])],
         replay_share=replay_share if replay else 0.0, epochs=epochs, freeze_encoder=freeze_encoder,
         adversarial=False, lr=2e-4, beta1=0.9, lr_schedule="cosine", ema_decay=0.99,
-        model_name=info.name, model_version=f"{info.version}+ft",
+        model_name=info.name, model_version=f"{info.version}+ft", threshold=float(info.threshold),
     )
     for k, v in overrides.items():
         if not hasattr(cfg, k):
