@@ -78,16 +78,61 @@ def test_a_runtime_gives_torchs_probabilities(name, model_path, images, torch_pr
     assert np.abs(predictor.predict(images[0]).prob - torch_predictions[0]).max() <= F32_TOLERANCE
 
 
+@pytest.fixture
+def timed(monkeypatch):
+    """timed(ms): the automatic choice's timing gives these figures, and records each call."""
+    calls = []
+
+    def set_(ms: dict[str, float]):
+        def fake(runs, input_size, **kwargs):
+            calls.append(sorted(runs))
+            for run in runs.values():  # every candidate really runs
+                assert run(np.zeros((1, 3, input_size, input_size), np.float32)).shape == (1, input_size, input_size)
+            return {name: ms[name] / 1e3 for name in runs}
+
+        monkeypatch.setattr(backends, "time_backends", fake)
+        return calls
+
+    return set_
+
+
 @needs_ov
 @needs_ort
-def test_auto_picks_openvino_then_onnx_runtime_then_torch(model_path, hide):
-    assert Predictor(model_path, "cpu", backend="auto").backend == "openvino"
-    hide("openvino")
+@pytest.mark.parametrize("fastest", ["openvino", "onnxruntime", "torch"])
+def test_auto_takes_the_fastest_timed_once_per_model_file(fastest, model_path, timed):
+    ms = {"openvino": 10.0, "onnxruntime": 10.0, "torch": 10.0}
+    ms[fastest] = 3.0
+    calls = timed(ms)
     p = Predictor(model_path, "cpu", backend="auto")
-    assert p.backend == "onnxruntime" and p.device_notice is None
+    assert p.backend == fastest and p.device_notice is None
+    assert calls == [["onnxruntime", "openvino", "torch"]]
+    again = Predictor(model_path, "cpu", backend="auto")  # remembered: not timed again
+    assert again.backend == fastest and len(calls) == 1
+
+
+def test_auto_without_any_runtime_is_torch_without_timing_or_notice(model_path, hide, timed):
+    calls = timed({})
     hide("openvino", "onnxruntime")
     p = Predictor(model_path, "cpu", backend="auto")
-    assert p.backend == "torch" and p.device_notice is None  # nothing installed: torch, no complaint
+    assert p.backend == "torch" and p.device_notice is None and calls == []
+
+
+def test_the_timing_alternates_the_backends_and_drops_a_much_slower_one():
+    import time
+
+    ran = {"a": 0, "b": 0, "slow": 0}
+
+    def run(name, seconds):
+        def f(x):
+            ran[name] += 1
+            time.sleep(seconds)
+            return x[:, 0]
+        return f
+
+    seconds = backends.time_backends({"a": run("a", 0.002), "b": run("b", 0.004), "slow": run("slow", 0.06)}, 8,
+                                     rounds=2, calls=3, warmup=1)
+    assert ran == {"a": 7, "b": 7, "slow": 1}  # 1 warm-up + 2 rounds x 3; the slow one only warmed up
+    assert seconds["a"] < seconds["b"] < seconds["slow"] and seconds["slow"] >= 0.06
 
 
 def test_a_missing_runtime_asked_for_falls_back_to_torch_with_a_notice(model_path, hide):
@@ -100,12 +145,14 @@ def test_a_missing_runtime_asked_for_falls_back_to_torch_with_a_notice(model_pat
 
 @needs_ov
 @needs_ort
-def test_a_runtime_that_fails_to_load_is_skipped_with_a_notice(model_path, monkeypatch):
+def test_a_runtime_that_fails_to_load_is_skipped_with_a_notice(model_path, monkeypatch, timed):
     def broken(*args, **kwargs):
         raise RuntimeError("no CPU plugin\nsecond line")
 
     monkeypatch.setattr(backends, "OpenVinoBackend", broken)
+    calls = timed({"onnxruntime": 1.0, "torch": 2.0})
     p = Predictor(model_path, "cpu", backend="auto")
+    assert calls == [["onnxruntime", "torch"]]
     assert p.backend == "onnxruntime"
     assert "openvino could not be used (RuntimeError: no CPU plugin)" in p.device_notice
     assert "ONNX Runtime" in p.device_notice

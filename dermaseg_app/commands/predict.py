@@ -214,8 +214,9 @@ def register(subparsers: Any) -> None:
     from dermaseg_app.ml.backends import BACKENDS
 
     parser.add_argument("--backend", choices=BACKENDS, metavar="NAME",
-                        help="what runs the network: auto (default: on the CPU the fastest of OpenVINO and ONNX "
-                        "Runtime installed, else torch), torch, onnxruntime, openvino, openvino-bf16 (faster "
+                        help="what runs the network: auto (default: on the CPU the fastest of torch, OpenVINO and "
+                        "ONNX Runtime as installed, timed once per model file), torch, onnxruntime, openvino, "
+                        "openvino-bf16 (faster "
                         "on CPUs with bfloat16, probabilities up to ~0.1 off); "
                         "the default can be set as inference_backend in settings.json or DERMASEG_BACKEND")
     parser.set_defaults(func=run)

@@ -6,10 +6,12 @@
 - ``onnxruntime`` / ``openvino``: the model file exported to ONNX once (``ml.export_onnx``,
   cached in the user's cache folder by the file's SHA-256) and run by that runtime on the CPU,
   with as many threads as torch uses.
-- ``auto`` (the default): on the CPU the fastest runtime installed, OpenVINO then ONNX Runtime
-  (``benchmarks/bench_inference.py``: on the development machine's CPU, at the shipped model's
-  64 px, OpenVINO takes about a third of ONNX Runtime's time and ONNX Runtime less than torch's),
-  else torch; on a GPU torch.
+- ``auto`` (the default): on the CPU the fastest of torch and the runtimes installed, timed at
+  batch 1 the first time a model file is used on a machine (about a second at 64 px; the choice
+  is remembered beside the cached export): which wins depends on the CPU and the input size
+  (``benchmarks/bench_inference.py``: at the shipped model's 64 px both runtimes take less than
+  half of torch's time here, at 128 px torch with its fused attention kernel is as fast); on a
+  GPU torch. Where no runtime is installed it is torch, without a notice.
 
 The choice comes from the ``backend=`` argument (``dermaseg predict --backend``), else the
 ``DERMASEG_BACKEND`` environment variable, else ``inference_backend`` in ``settings.json`` in the
@@ -26,11 +28,15 @@ probability (JSC 0.988 on one bundled sample): it is ``openvino-bf16``, chosen o
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import logging
 import os
+import statistics
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +53,7 @@ __all__ = ["AUTO_ORDER", "BACKENDS", "BackendError", "OnnxRuntimeBackend", "Open
 
 RUNTIMES = ("openvino", "onnxruntime", "openvino-bf16")
 BACKENDS = ("auto", "torch", *RUNTIMES)
-AUTO_ORDER = ("openvino", "onnxruntime")  # fastest first
+AUTO_ORDER = ("openvino", "onnxruntime")  # the runtimes auto considers (timed against torch)
 _MODULES = {"openvino": "openvino", "openvino-bf16": "openvino", "onnxruntime": "onnxruntime"}
 _EXTRAS = {"openvino": "openvino", "openvino-bf16": "openvino", "onnxruntime": "onnx"}
 
@@ -123,11 +129,15 @@ class OpenVinoBackend(RuntimeBackend):
         import openvino as ov
 
         core = ov.Core()
+        try:  # OpenVINO's own cache of the compiled network: later loads take a fifth of the time
+            core.set_property({"CACHE_DIR": str(Path(onnx_path).parent / "openvino")})
+        except Exception:  # noqa: BLE001 - an older OpenVINO without it compiles every time
+            pass
         config: dict[str, object] = {"INFERENCE_NUM_THREADS": max(1, int(threads)), "PERFORMANCE_HINT": "LATENCY",
                                      "INFERENCE_PRECISION_HINT": precision}
         if precision != "f32":
             self.name = f"openvino-{precision}"
-        self.compiled = core.compile_model(core.read_model(str(onnx_path)), "CPU", config)
+        self.compiled = core.compile_model(str(onnx_path), "CPU", config)
         used = self.compiled.get_property("INFERENCE_PRECISION_HINT")
         self.precision = used.to_string() if hasattr(used, "to_string") else str(used)
         self.label = f"OpenVINO {ov.__version__.split('-')[0]} ({self.precision})"
@@ -160,9 +170,135 @@ def _smoke_test(backend: RuntimeBackend, size: int) -> None:
         raise BackendError("gives values that are not probabilities")
 
 
+def _open(name: str, onnx_path: Path, input_size: int, threads: int) -> RuntimeBackend:
+    backend = _construct(name, onnx_path, threads)
+    _smoke_test(backend, int(input_size))
+    return backend
+
+
+def _problem(name: str, exc: BaseException) -> str:
+    text = str(exc) if isinstance(exc, BackendError) else f"{type(exc).__name__}: {exc}"
+    return f"{name} could not be used ({text.splitlines()[0] if text.strip() else type(exc).__name__})"
+
+
+def time_backends(runs: dict[str, Callable[[np.ndarray], np.ndarray]], input_size: int, rounds: int = 3,
+                  calls: int = 4, warmup: int = 2) -> dict[str, float]:
+    """Median batch-1 seconds per call of each ``run``, in rounds that alternate the backends (a
+    change in the machine's load falls on all alike). A backend whose last warm-up call took more
+    than 4 times the fastest one's is not timed further (its warm-up time is its figure)."""
+    x = np.random.default_rng(0).random((1, 3, input_size, input_size), dtype=np.float32)
+    first: dict[str, float] = {}
+    for name, run in runs.items():
+        for _ in range(warmup):
+            t0 = time.perf_counter()
+            run(x)
+            first[name] = time.perf_counter() - t0
+    best = min(first.values())
+    timed = [name for name in runs if first[name] <= 4 * best]
+    times: dict[str, list[float]] = {name: [] for name in timed}
+    for r in range(rounds):
+        for name in (timed if r % 2 == 0 else list(reversed(timed))):
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                runs[name](x)
+                times[name].append(time.perf_counter() - t0)
+    return {name: float(statistics.median(times[name])) if name in times else first[name] for name in runs}
+
+
+def _package_version(module: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(module)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def _choice_file(onnx_path: Path, installed: list[str], threads: int, input_size: int) -> Path:
+    """Where the automatic choice is remembered: per exported model, runtime versions, threads,
+    torch build and CPU."""
+    import platform
+
+    import torch
+
+    from dermaseg_app.ml import fast_attention
+
+    key = json.dumps([[(n, _package_version(_MODULES[n])) for n in installed], threads, input_size,
+                      torch.__version__, torch.backends.cpu.get_cpu_capability(), fast_attention.ready(),
+                      platform.machine(), platform.processor(), os.cpu_count()])
+    return onnx_path.with_name(f"{onnx_path.stem}-auto-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json")
+
+
+def _auto(device_type: str, model_path: Path, input_size: int, threads: int,
+          torch_run: Callable[[np.ndarray], np.ndarray] | None) -> tuple[RuntimeBackend | None, str | None]:
+    """The fastest of torch and the runtimes installed, timed once per model file and machine
+    (remembered beside the cached export; delete the ``-auto-*.json`` file there to time again)."""
+    installed = installed_runtimes()
+    if not installed:
+        return None, None  # no runtime installed: torch, as expected, no notice
+    from dermaseg_app.ml.export_onnx import cached_onnx
+
+    try:
+        onnx_path = cached_onnx(model_path)
+    except Exception as exc:  # noqa: BLE001
+        return None, _problem("exporting the model to ONNX", exc) + "; torch runs the model"
+    record = _choice_file(onnx_path, installed, threads, input_size)
+    try:
+        remembered = json.loads(record.read_text(encoding="utf-8")).get("backend")
+    except (OSError, ValueError, AttributeError):
+        remembered = None
+    problems: list[str] = []
+    if remembered == "torch" and torch_run is not None:
+        return None, None
+    if remembered in installed:
+        try:
+            return _open(remembered, onnx_path, input_size, threads), None
+        except Exception as exc:  # noqa: BLE001 - it worked before: time the others again
+            problems.append(_problem(remembered, exc))
+    opened: dict[str, RuntimeBackend] = {}
+    for name in installed:
+        if name == remembered:
+            continue  # failed just above
+        try:
+            opened[name] = _open(name, onnx_path, input_size, threads)
+        except Exception as exc:  # noqa: BLE001 - a runtime that fails is skipped
+            problems.append(_problem(name, exc))
+    chosen: str | None = None
+    if opened:
+        runs = {name: backend.run for name, backend in opened.items()}
+        if torch_run is not None:
+            runs["torch"] = torch_run
+        try:
+            seconds = time_backends(runs, int(input_size))
+        except Exception as exc:  # noqa: BLE001 - a runtime failing while timed: the first that opened
+            problems.append(_problem("timing the backends", exc))
+            seconds = {}
+        if seconds:
+            chosen = min(seconds, key=seconds.get)
+            log.info("backends timed at batch 1 (ms): %s; %s chosen",
+                     {k: round(v * 1e3, 2) for k, v in seconds.items()}, chosen)
+            if not problems:  # a choice made without a failing runtime is remembered
+                try:
+                    from dermaseg_app.core.atomic import atomic_write_text
+
+                    atomic_write_text(record, json.dumps({"backend": chosen, "median_ms": {
+                        k: round(v * 1e3, 3) for k, v in seconds.items()}}) + "\n")
+                except OSError:
+                    pass  # timed again next time
+        else:
+            chosen = next(iter(opened))
+    runtime = opened.get(chosen) if chosen else None
+    if not problems:
+        return runtime, None
+    return runtime, "; ".join(problems) + f"; {runtime.label if runtime else 'torch'} runs the model"
+
+
 def open_backend(requested: str | None, device_type: str, model_path: str | Path, input_size: int,
-                 threads: int) -> tuple[RuntimeBackend | None, str | None]:
-    """(the runtime backend to use, or None for torch; a notice for the user, or None)."""
+                 threads: int, torch_run: Callable[[np.ndarray], np.ndarray] | None = None,
+                 ) -> tuple[RuntimeBackend | None, str | None]:
+    """(the runtime backend to use, or None for torch; a notice for the user, or None).
+
+    ``torch_run``: the torch network's batch function, timed against the runtimes by ``auto``."""
     name = (requested or configured_backend()).strip().lower()
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {requested!r}: choose one of {', '.join(BACKENDS)}")
@@ -172,29 +308,13 @@ def open_backend(requested: str | None, device_type: str, model_path: str | Path
         if name == "auto":
             return None, None
         return None, f"the {name} backend runs on the CPU only; torch runs the model on the {device_type.upper()}"
-    candidates = list(AUTO_ORDER) if name == "auto" else [name]
-    problems: list[str] = []
-    onnx_path: Path | None = None
-    for candidate in candidates:
-        if importlib.util.find_spec(_MODULES[candidate]) is None:
-            if name != "auto":
-                problems.append(f"{candidate} is not installed (pip install 'dermaseg[{_EXTRAS[candidate]}]')")
-            continue
-        try:
-            if onnx_path is None:
-                from dermaseg_app.ml.export_onnx import cached_onnx
+    if name == "auto":
+        return _auto(device_type, Path(model_path), input_size, threads, torch_run)
+    if importlib.util.find_spec(_MODULES[name]) is None:
+        return None, f"{name} is not installed (pip install 'dermaseg[{_EXTRAS[name]}]'); torch runs the model"
+    from dermaseg_app.ml.export_onnx import cached_onnx
 
-                onnx_path = cached_onnx(model_path)
-            backend = _construct(candidate, onnx_path, threads)
-            _smoke_test(backend, int(input_size))
-        except Exception as exc:  # noqa: BLE001 - any failure of an optional runtime means: use another
-            text = f"{type(exc).__name__}: {exc}" if not isinstance(exc, BackendError) else str(exc)
-            problems.append(f"{candidate} could not be used ({text.splitlines()[0] if text else type(exc).__name__})")
-            if onnx_path is None:
-                break  # no ONNX file: no runtime can run it
-            continue
-        notice = "; ".join(problems) + f"; {backend.label} runs the model" if problems else None
-        return backend, notice
-    if not problems:
-        return None, None  # auto, no runtime installed: torch, as expected
-    return None, "; ".join(problems) + "; torch runs the model"
+    try:
+        return _open(name, cached_onnx(model_path), input_size, threads), None
+    except Exception as exc:  # noqa: BLE001 - any failure of an optional runtime means: torch
+        return None, _problem(name, exc) + "; torch runs the model"

@@ -282,11 +282,17 @@ def cached_onnx(model_path: str | Path, cache_dir: str | Path | None = None) -> 
 
 
 def _prune(folder: Path, keep: Path, limit: int = 16) -> None:
-    """Keep the cache to the ``limit`` most recently used exports."""
+    """Keep the cache to the ``limit`` most recently used exports (with what ml.backends keeps
+    beside them: the automatic choice, OpenVINO's compiled networks)."""
     try:
         os.utime(keep)
         files = sorted(folder.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
         for stale in files[limit:]:
+            stale.unlink(missing_ok=True)
+            for choice in folder.glob(f"{stale.stem}-auto-*.json"):
+                choice.unlink(missing_ok=True)
+        blobs = sorted((folder / "openvino").glob("*.blob"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for stale in blobs[2 * limit:]:
             stale.unlink(missing_ok=True)
     except OSError:
         pass

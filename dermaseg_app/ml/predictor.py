@@ -11,7 +11,8 @@ many files there are. A file that cannot be read gives a ``FileResult`` with an 
 stream goes on; setting ``cancel`` stops it promptly.
 
 The network runs in torch or, on the CPU, in ONNX Runtime or OpenVINO (``ml.backends``: the
-``backend`` argument, else the setting, else the fastest runtime installed). ``backend_label``
+``backend`` argument, else the setting, else the fastest of torch and the runtimes installed,
+timed once per model file and machine). ``backend_label``
 names what runs it; when a runtime cannot be used, or fails while predicting, torch takes over and
 ``device_notice`` says why.
 """
@@ -153,7 +154,7 @@ class Predictor:
 
         self._backend_lock = threading.Lock()
         self.runtime, backend_notice = open_backend(backend, self.device.type, path, self.input_size,
-                                                    torch.get_num_threads())
+                                                    torch.get_num_threads(), torch_run=self._torch_probabilities)
         self._add_notice(backend_notice)
 
     def _add_notice(self, text: str | None) -> None:
