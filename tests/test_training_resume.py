@@ -155,3 +155,14 @@ def test_finetune_keeps_the_base_models_threshold(data: dict[str, Path], tmp_pat
     assert read_model_info(base).threshold == pytest.approx(0.45)
     cfg = t.finetune_config(base, [data["new"]], tmp_path / "ft.safetensors")
     assert cfg.threshold == pytest.approx(0.45)
+
+
+def test_adversarial_weight_scales_the_adversarial_term(data: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811
+    """With the adversarial weight 0 and the pixel BCE kept, G learns exactly as supervised."""
+    kw = dict(epochs=1, max_steps_per_epoch=3, warmup_epochs=0.0)
+    list(train(tiny_config(data, tmp_path / "sup", adversarial=False, **kw)))
+    list(train(tiny_config(data, tmp_path / "gan0", adversarial=True, adv_weight=0.0, gan_bce_weight=1.0, **kw)))
+    list(train(tiny_config(data, tmp_path / "gan1", adversarial=True, adv_weight=1.0, gan_bce_weight=1.0, **kw)))
+    sup, gan0, gan1 = (load_checkpoint(tmp_path / x / "run" / "last.pt")["generator"] for x in ("sup", "gan0", "gan1"))
+    assert all(torch.equal(sup[k], gan0[k]) for k in sup)
+    assert not all(torch.equal(sup[k], gan1[k]) for k in sup)

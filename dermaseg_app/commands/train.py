@@ -97,6 +97,8 @@ def register(subparsers: Any) -> None:
                              "--data pair was seen once")
     parser.add_argument("--mix-share", type=share, default=0.5, metavar="F",
                         help="share of every batch drawn from --mix (default 0.5: half and half)")
+    parser.add_argument("--adv-weight", type=non_negative_float, default=1.0, metavar="W",
+                        help="weight of G's adversarial term (default 1, as the paper)")
     parser.add_argument("--gan-bce", type=non_negative_float, default=0.0, metavar="W",
                         help="pixel BCE weight kept in G's loss during the adversarial phase (default 0, as the paper)")
     add_common_arguments(parser)
@@ -277,6 +279,7 @@ def run_train(args: argparse.Namespace) -> int:
         "replay": list(args.mix),
         "replay_share": args.mix_share if args.mix else 0.0,
         "gan_bce_weight": args.gan_bce,
+        "adv_weight": args.adv_weight,
     }
     if args.init:
         overrides.update(base_model=args.init, input_size_from_base=False)

@@ -89,6 +89,7 @@ class TrainConfig:
     warmup_epochs: float = 0.0                         # supervised epochs before the adversarial term
     bce_weight: float = 1.0                            # pixel BCE weight while supervised
     gan_bce_weight: float = 0.0                        # pixel BCE weight in the adversarial phase
+    adv_weight: float = 1.0                            # weight of G's adversarial BCE (1 in the paper)
     ema_decay: float = 0.0                             # 0: off; else EMA of G, validated and saved
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
@@ -821,7 +822,7 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
                         adv = _bce_logits(d_logits(x, prob).float(), 1.0)
                         for p in d.parameters():
                             p.requires_grad_(True)
-                        loss_g = loss_g + adv
+                        loss_g = loss_g + cfg.adv_weight * adv
                         parts["adv"] = adv.detach()
                     if l2sp_pairs:
                         l2sp = torch.stack([(p - p0).pow(2).sum() for p, p0 in l2sp_pairs]).sum()
@@ -1002,7 +1003,8 @@ def model_card(cfg: TrainConfig, history: list[dict[str, Any]], best_epoch: int 
         "base model": cfg.base_model,
         "epochs": cfg.epochs, "batch size": cfg.batch_size, "input size": cfg.input_size,
         "optimizer": f"Adam lr {cfg.lr} betas ({cfg.beta1}, {cfg.beta2}), schedule {cfg.lr_schedule}",
-        "loss": (f"adversarial BCE + {cfg.lambda_l1} L1 + {cfg.alpha_jaccard} soft Jaccard"
+        "loss": (("" if cfg.adv_weight == 1 else f"{cfg.adv_weight} ")
+                 + f"adversarial BCE + {cfg.lambda_l1} L1 + {cfg.alpha_jaccard} soft Jaccard"
                  + (f" (+ {cfg.gan_bce_weight} pixel BCE)" if cfg.gan_bce_weight else "")
                  if cfg.adversarial else
                  f"supervised: {cfg.bce_weight} pixel BCE + {cfg.lambda_l1} L1 + {cfg.alpha_jaccard} soft Jaccard"),
