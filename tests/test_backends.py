@@ -270,3 +270,20 @@ def test_masks_agree_with_torch_on_the_bundled_samples(name, tolerance, samples_
         jsc = np.logical_and(got.mask, want.mask).sum() / union
         assert union > 0 and jsc >= 0.99, (result.path.name, jsc)
         assert np.abs(got.prob - want.prob).max() <= tolerance, result.path.name
+
+
+@needs_ort
+def test_the_window_does_not_wait_for_the_export_and_the_timing(model_path, timed, monkeypatch):
+    """backend_defer (the window): the first start runs torch at once and prepares the runtimes
+    in the background; the next start uses the one timed fastest."""
+    import threading
+
+    calls = timed({"openvino": 3.0, "onnxruntime": 3.0, "torch": 10.0})
+    first = Predictor(model_path, "cpu", backend="auto", backend_defer=True)
+    assert first.backend == "torch" and first.device_notice is None
+    for thread in threading.enumerate():
+        if thread.name == "dermaseg-backend-prepare":
+            thread.join(60)
+    assert len(calls) == 1  # timed once, in the background
+    second = Predictor(model_path, "cpu", backend="auto", backend_defer=True)
+    assert second.backend != "torch" and len(calls) == 1

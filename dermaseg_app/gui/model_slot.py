@@ -46,5 +46,7 @@ def load_predictor(job, model_path: Path | None, device: str | None):
     from dermaseg_app.ml.device import device_description
     from dermaseg_app.ml.predictor import Predictor
 
-    predictor = Predictor(model_path, device)
+    # the first start with a new model does not wait for the ONNX export and the runtime timing:
+    # torch draws the masks meanwhile, and the next start uses the fastest runtime (ml.backends)
+    predictor = Predictor(model_path, device, backend_defer=True)
     return predictor, f"{device_description(predictor.device)}, {predictor.backend_label}"

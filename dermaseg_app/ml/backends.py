@@ -293,12 +293,41 @@ def _auto(device_type: str, model_path: Path, input_size: int, threads: int,
     return runtime, "; ".join(problems) + f"; {runtime.label if runtime else 'torch'} runs the model"
 
 
+def _prepare_in_background(model_path: Path, input_size: int, threads: int,
+                           torch_run: Callable[[np.ndarray], np.ndarray] | None) -> None:
+    """Export and time the runtimes in a low-priority daemon thread, for the next start."""
+
+    def work() -> None:
+        try:
+            if hasattr(os, "setpriority"):  # Linux: this thread only
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 15)
+        except OSError:
+            pass
+        try:
+            _auto("cpu", model_path, input_size, threads, torch_run)
+        except Exception as exc:  # noqa: BLE001 - nothing depends on it now: timed again next start
+            log.info("preparing the CPU runtimes failed: %s", exc)
+
+    threading.Thread(target=work, name="dermaseg-backend-prepare", daemon=True).start()
+
+
+def _auto_is_prepared(model_path: Path, input_size: int, threads: int) -> bool:
+    """Whether ``auto`` can decide without exporting or timing (both done at an earlier start)."""
+    from dermaseg_app.ml.export_onnx import cached_onnx_path
+
+    onnx_path = cached_onnx_path(model_path)
+    return onnx_path.is_file() and _choice_file(onnx_path, installed_runtimes(), threads, input_size).is_file()
+
+
 def open_backend(requested: str | None, device_type: str, model_path: str | Path, input_size: int,
                  threads: int, torch_run: Callable[[np.ndarray], np.ndarray] | None = None,
-                 ) -> tuple[RuntimeBackend | None, str | None]:
+                 defer: bool = False) -> tuple[RuntimeBackend | None, str | None]:
     """(the runtime backend to use, or None for torch; a notice for the user, or None).
 
-    ``torch_run``: the torch network's batch function, timed against the runtimes by ``auto``."""
+    ``torch_run``: the torch network's batch function, timed against the runtimes by ``auto``.
+    ``defer`` (the window): where ``auto`` would first have to export the model and time the
+    runtimes (seconds), torch runs the model now and that work is done in the background, at low
+    priority, for the next start; the first mask is not held up by it."""
     name = (requested or configured_backend()).strip().lower()
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {requested!r}: choose one of {', '.join(BACKENDS)}")
@@ -309,6 +338,9 @@ def open_backend(requested: str | None, device_type: str, model_path: str | Path
             return None, None
         return None, f"the {name} backend runs on the CPU only; torch runs the model on the {device_type.upper()}"
     if name == "auto":
+        if defer and installed_runtimes() and not _auto_is_prepared(Path(model_path), input_size, threads):
+            _prepare_in_background(Path(model_path), input_size, threads, torch_run)
+            return None, None
         return _auto(device_type, Path(model_path), input_size, threads, torch_run)
     if importlib.util.find_spec(_MODULES[name]) is None:
         return None, f"{name} is not installed (pip install 'dermaseg[{_EXTRAS[name]}]'); torch runs the model"

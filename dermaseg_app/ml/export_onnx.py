@@ -259,13 +259,19 @@ def onnx_cache_dir() -> Path:
     return paths.user_cache_dir() / "onnx"
 
 
+def cached_onnx_path(model_path: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """Where ``cached_onnx`` keeps (or will keep) this model file's export; nothing is exported."""
+    folder = Path(cache_dir) if cache_dir is not None else onnx_cache_dir()
+    key = hashlib.sha256(f"{file_sha256(Path(model_path))} {EXPORT_FORMAT} {OPSET} {torch.__version__}".encode())
+    return folder / f"{key.hexdigest()[:24]}.onnx"
+
+
 def cached_onnx(model_path: str | Path, cache_dir: str | Path | None = None) -> Path:
     """The model file exported to ONNX, from the cache when a model file with the same contents
     was exported before by this export format and torch version; exported (once) otherwise."""
     model_path = Path(model_path)
     folder = Path(cache_dir) if cache_dir is not None else onnx_cache_dir()
-    key = hashlib.sha256(f"{file_sha256(model_path)} {EXPORT_FORMAT} {OPSET} {torch.__version__}".encode())
-    target = folder / f"{key.hexdigest()[:24]}.onnx"
+    target = cached_onnx_path(model_path, folder)
     with _cache_lock:
         if target.is_file() and target.stat().st_size > 0:
             return target

@@ -131,6 +131,7 @@ class Predictor:
         device: str | torch.device | None = None,
         threshold: float | None = None,
         backend: str | None = None,
+        backend_defer: bool = False,
     ) -> None:
         from dermaseg_app import paths
 
@@ -154,7 +155,8 @@ class Predictor:
 
         self._backend_lock = threading.Lock()
         self.runtime, backend_notice = open_backend(backend, self.device.type, path, self.input_size,
-                                                    torch.get_num_threads(), torch_run=self._torch_probabilities)
+                                                    torch.get_num_threads(), torch_run=self._torch_probabilities,
+                                                    defer=backend_defer)
         self._add_notice(backend_notice)
 
     def _add_notice(self, text: str | None) -> None:
