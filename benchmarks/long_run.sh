@@ -32,9 +32,12 @@ case "$stage" in
            --name slsnet_isic2017 --version 0.2-cpu-64);;
   # Stage b: 128 px (the paper's size), G started from stage a's best model, same data and loss,
   # a lower learning rate; continued over sessions until its validation curve flattens.
-  b) [ -f runs/long-a/model.safetensors ] || [ -f "$run/last.pt" ] || [ -f "$saved" ] \
-       || { echo "stage b starts from stage a's model (runs/long-a/model.safetensors)" >&2; exit 2; }
-     args=(--init runs/long-a/model.safetensors --data "$isic/train" --mix runs/ham10000-split/train --mix-share 0.5
+  #    (started in session 3 from stage a's epoch-20 model, val JSC 0.758, copied to
+  #    runs/long-b/init-a-e20.safetensors; later pieces resume from last.pt / models/resume/b.pt)
+  b) init="${DERMASEG_STAGE_B_INIT:-runs/long-b/init-a-e20.safetensors}"
+     [ -f "$init" ] || [ -f "$run/last.pt" ] || [ -f "$saved" ] \
+       || { echo "stage b starts from a stage a model ($init)" >&2; exit 2; }
+     args=(--init "$init" --data "$isic/train" --mix runs/ham10000-split/train --mix-share 0.5
            --val "$isic/val" --input-size 128 --epochs 20 --supervised --lr 3e-4 --beta1 0.9 --lr-schedule cosine
            --ema 0.999 --name slsnet_isic2017 --version 0.2-cpu-128);;
   *) echo "unknown stage $stage" >&2; exit 2;;
