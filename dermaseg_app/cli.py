@@ -79,6 +79,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print()
             _subcommand_parser().print_help()
             return 0
+        if args_list[0] in ("predict", "evaluate", "export"):
+            # torch's CPU threads sleep while they wait instead of spinning (set before torch
+            # loads): on a shared or busy CPU a spinning thread made one image take seconds
+            import os
+
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         parser = _subcommand_parser()
         args = parser.parse_args(args_list)
         if not getattr(args, "func", None):
