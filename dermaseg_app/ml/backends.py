@@ -293,22 +293,49 @@ def _auto(device_type: str, model_path: Path, input_size: int, threads: int,
     return runtime, "; ".join(problems) + f"; {runtime.label if runtime else 'torch'} runs the model"
 
 
+_preparing: list = []  # the preparation processes started by this process (tests wait on them)
+
+
 def _prepare_in_background(model_path: Path, input_size: int, threads: int,
                            torch_run: Callable[[np.ndarray], np.ndarray] | None) -> None:
-    """Export and time the runtimes in a low-priority daemon thread, for the next start."""
+    """Export and time the runtimes for the next start, in a separate low-priority process (a
+    thread would still be inside a runtime's native code when the window closes, and the process
+    would then abort on exit). Nothing waits for it; if it fails, the next start tries again."""
+    import subprocess
+    import sys
 
-    def work() -> None:
-        try:
-            if hasattr(os, "setpriority"):  # Linux: this thread only
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 15)
-        except OSError:
-            pass
-        try:
-            _auto("cpu", model_path, input_size, threads, torch_run)
-        except Exception as exc:  # noqa: BLE001 - nothing depends on it now: timed again next start
-            log.info("preparing the CPU runtimes failed: %s", exc)
+    cmd = [sys.executable, "-m", "dermaseg_app.ml.backends", "--prepare", str(model_path),
+           "--input-size", str(int(input_size)), "--threads", str(int(threads))]
+    nice = (lambda: os.nice(15)) if hasattr(os, "nice") else None
+    try:
+        _preparing.append(subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL, start_new_session=True,
+                                           preexec_fn=nice))
+    except OSError as exc:  # e.g. a frozen app without a Python to start: torch stays
+        log.info("could not start preparing the CPU runtimes: %s", exc)
 
-    threading.Thread(target=work, name="dermaseg-backend-prepare", daemon=True).start()
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m dermaseg_app.ml.backends --prepare MODEL``: export the model, time torch
+    against the installed runtimes and remember the fastest (what ``auto`` then uses)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m dermaseg_app.ml.backends")
+    ap.add_argument("--prepare", required=True, metavar="MODEL")
+    ap.add_argument("--input-size", type=int)
+    ap.add_argument("--threads", type=int)
+    args = ap.parse_args(argv)
+    import torch
+
+    from dermaseg_app.ml.predictor import Predictor
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    predictor = Predictor(args.prepare, "cpu", backend="torch")
+    runtime, notice = _auto("cpu", Path(args.prepare), args.input_size or predictor.input_size,
+                            torch.get_num_threads(), predictor._torch_probabilities)
+    print(f"{runtime.label if runtime else 'torch'}" + (f" ({notice})" if notice else ""))
+    return 0
 
 
 def _auto_is_prepared(model_path: Path, input_size: int, threads: int) -> bool:
@@ -350,3 +377,7 @@ def open_backend(requested: str | None, device_type: str, model_path: str | Path
         return _open(name, cached_onnx(model_path), input_size, threads), None
     except Exception as exc:  # noqa: BLE001 - any failure of an optional runtime means: torch
         return None, _problem(name, exc) + "; torch runs the model"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
