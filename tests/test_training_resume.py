@@ -4,6 +4,7 @@ weights of an uninterrupted run; the resume-state file round-trips (issue 9)."""
 from __future__ import annotations
 
 import json
+import threading
 import os
 import signal
 import subprocess
@@ -42,6 +43,9 @@ def _weights(path: Path) -> dict:
 
 def _assert_same_state(a: dict, b: dict) -> None:
     for key in ("generator", "discriminator", "ema"):
+        if a[key] is None or b[key] is None:
+            assert a[key] is None and b[key] is None, f"{key}: one run has it, the other not"
+            continue
         assert a[key].keys() == b[key].keys()
         for name, tensor in a[key].items():
             assert torch.equal(tensor, b[key][name]), f"{key}.{name} differs"
@@ -166,3 +170,20 @@ def test_adversarial_weight_scales_the_adversarial_term(data: dict[str, Path], t
     sup, gan0, gan1 = (load_checkpoint(tmp_path / x / "run" / "last.pt")["generator"] for x in ("sup", "gan0", "gan1"))
     assert all(torch.equal(sup[k], gan0[k]) for k in sup)
     assert not all(torch.equal(sup[k], gan1[k]) for k in sup)
+
+
+def test_a_run_started_from_a_model_file_resumes_without_it(data: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811
+    """A committed checkpoint of an --init run resumes on a machine without the init model file."""
+    base = tmp_path / "base.safetensors"
+    list(train(tiny_config(data, tmp_path / "a", epochs=1, max_steps_per_epoch=2, out=str(base))))
+    kw = dict(epochs=2, max_steps_per_epoch=2, input_size=48, base_model=str(base), input_size_from_base=False)
+    list(train(tiny_config(data, tmp_path / "straight", **kw)))
+    cancel = threading.Event()
+    for e in train(tiny_config(data, tmp_path / "cut", **kw), cancel):
+        if isinstance(e, t.StepProgress) and e.global_step == 3:
+            cancel.set()
+    base.unlink()
+    events = list(train(TrainConfig(resume=str(tmp_path / "cut" / "run" / "last.pt"))))
+    assert any(isinstance(e, t.TrainFinished) for e in events)
+    _assert_same_state(load_checkpoint(tmp_path / "straight" / "run" / "last.pt"),
+                       load_checkpoint(tmp_path / "cut" / "run" / "last.pt"))

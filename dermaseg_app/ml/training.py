@@ -533,6 +533,14 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
             saved.out = config.out
         if config.run_dir:  # e.g. a committed copy of last.pt resumed on a fresh machine
             saved.run_dir = config.run_dir
+        if (saved.base_model and not Path(saved.base_model).exists() and not saved.base_val
+                and not saved.l2sp_weight and ckpt.get("model_config")):
+            # The run's weights are all in the checkpoint: the model file it started from is only
+            # needed to build the network, which the checkpoint's config does as well (a committed
+            # checkpoint resumed on a machine that lacks that file).
+            saved.model_config = dict(ckpt["model_config"])
+            saved.input_size = int(saved.model_config.get("input_size", saved.input_size))
+            saved.base_model = None
         if config.compile:  # compiling changes the speed, not the recipe
             saved.compile, saved.compile_mode = True, config.compile_mode
         # Speed settings (the maths stays: fp32 and bf16 differ only by rounding) may change too.
