@@ -151,7 +151,8 @@ def config_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
 class ProgressPrinter:
     """Turns training events into terminal lines."""
 
-    def __init__(self, quiet: bool = False, stream: Any = None) -> None:
+    def __init__(self, quiet: bool = False, stream: Any = None, second_source: str = "replay") -> None:
+        self.second_source = second_source  # what the second data source is called: replay (finetune), mixed in (train)
         self.stream = stream or sys.stdout
         self.quiet = quiet
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
@@ -178,7 +179,7 @@ class ProgressPrinter:
             if event.notice:
                 self._line(f"note: {event.notice}", False)
             self._line(f"training on {event.device}: {event.n_train} pairs"
-                       + (f" + {event.n_replay} replay" if event.n_replay else "")
+                       + (f" + {event.n_replay} {self.second_source}" if event.n_replay else "")
                        + f", {event.n_val} for validation, {event.steps_per_epoch} steps/epoch x {event.epochs} epochs"
                        + f", {event.parameters / 1e6:.2f} M parameters{resumed}; run folder {event.run_dir}", False)
             if event.base_scores:
@@ -229,7 +230,7 @@ class ProgressPrinter:
                        f"continue with --resume {event.checkpoint_path}", False)
 
 
-def run_config(cfg: Any, quiet: bool = False) -> int:
+def run_config(cfg: Any, quiet: bool = False, second_source: str = "replay") -> int:
     """Run a TrainConfig with a progress printer; Ctrl+C cancels after the current step
     (the best model stays, a resumable checkpoint is written); a second Ctrl+C aborts."""
     import signal
@@ -237,7 +238,7 @@ def run_config(cfg: Any, quiet: bool = False) -> int:
     from dermaseg_app.ml import training as t
 
     cancel = threading.Event()
-    printer = ProgressPrinter(quiet=quiet)
+    printer = ProgressPrinter(quiet=quiet, second_source=second_source)
     previous = None
 
     def on_sigint(signum: int, frame: Any) -> None:
@@ -294,4 +295,4 @@ def run_train(args: argparse.Namespace) -> int:
     except TrainError as exc:
         print(f"dermaseg: error: {exc}", file=sys.stderr)
         return 2
-    return run_config(cfg, quiet=args.quiet)
+    return run_config(cfg, quiet=args.quiet, second_source="mixed in")
