@@ -304,7 +304,7 @@ def _prepare_in_background(model_path: Path, input_size: int, threads: int,
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "dermaseg_app.ml.backends", "--prepare", str(model_path),
+    cmd = [sys.executable, "-m", "dermaseg_app.ml.predictor", "--prepare", str(model_path),
            "--input-size", str(int(input_size)), "--threads", str(int(threads))]
     nice = (lambda: os.nice(15)) if hasattr(os, "nice") else None
     try:
@@ -313,29 +313,6 @@ def _prepare_in_background(model_path: Path, input_size: int, threads: int,
                                            preexec_fn=nice))
     except OSError as exc:  # e.g. a frozen app without a Python to start: torch stays
         log.info("could not start preparing the CPU runtimes: %s", exc)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m dermaseg_app.ml.backends --prepare MODEL``: export the model, time torch
-    against the installed runtimes and remember the fastest (what ``auto`` then uses)."""
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m dermaseg_app.ml.backends")
-    ap.add_argument("--prepare", required=True, metavar="MODEL")
-    ap.add_argument("--input-size", type=int)
-    ap.add_argument("--threads", type=int)
-    args = ap.parse_args(argv)
-    import torch
-
-    from dermaseg_app.ml.predictor import Predictor
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    predictor = Predictor(args.prepare, "cpu", backend="torch")
-    runtime, notice = _auto("cpu", Path(args.prepare), args.input_size or predictor.input_size,
-                            torch.get_num_threads(), predictor._torch_probabilities)
-    print(f"{runtime.label if runtime else 'torch'}" + (f" ({notice})" if notice else ""))
-    return 0
 
 
 def _auto_is_prepared(model_path: Path, input_size: int, threads: int) -> bool:
@@ -378,6 +355,3 @@ def open_backend(requested: str | None, device_type: str, model_path: str | Path
     except Exception as exc:  # noqa: BLE001 - any failure of an optional runtime means: torch
         return None, _problem(name, exc) + "; torch runs the model"
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -368,3 +368,31 @@ def _describe_error(path: Path, exc: BaseException) -> str:
     if text.startswith(prefix):
         text = text[len(prefix):]
     return text or type(exc).__name__
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m dermaseg_app.ml.predictor --prepare MODEL``: export the model, time torch
+    against the installed runtimes and remember the fastest (what ``ml.backends``' ``auto`` then
+    uses; the window starts it in the background, ``backends._prepare_in_background``)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m dermaseg_app.ml.predictor")
+    ap.add_argument("--prepare", required=True, metavar="MODEL")
+    ap.add_argument("--input-size", type=int)
+    ap.add_argument("--threads", type=int)
+    args = ap.parse_args(argv)
+    import torch
+
+    from dermaseg_app.ml.backends import _auto
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    predictor = Predictor(args.prepare, "cpu", backend="torch")
+    runtime, notice = _auto("cpu", Path(args.prepare), args.input_size or predictor.input_size,
+                            torch.get_num_threads(), predictor._torch_probabilities)
+    print(f"{runtime.label if runtime else 'torch'}" + (f" ({notice})" if notice else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
