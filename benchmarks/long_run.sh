@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The long CPU training run of issue 9, in resumable pieces (docs/training-notes.md, "The long run").
 #
-#   bash benchmarks/long_run.sh STAGE        # start or resume STAGE (a: 64 px, b: 128 px from a), niced, in the background
+#   bash benchmarks/long_run.sh STAGE        # start or resume STAGE (a: 64 px, b: 128 px from a, c: b's best at a lower LR), niced, in the background
 #   bash benchmarks/long_run.sh STAGE --save # copy the run's last.pt to models/resume/ (to commit)
 #
 # A piece runs until the session ends or the stage's epochs are done. It resumes from
@@ -40,6 +40,15 @@ case "$stage" in
      args=(--init "$init" --data "$isic/train" --mix runs/ham10000-split/train --mix-share 0.5
            --val "$isic/val" --input-size 128 --epochs 20 --supervised --lr 3e-4 --beta1 0.9 --lr-schedule cosine
            --ema 0.999 --name slsnet_isic2017 --version 0.2-cpu-128);;
+  # Stage c: 128 px from stage b's best epoch (models/resume/b-best.safetensors, val JSC 0.767):
+  # stage b's curve dipped at lr 3e-4 (0.767, 0.757, 0.738, 0.755), so the low-LR end of the
+  # schedule, lr 1e-4 cosine over 8 epochs, same data and loss (started in session 4).
+  c) init="${DERMASEG_STAGE_C_INIT:-models/resume/b-best.safetensors}"
+     [ -f "$init" ] || [ -f "$run/last.pt" ] || [ -f "$saved" ] \
+       || { echo "stage c starts from stage b's best model ($init)" >&2; exit 2; }
+     args=(--init "$init" --data "$isic/train" --mix runs/ham10000-split/train --mix-share 0.5
+           --val "$isic/val" --input-size 128 --epochs 8 --supervised --lr 1e-4 --beta1 0.9 --lr-schedule cosine
+           --ema 0.999 --name slsnet_isic2017 --version 0.3-cpu-128);;
   *) echo "unknown stage $stage" >&2; exit 2;;
 esac
 resume=()
