@@ -15,7 +15,10 @@ version (the quick start's installer builds it: ``python -m dermaseg_app.ml.fast
 training builds it when missing). Inference never waits for a compiler: PAM uses the kernel when a
 build is there (``ready()``). Where no compiler is found or the build fails, ``problem()`` says
 why and PAM keeps the padded ``scaled_dot_product_attention`` path, which gives the same values.
-Set ``DERMASEG_FAST_ATTENTION=0`` to turn it off.
+Set ``DERMASEG_FAST_ATTENTION=0`` to turn it off. A frozen app (installer/dermaseg.spec) carries
+builds made at packaging time for AVX512 and AVX2 in its ``kernels/`` folder and loads the one for
+this CPU from there, so a clinic PC needs no compiler (``python -m dermaseg_app.ml.fast_attention
+--isa AVX2 --out DIR`` makes one for another instruction set).
 
 Arithmetic is float32 throughout (inputs in bfloat16, e.g. under autocast, are computed in
 float32 and the result is cast back).
@@ -23,8 +26,10 @@ float32 and the result is cast back).
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -49,9 +54,10 @@ def enabled() -> bool:
     return os.environ.get("DERMASEG_FAST_ATTENTION", "1").strip().lower() not in ("0", "off", "no", "false")
 
 
-def _spec() -> tuple[str, Path, list[str]]:
-    """(module name, build folder, compiler flags) for this CPU, source and torch version."""
-    capability = torch.backends.cpu.get_cpu_capability()
+def _spec(capability: str | None = None) -> tuple[str, Path, list[str]]:
+    """(module name, build folder, compiler flags) for this CPU (or ``capability``: AVX512, AVX2,
+    DEFAULT), source and torch version."""
+    capability = capability or torch.backends.cpu.get_cpu_capability()
     flags = _FLAGS.get(capability.split("_")[0], [])
     key = hashlib.sha256((_SOURCE.read_text() + " ".join(_CFLAGS + flags) + torch.__version__).encode())
     name = f"dermaseg_pam_{capability.lower()}_{key.hexdigest()[:12]}"
@@ -62,13 +68,21 @@ def _spec() -> tuple[str, Path, list[str]]:
     return name, Path(folder) / name, flags
 
 
+def _bundled_dirs() -> list[Path]:
+    """Where a frozen app keeps the builds made when it was packaged."""
+    frozen = getattr(sys, "_MEIPASS", None)
+    return [Path(frozen) / "kernels"] if frozen else []
+
+
 def _import_built(name: str, folder: Path) -> Any | None:
-    """The module from a finished build in ``folder`` (no compiler run), or None."""
+    """The module from a finished build in ``folder`` (no compiler run), else from a build the
+    frozen app carries, or None."""
     import importlib.machinery
     import importlib.util
 
-    so = folder / f"{name}.so"
-    if not so.is_file():
+    candidates = [folder / f"{name}.so", *(base / name / f"{name}.so" for base in _bundled_dirs())]
+    so = next((c for c in candidates if c.is_file()), None)
+    if so is None:
         return None
     loader = importlib.machinery.ExtensionFileLoader(name, str(so))
     spec = importlib.util.spec_from_file_location(name, str(so), loader=loader)
@@ -140,8 +154,33 @@ def problem() -> str | None:
     return _state.get("problem")
 
 
+def build_for(capability: str, out: Path) -> Path:
+    """Compile the kernel for ``capability`` (AVX512, AVX2 or DEFAULT) into ``out/<name>/`` and
+    return the shared library (packaging a frozen app for CPUs other than this one)."""
+    from torch.utils import cpp_extension
+
+    name, _, flags = _spec(capability)
+    folder = Path(out) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    cpp_extension.load(name=name, sources=[str(_SOURCE)], build_directory=str(folder),
+                       extra_cflags=_CFLAGS + flags, extra_ldflags=["-fopenmp"], verbose=False)
+    return folder / f"{name}.so"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m dermaseg_app.ml.fast_attention``: build the kernel (the installer runs it)."""
+    """``python -m dermaseg_app.ml.fast_attention``: build the kernel (the installer runs it);
+    with ``--isa ISA --out DIR``: build it for that instruction set into DIR (packaging)."""
+    parser = argparse.ArgumentParser(prog="python -m dermaseg_app.ml.fast_attention")
+    parser.add_argument("--isa", action="append", choices=["AVX512", "AVX2", "DEFAULT"],
+                        help="build for this instruction set (repeatable) into --out")
+    parser.add_argument("--out", type=Path, help="with --isa: the folder to build into")
+    args = parser.parse_args(argv)
+    if args.isa:
+        if args.out is None:
+            parser.error("--isa needs --out")
+        for isa in args.isa:
+            print(f"dermaseg: fused attention kernel for {isa}: {build_for(isa, args.out)}")
+        return 0
     module = build()
     if module is None:
         print(f"dermaseg: {problem()}; training and prediction use scaled_dot_product_attention instead")

@@ -1,0 +1,66 @@
+"""What the frozen app carries besides code: one list, read by installer/dermaseg.spec and checked
+by tests/test_installer_bundle.py against the repository.
+
+Each entry is (source relative to the repository root, folder inside the app). Inside the app the
+folders sit under ``sys._MEIPASS`` (PyInstaller's ``_internal``), where ``dermaseg_app.paths`` looks
+for ``resources/`` and ``models/`` first.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The shipped model: its weights file carries its config and card in the header; the .md beside
+# it is the human-readable card. models/resume/ (training resume states) is not shipped.
+MODEL_FILES = ["models/slsnet_isic2017.safetensors", "models/slsnet_isic2017.md"]
+
+DATA: list[tuple[str, str]] = [
+    ("resources/samples", "resources/samples"),   # the CC0 sample images the app opens first
+    ("resources/replay", "resources/replay"),     # the CC0 replay set fine-tuning mixes in
+    ("resources/icons", "resources/icons"),       # the window and desktop icon
+    *[(f, "models") for f in MODEL_FILES],
+    ("dermaseg_app/ml/csrc", "dermaseg_app/ml/csrc"),  # the kernel source (its hash names the build)
+]
+
+# Resources that must NOT travel (tests check they are not in DATA).
+NOT_SHIPPED = ["models/resume", "tests", "benchmarks", "runs"]
+
+# Python packages the app does not use that PyInstaller's hooks would otherwise pull in.
+EXCLUDES = [
+    "tkinter", "matplotlib", "IPython", "jupyter", "notebook", "pytest", "_pytest", "pytestqt",
+    "torch.utils.tensorboard", "tensorboard", "torchvision",
+    "PySide6.QtNetwork", "PySide6.QtQml", "PySide6.QtQuick", "PySide6.QtQuickWidgets", "PySide6.QtSql",
+    "PySide6.QtTest", "PySide6.QtXml", "PySide6.QtDBus", "PySide6.QtConcurrent", "PySide6.QtHelp",
+    "PySide6.QtDesigner", "PySide6.QtUiTools", "PySide6.QtPrintSupport", "PySide6.QtOpenGL",
+    "PySide6.QtOpenGLWidgets", "PySide6.QtSvg", "PySide6.QtSvgWidgets",
+    "pyqtgraph.opengl", "pyqtgraph.examples", "pyqtgraph.jupyter",
+    "openvino", "onnxruntime", "onnx", "onnxscript",  # optional runtimes: see installer/README.md
+]
+
+# Shared libraries left out of the CPU build (file-name prefixes): CUDA, and Qt modules nothing
+# imports (Qt's own plugins pull some in).
+BINARY_EXCLUDE_PREFIXES = [
+    "libcuda", "libcudnn", "libcublas", "libcufft", "libcurand", "libcusolver", "libcusparse",
+    "libnccl", "libnvrtc", "libnvToolsExt", "libnvJitLink", "libtriton",
+    "libQt6Qml", "libQt6Quick", "libQt6Network", "libQt6Pdf", "libQt6VirtualKeyboard",
+    "libQt6Sql", "libQt6Test", "libQt6Designer", "libQt6OpenGLWidgets",
+]
+
+# Paths inside the app (prefixes) that are for building or testing the libraries, not for running
+# the app: torch's C++ test programs and headers, PySide6's binding-generator files, Qt's QML.
+DROPPED_PATHS = ["torch/test/", "torch/include/", "torch/share/cmake/", "torch/testing/_internal/data/",
+                 "PySide6/include/", "PySide6/typesystems/", "PySide6/glue/", "PySide6/Qt/qml/",
+                 "PySide6/Qt/translations/qtwebengine"]
+
+# Qt plugins kept (folder/name prefixes under PySide6/Qt/plugins); everything else is dropped.
+QT_PLUGINS_KEPT = ["platforms/libqxcb", "platforms/libqoffscreen", "platforms/libqwayland",
+                   "platforms/qwindows", "platforms/libqcocoa", "platforms/libqminimal",
+                   "imageformats/", "xcbglintegrations/", "platformthemes/", "iconengines/",
+                   "styles/", "wayland-"]
+
+
+def data_paths() -> list[Path]:
+    """The absolute source paths of DATA."""
+    return [ROOT / src for src, _ in DATA]
