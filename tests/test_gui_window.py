@@ -472,7 +472,7 @@ def test_bundled_model_on_a_sample(qtbot, folder) -> None:
 
 def test_the_model_chosen_in_the_window_is_used_at_the_next_start(qtbot, random_model, folder,
                                                                    tmp_path) -> None:
-    from dermaseg_app.gui.settings import GuiSettings
+    from dermaseg_app.app.settings import GuiSettings
 
     assert GuiSettings.load().remembered_model() is None  # a fresh machine: the bundled model
     chosen = tmp_path / "fine-tuned.safetensors"

@@ -113,7 +113,7 @@ def build_window(args: Any):
     from dermaseg_app.gui.main_window import MainWindow
     from dermaseg_app.gui.session import ReviewSession
 
-    from dermaseg_app.gui.settings import GuiSettings
+    from dermaseg_app.app.settings import GuiSettings
 
     settings = GuiSettings.load()
     # --model wins; else the model last chosen in the window (a fine-tuned one); else the bundled one
