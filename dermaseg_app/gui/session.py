@@ -24,8 +24,8 @@ from dermaseg_app.gui.case_model import CaseEntry, CaseTableModel
 from dermaseg_app.gui.lru import LRU
 from dermaseg_app.ml.header import ModelHeader, ModelHeaderError, read_model_header
 from dermaseg_app.gui.model_slot import ModelSlot, ModelUnavailable, load_predictor
-from dermaseg_app.gui.prediction_job import FocusQueue, PredictionResult, predict_cases, score_at
-from dermaseg_app.gui.projects import ProjectBook
+from dermaseg_app.app.prediction import FocusQueue, PredictionResult, predict_cases, score_at
+from dermaseg_app.app.projects import ProjectBook
 from dermaseg_app.gui.thumbnails import Thumbnail, thumbnails
 from dermaseg_app.gui.workers import Worker, describe_error
 

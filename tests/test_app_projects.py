@@ -2,7 +2,7 @@
 
 from dermaseg_app import paths
 from dermaseg_app.core.project import ReviewStatus
-from dermaseg_app.gui.projects import ProjectBook
+from dermaseg_app.app.projects import ProjectBook
 
 
 def test_bundled_samples_project_goes_to_user_data(samples_dir, tmp_path):
