@@ -41,8 +41,8 @@ from dermaseg_app.gui.widgets.display_controls import DisplayControls
 from dermaseg_app.gui.widgets.metrics_panel import MetricsPanel
 from dermaseg_app.gui.widgets.review_panel import ReviewPanel
 from dermaseg_app.gui.widgets.status_widgets import InterimBadge, NoticeBar, ProgressWidget
-from dermaseg_app.gui.window_size import LEFT_MIN_WIDTH, RIGHT_MIN_WIDTH, dock_widths, fit_to_screen
 from dermaseg_app.gui.widgets.summary_panel import SummaryPanel
+from dermaseg_app.gui.window_size import LEFT_MIN_WIDTH, RIGHT_MIN_WIDTH, dock_widths, fit_to_screen
 
 REVIEW_TAB, TRAINING_TAB = 0, 1
 
