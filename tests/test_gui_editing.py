@@ -267,8 +267,8 @@ def test_crash_journal_is_offered_for_recovery(qtbot, random_model, folder) -> N
     box = w2.editing.recovery_box  # the window asks (without blocking its event loop)
     assert box.isVisible() and image.name in box.text()
     box.button(QMessageBox.StandardButton.Yes).click()
-    qtbot.waitUntil(lambda: w2.editing.book.get(0) is not None, timeout=5000)
-    edit = w2.editing.book.get(0)
+    qtbot.waitUntil(lambda: w2.editing.book.get(w2.editing.image_of(0)) is not None, timeout=5000)
+    edit = w2.editing.book.get(w2.editing.image_of(0))
     assert edit is not None and np.array_equal(edit.mask, mask) and edit.dirty
     assert w2.session.table.index(0, 0).data().endswith("✎*")
     assert w2.editing.layer.isVisible()

@@ -8,11 +8,9 @@ from dermaseg_app.gui.canvas.overlay import (
     FN_COLOUR,
     FP_COLOUR,
     TP_COLOUR,
-    border_uncertainty,
     comparison_overlay,
     heatmap_overlay,
     prediction_overlay,
-    threshold_u8,
 )
 
 
@@ -60,23 +58,6 @@ def test_heatmap_transparent_where_certainly_skin() -> None:
     rgba = heatmap_overlay(prob, 1.0).rgba()
     assert rgba[0, 0, 3] == 0 and rgba[0, 1, 3] == 0
     assert 0 < rgba[0, 2, 3] < rgba[0, 3, 3]
-
-
-def test_threshold_u8_matches_float_threshold() -> None:
-    prob = np.arange(256, dtype=np.uint8).reshape(16, 16)
-    for t in (0.1, 0.3, 0.5, 0.73, 0.99):
-        assert np.array_equal(threshold_u8(prob, t), prob / 255.0 >= t - 1e-9)
-
-
-def test_border_uncertainty_sure_vs_unsure() -> None:
-    yy, xx = np.mgrid[:100, :100]
-    disk = ((yy - 50) ** 2 + (xx - 50) ** 2) < 30 ** 2
-    sure = np.where(disk, 250, 3).astype(np.uint8)
-    assert border_uncertainty(sure) < 0.05
-    dist = np.sqrt((yy - 50) ** 2 + (xx - 50) ** 2)
-    soft = np.clip(255 * (1 - (dist - 15) / 30), 0, 255).astype(np.uint8)  # a wide soft edge
-    assert border_uncertainty(soft) > 0.3
-    assert border_uncertainty(np.full((50, 50), 128, np.uint8)) == 1.0
 
 
 def test_indexed_overlay_becomes_the_same_qimage_pixels(qapp) -> None:

@@ -201,7 +201,7 @@ def test_reset_to_prediction_leaves_no_journal_and_no_recovery_question(qtbot, r
     questions = []
     w2.editing.ask_recovery = lambda names: questions.append(names) or True
     _open(qtbot, w2, folder)
-    assert questions == [] and w2.editing.book.get(0) is None
+    assert questions == [] and w2.editing.book.get(w2.editing.image_of(0)) is None
     _close(w2)
 
 
@@ -285,7 +285,7 @@ def test_a_real_unsaved_correction_is_still_offered_after_a_crash(qtbot, random_
     w2.editing.ask_recovery = lambda names: questions.append(names) or True
     _open(qtbot, w2, folder)
     assert questions == [["lesion_0.png"]]
-    edit = w2.editing.book.get(0)
+    edit = w2.editing.book.get(w2.editing.image_of(0))
     assert edit is not None and edit.dirty and np.array_equal(edit.mask, mask)
     asked = []
     w2.editing.ask_unsaved = lambda n: asked.append(n) or "discard"
@@ -508,7 +508,7 @@ def test_preferences_change_the_overlay_colours_and_are_remembered(qtbot, random
     from dermaseg_app.gui.canvas.legend import _Swatch
     from dermaseg_app.gui.canvas.mask_layer import mask_palette, premultiplied_palette
     from dermaseg_app.gui.canvas.overlay import COMPARISON_PALETTES, MASK_COLOURS
-    from dermaseg_app.gui.preferences import PreferencesDialog, set_preferences
+    from dermaseg_app.gui.preferences import PreferencesDialog
 
     safe = COMPARISON_PALETTES["colour_blind"]
     w = _window(qtbot, random_model)
@@ -518,7 +518,7 @@ def test_preferences_change_the_overlay_colours_and_are_remembered(qtbot, random
     dialog.comparison.setCurrentIndex(dialog.comparison.findData("colour_blind"))
     dialog.mask.setCurrentIndex(dialog.mask.findData("magenta"))
     assert dialog.values() == ("colour_blind", "magenta")
-    set_preferences(w, *dialog.values())
+    w.set_preferences(*dialog.values())
     palette = w.view._rendered.overlay_preview.palette  # the prediction's fill
     assert tuple(palette[1][:3]) == MASK_COLOURS["magenta"][1]
     assert w.canvas.contour_item.pen().color().getRgb()[:3] == MASK_COLOURS["magenta"][2]
@@ -537,7 +537,7 @@ def test_preferences_change_the_overlay_colours_and_are_remembered(qtbot, random
     assert (w2.settings.comparison_colours, w2.settings.mask_colour) == ("colour_blind", "magenta")
     assert w2.canvas.contour_item.pen().color().getRgb()[:3] == MASK_COLOURS["magenta"][2]
     assert w2.controls.compare.isChecked()  # G as it was left
-    set_preferences(w2, "standard", "blue")
+    w2.set_preferences("standard", "blue")
     _close(w2)
 
 

@@ -20,7 +20,7 @@ from dermaseg_app.core.project import ReviewStatus  # noqa: E402
 from dermaseg_app.gui.canvas.overlay import FN_COLOUR, FP_COLOUR, TP_COLOUR  # noqa: E402
 from dermaseg_app.gui.canvas.qimage import qimage_to_rgb  # noqa: E402
 from dermaseg_app.gui.case_model import Column  # noqa: E402
-from dermaseg_app.gui.prediction_job import PredictionResult  # noqa: E402
+from dermaseg_app.app.prediction import PredictionResult  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "resources" / "samples" / "images"
@@ -472,7 +472,7 @@ def test_bundled_model_on_a_sample(qtbot, folder) -> None:
 
 def test_the_model_chosen_in_the_window_is_used_at_the_next_start(qtbot, random_model, folder,
                                                                    tmp_path) -> None:
-    from dermaseg_app.gui.settings import GuiSettings
+    from dermaseg_app.app.settings import GuiSettings
 
     assert GuiSettings.load().remembered_model() is None  # a fresh machine: the bundled model
     chosen = tmp_path / "fine-tuned.safetensors"

@@ -9,11 +9,13 @@ from dermaseg_app.core.metrics import (
     MaskSizeMismatch,
     Scores,
     agreement,
+    border_uncertainty,
     confusion,
     hd95,
     score,
     score_with_confusion,
     summarize,
+    threshold_u8,
 )
 
 PRED = np.array([[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 0, 0]], dtype=bool)
@@ -201,3 +203,20 @@ def test_hd95_matches_medpy_definition() -> None:
     a = (xx - 30) ** 2 + (yy - 28) ** 2 < 20**2
     b = (xx - 38) ** 2 / 1.5 + (yy - 20) ** 2 < 22**2
     assert hd95(a, b) == pytest.approx(_medpy_hd95(a, b), abs=1e-4)
+
+
+def test_threshold_u8_matches_float_threshold() -> None:
+    prob = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    for t in (0.1, 0.3, 0.5, 0.73, 0.99):
+        assert np.array_equal(threshold_u8(prob, t), prob / 255.0 >= t - 1e-9)
+
+
+def test_border_uncertainty_sure_vs_unsure() -> None:
+    yy, xx = np.mgrid[:100, :100]
+    disk = ((yy - 50) ** 2 + (xx - 50) ** 2) < 30 ** 2
+    sure = np.where(disk, 250, 3).astype(np.uint8)
+    assert border_uncertainty(sure) < 0.05
+    dist = np.sqrt((yy - 50) ** 2 + (xx - 50) ** 2)
+    soft = np.clip(255 * (1 - (dist - 15) / 30), 0, 255).astype(np.uint8)  # a wide soft edge
+    assert border_uncertainty(soft) > 0.3
+    assert border_uncertainty(np.full((50, 50), 128, np.uint8)) == 1.0

@@ -228,7 +228,7 @@ def _archive(root: Path, n: int = 4) -> Path:
 
 def test_replay_and_keep_dermoscopy_run_and_are_remembered(qtbot, random_model, tmp_path, monkeypatch,
                                                            one_torch_thread) -> None:
-    from dermaseg_app.gui.settings import GuiSettings
+    from dermaseg_app.app.settings import GuiSettings
 
     monkeypatch.setenv("DERMASEG_PACK_DIR", str(tmp_path / "packs"))
     folder, _project_ = _project(tmp_path, 3, 2)

@@ -49,7 +49,7 @@ def register(subparsers: Any) -> None:
 def current_model_path(explicit: str | None) -> Path:
     """--model, else the model the review window uses (if its file exists), else the bundled one."""
     from dermaseg_app import paths
-    from dermaseg_app.gui.settings import GuiSettings  # (plain JSON, no Qt)
+    from dermaseg_app.app.settings import GuiSettings  # (plain JSON, no Qt)
 
     if explicit:
         return Path(explicit)
@@ -62,7 +62,7 @@ def model_masks(args: argparse.Namespace):
     from dermaseg_app.commands.predict import UserError, load_predictor
     from dermaseg_app.core.export import ModelMasks, cached_probability
     from dermaseg_app.core.prediction_cache import PredictionCache
-    from dermaseg_app.gui.model_header import ModelHeaderError, read_model_header  # (no Qt)
+    from dermaseg_app.ml.header import ModelHeaderError, read_model_header  # (no Qt)
 
     path = current_model_path(args.model)
     try:

@@ -267,3 +267,35 @@ def agreement(mask_a: np.ndarray, mask_b: np.ndarray) -> float:
     """Dice between two masks (1.0 when both are empty); e.g. model vs corrected mask."""
     c = confusion(mask_a, mask_b)
     return _ratio(2 * c.tp, 2 * c.tp + c.fp + c.fn)
+
+
+def threshold_u8(prob_u8: np.ndarray, threshold: float) -> np.ndarray:
+    """mask = prob >= threshold on an 8-bit map (probability * 255)."""
+    return np.asarray(prob_u8) >= int(np.ceil(float(threshold) * 255.0 - 1e-6))
+
+
+def border_uncertainty(prob_u8: np.ndarray, threshold: float = 0.5, low: float = 0.3, high: float = 0.7,
+                       work_size: int = 256, band: float = 0.06) -> float:
+    """How unsure the model is about the lesion's border, in [0, 1].
+
+    The share of pixels in a band around the predicted border whose probability lies between
+    ``low`` and ``high``. The band is the predicted mask's morphological gradient with a disk
+    ``band`` (6%) of the image's long side across, so a crisp border scores near 0 and a border
+    blurred across the whole band near 1; with no border at all (empty or full mask) the whole
+    image counts.
+    Computed on a copy at most ``work_size`` pixels on its long side.
+    """
+    prob = np.asarray(prob_u8, dtype=np.uint8)
+    h, w = prob.shape
+    scale = min(1.0, work_size / max(h, w))
+    if scale < 1.0:
+        prob = cv2.resize(prob, (max(1, round(w * scale)), max(1, round(h * scale))),
+                          interpolation=cv2.INTER_AREA)
+    mask = threshold_u8(prob, threshold).astype(np.uint8)
+    k = max(3, int(round(band * max(prob.shape))) | 1)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
+    ring = cv2.morphologyEx(mask, cv2.MORPH_GRADIENT, kernel).astype(bool)
+    unsure = (prob > low * 255) & (prob < high * 255)
+    if not ring.any():
+        return float(unsure.mean())
+    return float(unsure[ring].mean())

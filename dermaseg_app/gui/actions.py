@@ -7,18 +7,23 @@ Text fields (the note) take their letters first: typing a note never changes a s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QMenu, QMessageBox
+from PySide6.QtWidgets import QFileDialog, QMainWindow, QMenu, QMessageBox
 
+from dermaseg_app.app.settings import GuiSettings
 from dermaseg_app.core.imageio import IMAGE_EXTENSIONS
+from dermaseg_app.core.project import ReviewStatus
+from dermaseg_app.gui.canvas.image_view import ImageCanvas
+from dermaseg_app.gui.notifier import Notifier
+from dermaseg_app.gui.session import ReviewSession
+from dermaseg_app.gui.widgets.case_list import CaseListWidget
+from dermaseg_app.gui.widgets.display_controls import DisplayControls
 from dermaseg_app.gui.widgets.review_panel import STATUS_KEYS
-
-if TYPE_CHECKING:
-    from dermaseg_app.gui.main_window import MainWindow
 
 SHORTCUTS_HELP = """<table>
 <tr><td><b>N</b>, Page Down</td><td>next image</td></tr>
@@ -38,28 +43,62 @@ Shift/Ctrl+click in the list)</td></tr>
 
 
 @dataclass
+class MenuContext:
+    """What the menus act on; the window builds it."""
+
+    host: QMainWindow  # the menu bar's window (its actions' keys work while the menu bar is hidden)
+    settings: GuiSettings
+    session: ReviewSession
+    canvas: ImageCanvas
+    controls: DisplayControls
+    case_list: CaseListWidget
+    notifier: Notifier
+    open_paths: Callable[[list[Path]], int]
+    use_model: Callable[[Path], None]
+    set_status: Callable[..., None]  # (status, rows=None)
+    choose_project_folder: Callable[[], None]
+    open_preferences: Callable[[], None]
+
+
+@dataclass
 class Menus:
-    window: MainWindow
+    context: MenuContext
+    file: QMenu
+    view: QMenu
     recent: QMenu
+    quit: QAction
 
     def refresh_recent(self) -> None:
         self.recent.clear()
-        folders = self.window.settings.recent_folders
+        folders = self.context.settings.recent_folders
         for folder in folders:
             act = self.recent.addAction(folder)
-            act.triggered.connect(lambda _=False, f=folder: self.window.open_paths([Path(f)]))
+            act.triggered.connect(lambda _=False, f=folder: self.context.open_paths([Path(f)]))
         self.recent.setEnabled(bool(folders))
 
+    def add_file_actions(self, actions: list[QAction]) -> None:
+        """A feature's File actions, above Quit (after a separator)."""
+        for act in actions:
+            self.file.insertAction(self.quit, act)
+        self.file.insertSeparator(self.quit)
 
-def _action(window: MainWindow, menu: QMenu, text: str, slot, keys: tuple[str, ...] = (),
+    def add_menu_before_view(self, menu: QMenu) -> None:
+        self.host.menuBar().insertMenu(self.view.menuAction(), menu)
+
+    @property
+    def host(self) -> QMainWindow:
+        return self.context.host
+
+
+def _action(host: QMainWindow, menu: QMenu, text: str, slot, keys: tuple[str, ...] = (),
             checkable: bool = False) -> QAction:
-    act = QAction(text, window)
+    act = QAction(text, host)
     if keys:
         act.setShortcuts([QKeySequence(k) for k in keys])
     act.setCheckable(checkable)
     act.triggered.connect(slot)
     menu.addAction(act)
-    window.addAction(act)  # shortcuts work while the menu bar is hidden too
+    host.addAction(act)  # shortcuts work while the menu bar is hidden too
     return act
 
 
@@ -70,68 +109,64 @@ def shortcuts_html() -> str:
     return "<p><b>Reviewing</b></p>" + SHORTCUTS_HELP + editing_html()
 
 
-def build_menus(w: MainWindow) -> Menus:
-    bar = w.menuBar()
+def build_menus(c: MenuContext) -> Menus:
+    """File, View, Go, Review and Help; features add theirs through the returned ``Menus``."""
+    h = c.host
+    bar = h.menuBar()
     file = bar.addMenu("&File")
-    _action(w, file, "Open &Images…", lambda: _open_images(w), ("Ctrl+O",))
-    _action(w, file, "Open &Folder…", lambda: _open_folder(w), ("Ctrl+Shift+O",))
-    sub = _action(w, file, "Include Subfolders", lambda on: _set_recursive(w, on), checkable=True)
-    sub.setChecked(w.settings.include_subfolders)
+    _action(h, file, "Open &Images…", lambda: _open_images(c), ("Ctrl+O",))
+    _action(h, file, "Open &Folder…", lambda: _open_folder(c), ("Ctrl+Shift+O",))
+    sub = _action(h, file, "Include Subfolders", lambda on: _set_recursive(c, on), checkable=True)
+    sub.setChecked(c.settings.include_subfolders)
     recent = file.addMenu("&Recent Folders")
     file.addSeparator()
-    _action(w, file, "Use Model File…", lambda: _choose_model(w))
-    _action(w, file, "Use the Bundled Model", lambda: _use_bundled_model(w))
+    _action(h, file, "Use Model File…", lambda: _choose_model(c))
+    _action(h, file, "Use the Bundled Model", lambda: _use_bundled_model(c))
     file.addSeparator()
-    _action(w, file, "&Quit", w.close, ("Ctrl+Q",))
+    quit_action = _action(h, file, "&Quit", h.close, ("Ctrl+Q",))
 
     view = bar.addMenu("&View")
-    _action(w, view, "&Fit to Window", w.canvas.fit, ("F",))
-    _action(w, view, "&100%", w.canvas.zoom_100, ("1",))
-    _action(w, view, "Zoom &In", lambda: w.canvas.zoom_by(1.25), ("+", "="))
-    _action(w, view, "Zoom &Out", lambda: w.canvas.zoom_by(0.8), ("-",))
+    _action(h, view, "&Fit to Window", c.canvas.fit, ("F",))
+    _action(h, view, "&100%", c.canvas.zoom_100, ("1",))
+    _action(h, view, "Zoom &In", lambda: c.canvas.zoom_by(1.25), ("+", "="))
+    _action(h, view, "Zoom &Out", lambda: c.canvas.zoom_by(0.8), ("-",))
     view.addSeparator()
-    _action(w, view, "Ground-Truth &Comparison", w.controls.compare.toggle, ("G",))
-    _action(w, view, "Probability &Heat-map", w.controls.heatmap.toggle, ("H",))
-    _action(w, view, "&Mask", w.controls.show_mask.toggle, ("M",))
+    _action(h, view, "Ground-Truth &Comparison", c.controls.compare.toggle, ("G",))
+    _action(h, view, "Probability &Heat-map", c.controls.heatmap.toggle, ("H",))
+    _action(h, view, "&Mask", c.controls.show_mask.toggle, ("M",))
     view.addSeparator()
-    _action(w, view, "&Preferences… (colours)", lambda: _preferences(w))
+    _action(h, view, "&Preferences… (colours)", c.open_preferences)
 
     go = bar.addMenu("&Go")
-    _action(w, go, "&Next Image", lambda: w.case_list.step(1), ("N", "PgDown"))
-    _action(w, go, "&Previous Image", lambda: w.case_list.step(-1), ("P", "PgUp"))
-    _action(w, go, "Next &Unreviewed Image", lambda: next_unreviewed(w), ("Shift+N",))
+    _action(h, go, "&Next Image", lambda: c.case_list.step(1), ("N", "PgDown"))
+    _action(h, go, "&Previous Image", lambda: c.case_list.step(-1), ("P", "PgUp"))
+    _action(h, go, "Next &Unreviewed Image", lambda: next_unreviewed(c), ("Shift+N",))
 
     review = bar.addMenu("&Review")
     for status, key in STATUS_KEYS.items():
-        _action(w, review, status.label.capitalize(), lambda _=False, s=status: w.set_status(s), (key,))
-    _action(w, review, "Accept and &Next", lambda: accept_and_next(w), ("Shift+A",))
+        _action(h, review, status.label.capitalize(), lambda _=False, s=status: c.set_status(s), (key,))
+    _action(h, review, "Accept and &Next", lambda: accept_and_next(c), ("Shift+A",))
     review.addSeparator()
-    _action(w, review, "Choose Project Folder…", w.choose_project_folder)
-    _action(w, review, "Cancel Background Prediction", w.session.cancel_predictions, ("Esc",))
-    _action(w, review, "Resume Background Prediction", w.session.resume_predictions)
+    _action(h, review, "Choose Project Folder…", c.choose_project_folder)
+    _action(h, review, "Cancel Background Prediction", c.session.cancel_predictions, ("Esc",))
+    _action(h, review, "Resume Background Prediction", c.session.resume_predictions)
 
     help_menu = bar.addMenu("&Help")
-    _action(w, help_menu, "Open the Bundled &Samples", lambda: _open_samples(w))
-    _action(w, help_menu, "&Keyboard Shortcuts",
-            lambda: QMessageBox.information(w, "Keyboard shortcuts", shortcuts_html()))
-    menus = Menus(w, recent)
+    _action(h, help_menu, "Open the Bundled &Samples", lambda: _open_samples(c))
+    _action(h, help_menu, "&Keyboard Shortcuts",
+            lambda: QMessageBox.information(h, "Keyboard shortcuts", shortcuts_html()))
+    menus = Menus(c, file, view, recent, quit_action)
     menus.refresh_recent()
-    from dermaseg_app.gui.preferences import apply_colours
-
-    apply_colours(w)
-    remember_view_state(w)
     return menus
 
 
-def remember_view_state(w: MainWindow) -> None:
+def remember_view_state(c: MenuContext) -> None:
     """The list's sort and the comparison switch (G) as at the last start, and kept from now on."""
-    from PySide6.QtCore import Qt
-
-    s = w.settings
-    table = w.case_list.table
-    column = s.sort_column if 0 <= s.sort_column < w.session.table.columnCount() else 0
+    s = c.settings
+    table = c.case_list.table
+    column = s.sort_column if 0 <= s.sort_column < c.session.table.columnCount() else 0
     table.sortByColumn(column, Qt.SortOrder.DescendingOrder if s.sort_descending else Qt.SortOrder.AscendingOrder)
-    w.controls.compare.setChecked(s.compare)
+    c.controls.compare.setChecked(s.compare)
 
     def sorted_by(col: int, order: Qt.SortOrder) -> None:
         s.sort_column, s.sort_descending = int(col), order == Qt.SortOrder.DescendingOrder
@@ -142,75 +177,65 @@ def remember_view_state(w: MainWindow) -> None:
         s.save()
 
     table.horizontalHeader().sortIndicatorChanged.connect(sorted_by)
-    w.controls.compare.toggled.connect(compare_toggled)
+    c.controls.compare.toggled.connect(compare_toggled)
 
 
-def _preferences(w: MainWindow) -> None:
-    from dermaseg_app.gui.preferences import open_preferences
-
-    open_preferences(w)
-
-
-def accept_and_next(w: MainWindow) -> None:
+def accept_and_next(c: MenuContext) -> None:
     """Mark the current image accepted and show the next one in the list's order (the one that
     followed it, even when a status filter now hides the accepted image)."""
-    from dermaseg_app.core.project import ReviewStatus
-
-    row = w.session.current
+    row = c.session.current
     if row < 0:
         return
-    following = w.case_list.next_after(row, lambda r: True, wrap=False)
-    w.set_status(ReviewStatus.ACCEPTED, [row])
+    following = c.case_list.next_after(row, lambda r: True, wrap=False)
+    c.set_status(ReviewStatus.ACCEPTED, [row])
     if following >= 0:
-        w.case_list.select_row(following)
+        c.case_list.select_row(following)
     else:
-        w.statusBar().showMessage("Accepted; that was the last image of the list", 4000)
+        c.notifier.status("Accepted; that was the last image of the list", 4000)
 
 
-def next_unreviewed(w: MainWindow) -> None:
+def next_unreviewed(c: MenuContext) -> None:
     """Show the next unreviewed image after the current one in the list's order (wrapping)."""
-    from dermaseg_app.core.project import ReviewStatus
-
-    entries = w.session.entries
-    target = w.case_list.next_after(
-        w.session.current, lambda r: entries[r].status == ReviewStatus.UNREVIEWED and not entries[r].error)
+    entries = c.session.entries
+    target = c.case_list.next_after(
+        c.session.current, lambda r: entries[r].status == ReviewStatus.UNREVIEWED and not entries[r].error)
     if target >= 0:
-        w.case_list.select_row(target)
+        c.case_list.select_row(target)
     else:
-        w.statusBar().showMessage("Every image of the list is reviewed", 4000)
+        c.notifier.status("Every image of the list is reviewed", 4000)
 
 
-def _open_images(w: MainWindow) -> None:
+def _open_images(c: MenuContext) -> None:
     pattern = " ".join(f"*{ext}" for ext in sorted(IMAGE_EXTENSIONS))
-    files, _ = QFileDialog.getOpenFileNames(w, "Open images", "", f"Images ({pattern});;All files (*)")
+    files, _ = QFileDialog.getOpenFileNames(c.host, "Open images", "", f"Images ({pattern});;All files (*)")
     if files:
-        w.open_paths([Path(f) for f in files])
+        c.open_paths([Path(f) for f in files])
 
 
-def _open_folder(w: MainWindow) -> None:
-    folder = QFileDialog.getExistingDirectory(w, "Open a folder of images")
+def _open_folder(c: MenuContext) -> None:
+    folder = QFileDialog.getExistingDirectory(c.host, "Open a folder of images")
     if folder:
-        w.open_paths([Path(folder)])
+        c.open_paths([Path(folder)])
 
 
-def _set_recursive(w: MainWindow, on: bool) -> None:
-    w.settings.include_subfolders = bool(on)
-    w.settings.save()
+def _set_recursive(c: MenuContext, on: bool) -> None:
+    c.settings.include_subfolders = bool(on)
+    c.settings.save()
 
 
-def _open_samples(w: MainWindow) -> None:
+def _open_samples(c: MenuContext) -> None:
     from dermaseg_app import paths
 
-    w.open_paths([paths.samples_dir()])
+    c.open_paths([paths.samples_dir()])
 
 
-def _use_bundled_model(w: MainWindow) -> None:
+def _use_bundled_model(c: MenuContext) -> None:
     from dermaseg_app import paths
 
-    w.use_model(paths.default_model_path())
+    c.use_model(paths.default_model_path())
 
 
-def _choose_model(w: MainWindow) -> None:
-    path, _ = QFileDialog.getOpenFileName(w, "Model weights", "", "DermaSeg models (*.safetensors)")
+def _choose_model(c: MenuContext) -> None:
+    path, _ = QFileDialog.getOpenFileName(c.host, "Model weights", "", "DermaSeg models (*.safetensors)")
     if path:
-        w.use_model(Path(path))
+        c.use_model(Path(path))

@@ -110,10 +110,9 @@ def make_app() -> QApplication:
 
 def build_window(args: Any):
     """The session and its window for ``args`` (no event loop): used by run_app and the tests."""
+    from dermaseg_app.app.settings import GuiSettings
     from dermaseg_app.gui.main_window import MainWindow
     from dermaseg_app.gui.session import ReviewSession
-
-    from dermaseg_app.gui.settings import GuiSettings
 
     settings = GuiSettings.load()
     # --model wins; else the model last chosen in the window (a fine-tuned one); else the bundled one

@@ -1,8 +1,11 @@
 """Contour correction in the review window (issue 5): the glue between the canvas tools, the
-per-image undo histories (``edit_session.EditBook``), the store and the panels.
+per-image undo histories (``app.corrections.CorrectionBook``), the store and the panels.
 
-``install_editing(window)`` adds the tool bar, the correction panel (below the metrics), an Edit menu, File >
-Save Correction / Export..., and returns the ``EditController``. While an image has a correction,
+``EditController(context)`` gets what it works with from the window (an :class:`EditingContext`:
+the session, the canvas, the case view, the display controls, the metrics panel, the case list,
+a notifier and a dialogs object) and offers its pieces for the window to place: ``toolbar``,
+``panel`` (the window puts it below the metrics), ``actions`` (the window adds their keys),
+``file_actions`` (File > Save Correction / Export...) and ``build_edit_menu(parent)``. While an image has a correction,
 the controller draws its mask with ``canvas.mask_layer.MaskLayer`` instead of the thresholded
 prediction (the heat-map, when chosen, stays, with the corrected outline over it), repaints only
 the box each edit changed, and shows the metrics of the corrected mask against the ground truth
@@ -19,38 +22,58 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QMenu, QMessageBox, QToolButton
+from PySide6.QtWidgets import QMenu, QMessageBox, QToolButton, QWidget
 
+from dermaseg_app.app.corrections import CorrectionBook, ImageEdit
 from dermaseg_app.core.editing import BBox, EditOp, GeometryEdit, apply_geometry, simplify_geometry
-from dermaseg_app.core.imageio import ImageReadError, image_size
+from dermaseg_app.core.imageio import image_size
+from dermaseg_app.core.metrics import threshold_u8
 from dermaseg_app.core.store import StoreError
 from dermaseg_app.gui import shortcuts
 from dermaseg_app.gui.canvas.edit_tools import POLYGON_MODES, TOOL_LABELS, EditTools, Tool
+from dermaseg_app.gui.canvas.image_view import ImageCanvas
 from dermaseg_app.gui.canvas.mask_layer import MaskLayer
-from dermaseg_app.gui.canvas.overlay import threshold_u8
 from dermaseg_app.gui.canvas.renderer import mask_contours
-from dermaseg_app.gui.edit_session import EditBook, ImageEdit
+from dermaseg_app.gui.case_view import CaseView
+from dermaseg_app.gui.dialogs import Dialogs
+from dermaseg_app.gui.notifier import Notifier
+from dermaseg_app.gui.session import ReviewSession
+from dermaseg_app.gui.widgets.case_list import CaseListWidget
+from dermaseg_app.gui.widgets.display_controls import DisplayControls
 from dermaseg_app.gui.widgets.edit_panel import EditPanel, EditToolBar
+from dermaseg_app.gui.widgets.metrics_panel import MetricsPanel
 from dermaseg_app.gui.workers import Worker, describe_error
-
-if TYPE_CHECKING:
-    from dermaseg_app.gui.main_window import MainWindow
 
 LIVE_CONTOUR_MS = 60  # the outline follows a stroke at most this often (traced on the preview)
 
 
-def live_metrics(job, row: int, revision: int, mask: np.ndarray, gt: np.ndarray | None,
-                 prediction: np.ndarray):
+def live_metrics(job, revision: int, mask: np.ndarray, gt: np.ndarray | None, prediction: np.ndarray):
     """Scores of the corrected mask against the ground truth, and its DSC with the prediction."""
     from dermaseg_app.core.metrics import agreement, score
 
     scores = score(mask, gt) if gt is not None and gt.shape == mask.shape else None
-    return row, revision, scores, float(agreement(mask, prediction))
+    return revision, scores, float(agreement(mask, prediction))
+
+
+@dataclass
+class EditingContext:
+    """What contour correction works with; the window builds it."""
+
+    session: ReviewSession
+    canvas: ImageCanvas
+    view: CaseView
+    controls: DisplayControls
+    metrics: MetricsPanel
+    case_list: CaseListWidget
+    notifier: Notifier
+    dialogs: Dialogs
+    choose_project_folder: Callable[[], None]  # the review panel's "Choose Project Folder…"
 
 
 class EditController(QObject):
@@ -58,34 +81,38 @@ class EditController(QObject):
     metrics_updated = Signal(int)  # the live metrics of a row arrived
     saved = Signal(int)
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.w = window
-        self.session = window.session
-        self.canvas = window.canvas
-        self.book = EditBook(lambda image: self.session.projects.project_for(image))
-        self._entries_ref = None
-        self._checked: set[int] = set()  # rows whose saved correction was looked for
-        self._metrics: dict[int, tuple[int, object, float]] = {}
+    def __init__(self, context: EditingContext, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.context = context
+        self.session = context.session
+        self.canvas = context.canvas
+        self.notifier = context.notifier
+        self.book = CorrectionBook(lambda image: self.session.projects.project_for(image))
+        self._checked: set[Path] = set()  # images whose saved correction was looked for
+        self._metrics: dict[Path, tuple[int, object, float]] = {}
         self._workers: set[Worker] = set()
-        self._row = -1
+        self._image: Path | None = None  # the image shown (to save it when moving on)
+        self._rows: dict[Path, int] | None = None  # image -> row of the open folder
         self._stroke = None
-        self._stroke_row = -1
+        self._stroke_image: Path | None = None
         self._showing = False
         self._layer_key: tuple | None = None  # what the mask layer shows (skip recolouring it)
         self._contour_key: tuple | None = None
         self._contour_cache: list = []
         self.last_move_seconds = 0.0
+        self.recovery_box: QMessageBox | None = None
+        self.export_dialog = None
         # test hooks: replace to answer the dialogs programmatically
         self.ask_recovery: Callable[[list[str]], bool] | None = None  # None: a non-blocking question
-        self.ask_unsaved: Callable[[int], str] = self._ask_unsaved
-        self.show_error: Callable[[str, str], None] = self._show_error
+        self.ask_unsaved: Callable[[int], str] = context.dialogs.ask_unsaved
+        self.show_error: Callable[[str, str], None] = context.dialogs.warn
 
         self.layer = MaskLayer()
         self.layer.hide()
         self.canvas.scene().addItem(self.layer)
         self.tools = EditTools(self.canvas, self)
         self.actions = self._make_actions()
+        self.file_actions = [self.actions["save"], self.actions["export"]]
         self.panel = EditPanel(self.actions)
         self.toolbar = EditToolBar(self.actions)
         self.polygon_button = self._polygon_button()
@@ -99,9 +126,10 @@ class EditController(QObject):
         self._contour_timer.timeout.connect(self._live_contour)
 
         s = self.session
-        window.case_list.current_row_changed.connect(self._row_changed)
+        context.case_list.current_row_changed.connect(self._row_changed)
+        s.folder_changed.connect(self._folder_changed)
         s.cases_opened.connect(self._cases_opened)
-        window.view.drawn.connect(self._after_draw)
+        context.view.drawn.connect(self._after_draw)
         self.canvas.zoom_changed.connect(self._zoomed)
         # bound methods (not lambdas): Qt drops these connections when the window is deleted
         s.current_scores.connect(self._case_view_scored)
@@ -111,17 +139,15 @@ class EditController(QObject):
 
     # ------------------------------------------------------------------ actions and menus
     def _make_actions(self) -> dict[str, QAction]:
-        w = self.w
         acts: dict[str, QAction] = {}
 
         def make(name: str, text: str, slot, checkable: bool = False) -> QAction:
-            act = QAction(text, w)
+            act = QAction(text, self)
             act.setShortcuts([QKeySequence(k) for k in shortcuts.keys(name)])
             what = shortcuts.BY_NAME[name].text
             act.setToolTip(shortcuts.tip(what[:1].upper() + what[1:], name))  # (not capitalize(): "Shift+click")
             act.setCheckable(checkable)
             act.triggered.connect(slot)
-            w.addAction(act)
             acts[name] = act
             return act
 
@@ -160,15 +186,9 @@ class EditController(QObject):
         self.toolbar.insertWidget(self.actions["tool_vertices"], button)
         return button
 
-    def install_menus(self) -> None:
-        bar = self.w.menuBar()
-        file_menu = _menu(bar, "&File")
-        if file_menu is not None:
-            quit_action = next((a for a in file_menu.actions() if a.text().replace("&", "") == "Quit"), None)
-            file_menu.insertAction(quit_action, self.actions["save"])
-            file_menu.insertAction(quit_action, self.actions["export"])
-            file_menu.insertSeparator(quit_action)
-        edit = QMenu("&Edit", bar)
+    def build_edit_menu(self, parent: QWidget) -> QMenu:
+        """The Edit menu (undo, the tools, the whole-mask operations), for the window's menu bar."""
+        edit = QMenu("&Edit", parent)
         for name in ("undo", "redo", "reset"):
             edit.addAction(self.actions[name])
         edit.addSeparator()
@@ -179,9 +199,8 @@ class EditController(QObject):
         edit.addSeparator()
         for name in ("fill_holes", "remove_islands", "smooth", "simplify", "grow", "shrink"):
             edit.addAction(self.actions[name])
-        view_menu = _menu(bar, "&View")
-        bar.insertMenu(view_menu.menuAction() if view_menu is not None else None, edit)
         self.edit_menu = edit
+        return edit
 
     def _tool_changed(self, value: str) -> None:
         for tool in Tool:
@@ -191,7 +210,7 @@ class EditController(QObject):
             self.polygon_button.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
         hint = (": click the vertices; Enter, a double click or the first vertex closes; Backspace removes "
                 "the last; Esc cancels") if Tool(value) in POLYGON_MODES else ""
-        self.w.statusBar().showMessage(f"Tool: {Tool(value).label}{hint}", 8000 if hint else 3000)
+        self.notifier.status(f"Tool: {Tool(value).label}{hint}", 8000 if hint else 3000)
 
     def _update_actions(self) -> None:
         edit = self.current_edit()
@@ -217,19 +236,49 @@ class EditController(QObject):
         else:
             self.panel.show_state("Not changed from the model's mask")
 
+    # ------------------------------------------------------------------ images and rows
+    def image_of(self, row: int) -> Path | None:
+        """The image at ``row`` of the open folder (None for no row)."""
+        entries = self.session.entries
+        return entries[row].case.image if 0 <= row < len(entries) else None
+
+    def row_of(self, image: Path) -> int:
+        """The row of ``image`` in the open folder (-1 when it is not there)."""
+        if self._rows is None:
+            self._rows = {e.case.image: i for i, e in enumerate(self.session.entries)}
+        return self._rows.get(image, -1)
+
+    def _current_image(self) -> Path | None:
+        return self.image_of(self.session.current)
+
+    def _mark(self, image: Path, state: str | None) -> None:
+        """Show ``image``'s correction state in the list ("saved", "unsaved", or none)."""
+        row = self.row_of(image)
+        if row < 0:
+            return
+        entry = self.session.entries[row]
+        if state:
+            entry.extras["edited"] = state
+        else:
+            entry.extras.pop("edited", None)
+        self.session.table.entry_changed(row)
+
     # ------------------------------------------------------------------ folder and row changes
-    def _sync_folder(self) -> None:
-        if self._entries_ref is not self.session.entries:
-            self.tools.cancel()
-            self._stroke = None
-            self._entries_ref = self.session.entries
-            self.book.clear()
-            self._checked.clear()
-            self._metrics.clear()
-            self._row = -1
+    def _folder_changed(self) -> None:
+        """Another folder replaced the open one: its corrections (already saved or discarded by
+        the window's question) and everything known about its images go."""
+        self.tools.cancel()
+        self._stroke = None
+        self.book.clear()
+        self._checked.clear()
+        self._metrics.clear()
+        self._rows = None
+        self._image = None
+        box, self.recovery_box = self.recovery_box, None
+        if box is not None:
+            box.close()  # the question was about the folder that is gone
 
     def _cases_opened(self) -> None:
-        self._sync_folder()
         for row, entry in enumerate(self.session.entries):
             project = self.session.projects.project_for(entry.case.image)
             if project is not None and project.record(entry.case.image).edited:
@@ -244,103 +293,73 @@ class EditController(QObject):
         restored images is returned; by default a window-modal question is opened without
         blocking the event loop (the window keeps drawing; the screenshot mode is not held up)
         and the answer is applied when given (returns 0)."""
-        entries = self.session.entries
-        pending = self._worth_restoring(self.book.pending([e.case.image for e in entries]))
+        pending = self.book.worth_restoring(self.book.pending([e.case.image for e in self.session.entries]),
+                                            _shape_of)
         if not pending:
             return 0
-        names = [entries[row].name for row, _ in pending]
+        names = [self.session.entries[self.row_of(image)].name for image in pending]
         if self.ask_recovery is not None:
             return self._restore(pending, self.ask_recovery(names))
         shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
-        box = QMessageBox(
-            QMessageBox.Icon.Question, "Restore unsaved corrections?",
-            f"Corrections that were never saved were found for {len(names)} image(s) of this folder "
-            f"({shown}); the program may have closed unexpectedly.\n\nRestore them? "
-            "(No discards them.)",
-            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self.w)
-        box.setDefaultButton(QMessageBox.StandardButton.Yes)
-        entries_ref = self.session.entries
-        box.finished.connect(lambda result: self._restore(
-            pending, result == QMessageBox.StandardButton.Yes) if entries_ref is self.session.entries else None)
-        self.recovery_box = box
-        box.open()
+        text = (f"Corrections that were never saved were found for {len(names)} image(s) of this folder "
+                f"({shown}); the program may have closed unexpectedly.\n\nRestore them? "
+                "(No discards them.)")
+        asked: list[QMessageBox] = []
+
+        def answered(yes: bool) -> None:
+            if asked and asked[0] is self.recovery_box:  # (not withdrawn by another folder)
+                self.recovery_box = None
+                self._restore(pending, yes)
+
+        self.recovery_box = self.context.dialogs.open_yes_no("Restore unsaved corrections?", text, answered)
+        asked.append(self.recovery_box)
         return 0
 
-    def _worth_restoring(self, pending: list[tuple[int, str]]) -> list[tuple[int, str]]:
-        """The journals whose replay changes the mask; the others (edits undone, or reset to the
-        model's mask) are removed without asking: there is nothing to restore in them."""
-        entries = self.session.entries
-        out = []
-        for row, stem in pending:
-            image = entries[row].case.image
-            try:
-                if self.book.journal_changes_mask(image, lambda im=image: image_size(im)[::-1]):
-                    out.append((row, stem))
-                else:
-                    self.book.discard_journal(image)
-            except (StoreError, ImageReadError, OSError, ValueError):
-                out.append((row, stem))  # asked about; restoring it then says what is wrong
-        return out
-
-    def _restore(self, pending: list[tuple[int, str]], yes: bool) -> int:
-        entries = self.session.entries
+    def _restore(self, pending: list[Path], yes: bool) -> int:
         if not yes:
-            for row, _stem in pending:
-                try:
-                    self.book.discard_journal(entries[row].case.image)
-                except StoreError as exc:
-                    self.w.notice.show_notice(str(exc), True)
+            for problem in self.book.discard_journals(pending):
+                self.notifier.notice(problem, True)
             return 0
-        restored = 0
-        for row, _stem in pending:
-            image = entries[row].case.image
-            try:
-                w, h = image_size(image)
-                self.book.recover(row, image, (h, w))
-            except (StoreError, ImageReadError, OSError, ValueError) as exc:
-                self.w.notice.show_notice(f"{image.name}: unsaved edits cannot be restored: "
-                                          f"{describe_error(exc)}", True)
-                continue
-            self._checked.add(row)
-            if not self.book.edits[row].dirty:  # replayed back to where it started: nothing unsaved
-                self._settle(row)
-                if not self.book.edits[row].on_disk:
-                    del self.book.edits[row]
-                continue
-            entries[row].extras["edited"] = "unsaved"
-            self.session.table.entry_changed(row)
-            restored += 1
-        if restored:
-            self.w.statusBar().showMessage(f"Restored the unsaved corrections of {restored} image(s)", 6000)
+        report = self.book.restore(pending, _shape_of)
+        for image, exc in report.failed:
+            self.notifier.notice(f"{image.name}: unsaved edits cannot be restored: {describe_error(exc)}", True)
+        for problem in report.errors:
+            self.notifier.notice(problem, True)
+        self._checked.update(report.replayed)
+        for image in report.restored:
+            self._mark(image, "unsaved")
+        if report.restored:
+            self.notifier.status(f"Restored the unsaved corrections of {len(report.restored)} image(s)", 6000)
         if self.session.current >= 0 and self.session.current_images() is not None:
-            self.w.view.redraw()
-        return restored
+            self.context.view.redraw()
+        return len(report.restored)
 
     def _row_changed(self, row: int) -> None:
-        self._sync_folder()
-        prev = self._row
-        if prev != row:
+        image = self.image_of(row)
+        prev = self._image
+        if prev != image:
             self.tools.cancel()
-            if prev >= 0 and self.panel.autosave.isChecked():
+            if prev is not None and self.panel.autosave.isChecked():
                 edit = self.book.get(prev)
                 if edit is not None and edit.dirty:
-                    self.save_row(prev, interactive=False)
-        self._row = row
+                    self.save_image(prev, interactive=False)
+        self._image = image
         if row >= 0 and self.session.current_images() is None:
             self._show(row)  # hide the previous image's correction until this one is drawn
         self._update_actions()
 
     def current_edit(self) -> ImageEdit | None:
-        row = self.session.current
-        return self.book.get(row) if row >= 0 and self._entries_ref is self.session.entries else None
+        return self.book.get(self._current_image())
 
     # ------------------------------------------------------------------ display
     def _edit_for_display(self, row: int) -> ImageEdit | None:
-        edit = self.book.get(row)
-        if edit is not None or row in self._checked or row < 0:
+        image = self.image_of(row)
+        if image is None:
+            return None
+        edit = self.book.get(image)
+        if edit is not None or image in self._checked:
             return edit
-        self._checked.add(row)
-        image = self.session.entries[row].case.image
+        self._checked.add(image)
         try:
             saved = self.book.saved_correction(image)
             if saved is None:
@@ -352,16 +371,14 @@ class EditController(QObject):
             if images is not None and saved.shape != images.shape:
                 raise StoreError(image, f"the saved correction is {saved.shape[1]}x{saved.shape[0]}, "
                                         f"the image {images.shape[1]}x{images.shape[0]}")
-            edit = self.book.start(row, image, saved, pred, on_disk=True, **self._model_identity())
+            edit = self.book.start(image, saved, pred, on_disk=True, **self._model_identity())
         except StoreError as exc:
-            self.w.notice.show_notice(f"The saved correction cannot be shown: {exc}", True)
+            self.notifier.notice(f"The saved correction cannot be shown: {exc}", True)
             return None
-        self.session.entries[row].extras["edited"] = "saved"
-        self.session.table.entry_changed(row)
+        self._mark(image, "saved")
         return edit
 
     def _after_draw(self, row: int, has_prediction: bool, compared: bool) -> None:
-        self._sync_folder()
         self._show(self.session.current)
         self._update_actions()
 
@@ -377,7 +394,7 @@ class EditController(QObject):
             self.tools.refresh_outline()
             return
         self._showing = True
-        opts = self.w.controls.options()
+        opts = self.context.controls.options()
         compare = bool(opts.compare and images.gt is not None and not opts.heatmap)
         if not opts.show_mask:
             self.layer.hide()
@@ -401,7 +418,7 @@ class EditController(QObject):
     def _zoomed(self, _zoom: float) -> None:
         # the case view may put the prediction's exact outline back when zooming in: ours wins
         edit = self.current_edit()
-        if self._showing and edit is not None and self.w.controls.options().show_mask \
+        if self._showing and edit is not None and self.context.controls.options().show_mask \
                 and self._stroke is None:
             self.canvas.set_contours(self._contours(edit))
 
@@ -433,47 +450,46 @@ class EditController(QObject):
         self._reshow_metrics()
 
     def _reshow_metrics(self, start: bool = False) -> None:
-        row = self.session.current
+        image = self._current_image()
         edit = self.current_edit()
         if edit is None or not self._showing:
             return
-        cached = self._metrics.get(row)
+        cached = self._metrics.get(image)
         if cached is not None and cached[0] == edit.history.revision:
             self._display_metrics(cached[1], cached[2])
         elif start:
-            self._start_metrics(row, edit)
+            self._start_metrics(edit)
 
-    def _start_metrics(self, row: int, edit: ImageEdit) -> None:
-        images = self.session.images.get(row)
+    def _start_metrics(self, edit: ImageEdit) -> None:
+        row = self.row_of(edit.image)
+        images = self.session.images.get(row) if row >= 0 else None
         if images is None:
             return
         mask = edit.history.mask.copy() if edit.history.stroke_in_progress else edit.history.mask
-        worker = Worker(live_metrics, row, edit.history.revision, mask, images.gt, edit.prediction)
-        worker.result.connect(self._metrics_ready)
-        worker.errored.connect(lambda exc: self.w.notice.show_notice(
+        worker = Worker(live_metrics, edit.history.revision, mask, images.gt, edit.prediction)
+        worker.result.connect(lambda value, e=edit: self._metrics_ready(e, value))
+        worker.errored.connect(lambda exc: self.notifier.notice(
             f"Scoring the correction failed: {describe_error(exc)}", True))
         self._workers.add(worker)
         worker.finished.connect(lambda wk=worker: self._workers.discard(wk))
         worker.start(self.session.pool)
 
-    def _metrics_ready(self, value) -> None:
-        row, revision, scores, dsc = value
-        if self._entries_ref is not self.session.entries:
-            return
-        edit = self.book.get(row)
-        if edit is None or edit.history.revision != revision:
-            return
-        self._metrics[row] = (revision, scores, dsc)
-        if row == self.session.current and self._showing:
+    def _metrics_ready(self, edit: ImageEdit, value) -> None:
+        revision, scores, dsc = value
+        image = edit.image
+        if self.book.get(image) is not edit or edit.history.revision != revision:
+            return  # edited again since, or the folder is gone
+        self._metrics[image] = (revision, scores, dsc)
+        if image == self._current_image() and self._showing:
             self._display_metrics(scores, dsc)
-        self.metrics_updated.emit(row)
+        self.metrics_updated.emit(self.row_of(image))
 
     def _display_metrics(self, scores, dsc: float) -> None:
         note = f"Corrected mask. Agreement with the model's mask: DSC {100 * dsc:.1f}%"
         if scores is None:
-            self.w.metrics.show_pending("No ground truth. " + note)
+            self.context.metrics.show_pending("No ground truth. " + note)
         else:
-            self.w.metrics.show_scores(scores, note=note)
+            self.context.metrics.show_scores(scores, note=note)
 
     def wait_for_metrics(self, timeout: float = 10.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -487,13 +503,12 @@ class EditController(QObject):
 
     def ensure_edit(self) -> ImageEdit | None:
         """The current image's correction, started from the mask on screen when there is none."""
-        self._sync_folder()
         row = self.session.current
         if row < 0:
             return None
         images = self.session.images.get(row)
         if images is None:
-            self.w.statusBar().showMessage("The image is still opening", 3000)
+            self.notifier.status("The image is still opening", 3000)
             return None
         edit = self._edit_for_display(row)
         if edit is not None:
@@ -501,19 +516,19 @@ class EditController(QObject):
         entry = self.session.entries[row]
         if images.prob is None and not self.session.model_error and not entry.prediction_error:
             # the correction starts from the model's mask: wait for it (no model: from scratch)
-            self.w.statusBar().showMessage("Wait for the prediction before correcting it", 4000)
+            self.notifier.status("Wait for the prediction before correcting it", 4000)
             return None
         pred = None
         if images.prob is not None:
-            pred = threshold_u8(images.prob, self.w.controls.options().threshold)
+            pred = threshold_u8(images.prob, self.context.controls.options().threshold)
         mask = pred.copy() if pred is not None else np.zeros(images.shape, bool)
-        image = self.session.entries[row].case.image
+        image = entry.case.image
         try:
-            edit = self.book.start(row, image, mask, pred, **self._model_identity())
+            edit = self.book.start(image, mask, pred, **self._model_identity())
         except StoreError as exc:
-            edit = self.book.start_unjournalled(row, image, mask, pred)
+            edit = self.book.start_unjournalled(image, mask, pred)
             edit.journal_errors.append(str(exc))
-            self.w.notice.show_notice(f"Edits cannot be journalled: {exc}", True)
+            self.notifier.notice(f"Edits cannot be journalled: {exc}", True)
         if edit.store is None:
             problem = self.session.projects.problem_for(image)
             edit.journal_errors.append(problem or "no project folder: edits are kept in memory only")
@@ -527,7 +542,7 @@ class EditController(QObject):
         if edit.history.stroke_in_progress:
             edit.history.cancel_stroke()
         self._stroke = edit.history.begin_stroke(radius, erase)
-        self._stroke_row = self.session.current
+        self._stroke_image = edit.image
         self.layer.set_live_mask(edit.history.mask)
         return True
 
@@ -542,20 +557,20 @@ class EditController(QObject):
         self.last_move_seconds = time.perf_counter() - t0
 
     def stroke_end(self) -> None:
-        edit = self.book.get(self._stroke_row)
+        edit = self.book.get(self._stroke_image)
         self._stroke = None
         if edit is None or not edit.history.stroke_in_progress:
             return
         edit.history.end_stroke()
-        self._after_change(self._stroke_row, None)
+        self._after_change(edit, None)
 
     def stroke_cancel(self) -> None:
-        edit = self.book.get(self._stroke_row)
+        edit = self.book.get(self._stroke_image)
         self._stroke = None
         if edit is None or not edit.history.stroke_in_progress:
             return
         box = edit.history.cancel_stroke()
-        self._after_change(self._stroke_row, box)
+        self._after_change(edit, box)
 
     def polygon(self, points: list[tuple[float, float]], mode: str) -> bool:
         """A lasso or polygon; False when the image has nothing to edit yet (the tools keep it)."""
@@ -570,7 +585,7 @@ class EditController(QObject):
             images = self.session.current_images()
             if images is None or images.prob is None:
                 return None
-            mask = threshold_u8(images.prob, self.w.controls.options().threshold)
+            mask = threshold_u8(images.prob, self.context.controls.options().threshold)
         else:
             mask = edit.mask
         from dermaseg_app.core.geometry import mask_to_polygons
@@ -583,7 +598,7 @@ class EditController(QObject):
             return
         result = apply_geometry(edit.history.mask, edit_geom.geometry, edit_geom.bbox)
         edit.history.commit(result)
-        self._after_change(self.session.current, result.bbox)
+        self._after_change(edit, result.bbox)
 
     def apply(self, op: EditOp) -> None:
         """Apply an operation to the current image's mask as one undo step."""
@@ -593,102 +608,92 @@ class EditController(QObject):
         try:
             result = edit.history.apply(op)
         except ValueError as exc:
-            self.w.statusBar().showMessage(f"{op.label}: {exc}", 5000)
+            self.notifier.status(f"{op.label}: {exc}", 5000)
             return
         if result.bbox is None:
-            self.w.statusBar().showMessage(f"{op.label.capitalize()}: nothing to change", 3000)
-        self._after_change(self.session.current, result.bbox)
+            self.notifier.status(f"{op.label.capitalize()}: nothing to change", 3000)
+        self._after_change(edit, result.bbox)
 
     def undo(self) -> None:
         edit = self.current_edit()
         if edit is not None and edit.history.can_undo():
-            self._after_change(self.session.current, edit.history.undo())
+            self._after_change(edit, edit.history.undo())
 
     def redo(self) -> None:
         edit = self.current_edit()
         if edit is not None and edit.history.can_redo():
-            self._after_change(self.session.current, edit.history.redo())
+            self._after_change(edit, edit.history.redo())
 
     def reset_to_prediction(self) -> None:
         edit = self.current_edit()
         if edit is None:
             return
         result = edit.history.reset_to(edit.prediction)
-        self._after_change(self.session.current, result.bbox)
+        self._after_change(edit, result.bbox)
 
-    def _after_change(self, row: int, box: BBox | None) -> None:
-        edit = self.book.get(row)
-        if edit is None:
+    def _after_change(self, edit: ImageEdit, box: BBox | None) -> None:
+        if self.book.get(edit.image) is not edit:
             return
         self._contour_timer.stop()
-        if row == self.session.current and self._showing:
+        if edit.image == self._current_image() and self._showing:
             self.layer.set_live_mask(edit.history.mask)
             self.layer.update_region(box)
             if self._layer_key is not None and self._layer_key[0] == id(edit):  # now up to date
                 self._layer_key = (id(edit), edit.history.revision, *self._layer_key[2:])
-            if self.w.controls.options().show_mask:
+            if self.context.controls.options().show_mask:
                 self.canvas.set_contours(self._contours(edit))
-            self._start_metrics(row, edit)
+            self._start_metrics(edit)
             self.tools.refresh_outline()
         if not edit.dirty:
-            self._settle(row)  # back at the saved state or the model's mask: no journal to offer
-        entry = self.session.entries[row]
-        state = "unsaved" if edit.dirty else ("saved" if edit.on_disk else None)
-        if state:
-            entry.extras["edited"] = state
-        else:
-            entry.extras.pop("edited", None)
-        self.session.table.entry_changed(row)
+            self._settle(edit.image)  # back at the saved state or the model's mask: no journal to offer
+        self._mark(edit.image, "unsaved" if edit.dirty else ("saved" if edit.on_disk else None))
         if edit.journal_errors and edit.store is not None:
-            self.w.notice.show_notice(f"Edits are not journalled: {edit.journal_errors[-1]}", True)
+            self.notifier.notice(f"Edits are not journalled: {edit.journal_errors[-1]}", True)
         self._update_actions()
-        self.changed.emit(row)
+        self.changed.emit(self.row_of(edit.image))
 
     # ------------------------------------------------------------------ saving
     def save_current(self) -> bool:
-        row = self.session.current
-        if row < 0:
+        image = self._current_image()
+        if image is None:
             return False
-        if self.book.get(row) is None:
-            self.w.statusBar().showMessage("Nothing to save: this image is not corrected", 3000)
+        if self.book.get(image) is None:
+            self.notifier.status("Nothing to save: this image is not corrected", 3000)
             return False
-        return self.save_row(row, interactive=True)
+        return self.save_image(image, interactive=True)
 
-    def save_row(self, row: int, interactive: bool = True) -> bool:
-        """Save ``row``'s correction; a failure is shown and the edit stays in memory."""
-        edit = self.book.get(row)
+    def save_image(self, image: Path, interactive: bool = True) -> bool:
+        """Save ``image``'s correction; a failure is shown and the edit stays in memory."""
+        edit = self.book.get(image)
         if edit is None:
             return False
-        entry = self.session.entries[row]
-        image = entry.case.image
-        if edit.store is None and self.session.projects.project_for(image) is None:
-            problem = self.session.projects.problem_for(image) or "no project folder"
-            if interactive and row == self.session.current:
-                self.w.choose_project_folder()  # the same dialog as for the review status
+        current = image == self._current_image()
+        projects = self.session.projects
+        if edit.store is None and projects.project_for(image) is None:
+            problem = projects.problem_for(image) or "no project folder"
+            if interactive and current:
+                self.context.choose_project_folder()  # the same dialog as for the review status
             if self.session.projects.project_for(image) is None:
-                msg = f"{image.name}: the correction is not saved: {problem}"
-                self._failed(msg, interactive)
+                self._failed(f"{image.name}: the correction is not saved: {problem}", interactive)
                 return False
         try:
-            info = self.book.save(row, **self._model_identity())
+            info = self.book.save(image, **self._model_identity())
         except (StoreError, ValueError) as exc:
             self._failed(f"{image.name}: the correction is not saved. {exc}\n"
                          "It is kept in memory (and in the edit journal); try again or choose "
                          "another project folder.", interactive)
-            if row == self.session.current:
+            if current:
                 self._update_actions()
             return False
-        entry.extras["edited"] = "saved"
-        self.session.table.entry_changed(row)
-        self.w.statusBar().showMessage(
-            f"Saved the correction of {image.name} (revision {info.revisions[-1].n})", 5000)
-        if row == self.session.current:
+        self._mark(image, "saved")
+        self.notifier.status(f"Saved the correction of {image.name} (revision {info.revisions[-1].n})", 5000)
+        if current:
             self._update_actions()
-        self.saved.emit(row)
+        self.saved.emit(self.row_of(image))
         return True
 
     def _failed(self, message: str, interactive: bool) -> None:
-        self.w.notice.show_notice(message.replace("\n", " "), True)
+        self.notifier.notice(message.replace("\n", " "), True)
         if interactive:
             self.show_error("Correction not saved", message)
         if self.session.current >= 0:
@@ -696,15 +701,15 @@ class EditController(QObject):
 
     def save_all(self) -> bool:
         ok = True
-        for row in self.book.dirty_rows():
-            ok &= self.save_row(row, interactive=False)
+        for image in self.book.dirty_images():
+            ok &= self.save_image(image, interactive=False)
         return ok
 
-    def _settle(self, row: int) -> None:
+    def _settle(self, image: Path) -> None:
         try:
-            self.book.settle(row)
+            self.book.settle(image)
         except StoreError as exc:
-            self.w.notice.show_notice(str(exc), True)
+            self.notifier.notice(str(exc), True)
 
     def colours_changed(self) -> None:
         """Preferences changed the overlay colours: recolour the corrected mask at the next draw."""
@@ -715,20 +720,18 @@ class EditController(QObject):
         model's mask shows the new model's mask (its journal goes); real corrections stay."""
         self.tools.cancel()
         self._stroke = None
-        for row in self.book.drop_unchanged():
-            self._metrics.pop(row, None)
-            self.session.entries[row].extras.pop("edited", None)
-            self.session.table.entry_changed(row)
+        for image in self.book.drop_unchanged():
+            self._metrics.pop(image, None)
+            self._mark(image, None)
         self._layer_key = None
         self._update_actions()
 
     def confirm_leave(self) -> bool:
         """Before closing or opening another folder: True when it is fine to go on."""
         self.tools.cancel()
-        for row in list(self.book.edits):
-            if not self.book.edits[row].dirty:
-                self._settle(row)  # no journal left behind for a correction with nothing unsaved
-        dirty = self.book.dirty_rows()
+        for problem in self.book.settle_clean():  # no journal left behind with nothing unsaved
+            self.notifier.notice(problem, True)
+        dirty = self.book.dirty_images()
         if not dirty:
             return True
         answer = self.ask_unsaved(len(dirty))
@@ -741,27 +744,8 @@ class EditController(QObject):
                                 "nothing was closed.")
                 return False
             return True
-        for row in dirty:  # discard: forget them and their journals
-            try:
-                self.book.discard_journal(self.book.edits[row].image)
-            except StoreError:
-                pass
-            self.book.edits.pop(row, None)
+        self.book.discard_unsaved()
         return True
-
-    # ------------------------------------------------------------------ dialogs
-    def _ask_unsaved(self, n: int) -> str:
-        box = QMessageBox(QMessageBox.Icon.Question, "Unsaved corrections",
-                          f"{n} image(s) have corrections that are not saved.",
-                          QMessageBox.StandardButton.Save | QMessageBox.StandardButton.Discard
-                          | QMessageBox.StandardButton.Cancel, self.w)
-        box.setDefaultButton(QMessageBox.StandardButton.Save)
-        answer = box.exec()
-        return {QMessageBox.StandardButton.Save: "save",
-                QMessageBox.StandardButton.Discard: "discard"}.get(QMessageBox.StandardButton(answer), "cancel")
-
-    def _show_error(self, title: str, text: str) -> None:
-        QMessageBox.warning(self.w, title, text)
 
     # ------------------------------------------------------------------ export
     def open_export(self) -> None:
@@ -773,11 +757,13 @@ class EditController(QObject):
                                       "project folder): there is no review project to export.")
             return
         current = None
-        if self.session.current >= 0:
-            current = self.session.projects.project_for(self.session.entries[self.session.current].case.image)
+        image = self._current_image()
+        if image is not None:
+            current = self.session.projects.project_for(image)
         factory, model_text = session_model(self.session)
-        dialog = ExportDialog(projects, current or projects[0], len(self.book.dirty_rows()), self.w,
-                              pool=self.session.pool, model_factory=factory, model_text=model_text)
+        dialog = ExportDialog(projects, current or projects[0], len(self.book.dirty_images()),
+                              self.context.dialogs.parent, pool=self.session.pool, model_factory=factory,
+                              model_text=model_text)
         self.export_dialog = dialog
         dialog.show()
 
@@ -786,21 +772,7 @@ class EditController(QObject):
             wk.wait(5.0)
 
 
-def _menu(bar, title: str) -> QMenu | None:
-    for act in bar.actions():
-        if act.menu() is not None and act.text() == title:
-            return act.menu()
-    return None
-
-
-def install_editing(window: MainWindow) -> EditController:
-    """Add contour correction to the review window (tool bar, panel below the metrics, menus, keys)."""
-    controller = EditController(window)
-    side = window.metrics.parentWidget()
-    layout = side.layout() if side is not None else None
-    if layout is not None:  # below the metrics, which stay in view while editing
-        layout.insertWidget(layout.indexOf(window.metrics) + 1, controller.panel)
-    window.addToolBar(Qt.ToolBarArea.TopToolBarArea, controller.toolbar)
-    controller.install_menus()
-    return controller
-
+def _shape_of(image: Path) -> tuple[int, int]:
+    """(height, width) of ``image``, read from its header."""
+    w, h = image_size(image)
+    return h, w

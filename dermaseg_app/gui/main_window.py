@@ -1,7 +1,11 @@
-"""The main window: composes the case list, the canvas, the side panels, menus and status bar.
+"""The main window, the GUI's one composition root: it builds the case list, the canvas, the side
+panels, the menus and the status bar, hands each feature what it needs (the session, the canvas,
+a notifier, a dialogs object...) and places the widgets and actions the features return.
 
 Behaviour lives in the pieces: ``session.ReviewSession`` (cases, model, background work),
-``case_view.CaseView`` (drawing the current case), ``actions.build_menus`` (menus and keys).
+``case_view.CaseView`` (drawing the current case), ``actions.build_menus`` (menus and keys),
+``editing.EditController`` (contour correction), ``training_tab.TrainingTab`` (fine-tuning).
+No feature module imports this one.
 """
 
 from __future__ import annotations
@@ -11,30 +15,36 @@ from pathlib import Path
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtWidgets import (
     QDockWidget,
-    QFileDialog,
     QLabel,
     QMainWindow,
     QScrollArea,
     QSplitter,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
+from dermaseg_app.app.settings import GuiSettings
 from dermaseg_app.core.project import ReviewStatus
-from dermaseg_app.gui.actions import build_menus
+from dermaseg_app.gui.actions import MenuContext, build_menus, remember_view_state
 from dermaseg_app.gui.canvas.image_view import ImageCanvas
+from dermaseg_app.gui.canvas.overlay import set_colours
 from dermaseg_app.gui.case_view import CaseView
-from dermaseg_app.gui.editing import install_editing
+from dermaseg_app.gui.dialogs import Dialogs
+from dermaseg_app.gui.editing import EditController, EditingContext
+from dermaseg_app.gui.notifier import Notifier
+from dermaseg_app.gui.preferences import open_preferences, set_preferences
 from dermaseg_app.gui.session import ReviewSession
-from dermaseg_app.gui.settings import GuiSettings
-from dermaseg_app.gui.training_tab import install_training
+from dermaseg_app.gui.training_tab import TrainingContext, TrainingTab
 from dermaseg_app.gui.widgets.case_list import CaseListWidget
 from dermaseg_app.gui.widgets.display_controls import DisplayControls
 from dermaseg_app.gui.widgets.metrics_panel import MetricsPanel
 from dermaseg_app.gui.widgets.review_panel import ReviewPanel
 from dermaseg_app.gui.widgets.status_widgets import InterimBadge, NoticeBar, ProgressWidget
-from dermaseg_app.gui.window_size import LEFT_MIN_WIDTH, RIGHT_MIN_WIDTH, dock_widths, fit_to_screen
 from dermaseg_app.gui.widgets.summary_panel import SummaryPanel
+from dermaseg_app.gui.window_size import LEFT_MIN_WIDTH, RIGHT_MIN_WIDTH, dock_widths, fit_to_screen
+
+REVIEW_TAB, TRAINING_TAB = 0, 1
 
 
 class MainWindow(QMainWindow):
@@ -48,13 +58,8 @@ class MainWindow(QMainWindow):
 
         self.canvas = ImageCanvas()
         self.notice = NoticeBar()
-        central = QWidget()
-        col = QVBoxLayout(central)
-        col.setContentsMargins(0, 0, 0, 0)
-        col.setSpacing(0)
-        col.addWidget(self.notice)
-        col.addWidget(self.canvas, 1)
-        self.setCentralWidget(central)
+        self.notifier = Notifier(self.notice, self.statusBar())
+        self.dialogs = Dialogs(self)
 
         self.case_list = CaseListWidget(session.table)
         self.summary = SummaryPanel()
@@ -68,16 +73,33 @@ class MainWindow(QMainWindow):
         self.controls = DisplayControls()
         self.review = ReviewPanel()
         self.metrics = MetricsPanel()
+        self.training = TrainingTab(TrainingContext(  # fine-tune on the corrections
+            session, self.settings, self.notifier, self.dialogs, self.use_model))
         side = QWidget()
-        side_col = QVBoxLayout(side)
+        self._side_col = QVBoxLayout(side)
         for w in (self.controls, self.review, self.metrics):
-            side_col.addWidget(w)
-        side_col.addStretch(1)
+            self._side_col.addWidget(w)
+        self._side_col.addStretch(1)
         scroll = QScrollArea()
         scroll.setWidget(side)
         scroll.setWidgetResizable(True)
-        right_dock = self._dock("Review", scroll, Qt.DockWidgetArea.RightDockWidgetArea, RIGHT_MIN_WIDTH)
-        self._docks = (left_dock, right_dock)
+        self.review_dock = self._dock("Review", scroll, Qt.DockWidgetArea.RightDockWidgetArea, RIGHT_MIN_WIDTH)
+        self._docks = (left_dock, self.review_dock)
+
+        self.tabs = QTabWidget()  # the canvas under "Review", the Training tab beside it
+        self.tabs.setObjectName("mainTabs")
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(self.canvas, "Review")
+        self.tabs.addTab(self.training, "Training")
+        self.tabs.setTabToolTip(TRAINING_TAB, "Fine-tune the model on your saved corrections")
+        central = QWidget()
+        col = QVBoxLayout(central)
+        col.setContentsMargins(0, 0, 0, 0)
+        col.setSpacing(0)
+        col.addWidget(self.notice)
+        col.addWidget(self.tabs, 1)
+        self.setCentralWidget(central)
+        self._hidden_for_training: list[QWidget] = []
 
         self.device_label = QLabel("Device: loading…")
         self.zoom_label = QLabel("")
@@ -92,10 +114,27 @@ class MainWindow(QMainWindow):
             bar.addPermanentWidget(label)
 
         self.view = CaseView(session, self.canvas, self.controls, self.metrics, self)
-        self.menus = build_menus(self)
+        self.menu_context = MenuContext(
+            self, self.settings, session, self.canvas, self.controls, self.case_list, self.notifier,
+            self.open_paths, self.use_model, self.set_status, self.choose_project_folder, self.open_preferences)
+        self.menus = build_menus(self.menu_context)
+        set_colours(self.settings.comparison_colours, self.settings.mask_colour)
+        self.canvas.apply_colours()
+        self.view.redraw()
+        remember_view_state(self.menu_context)
         self._connect()
-        self.editing = install_editing(self)  # contour correction: panel, Edit menu, save, export
-        self.training = install_training(self)  # Review / Training tabs: fine-tune on the corrections
+        # contour correction: made after the window's own connections, so that it sees a row
+        # change, an opened folder or a redraw after the window has handled it
+        self.editing = EditController(EditingContext(
+            session, self.canvas, self.view, self.controls, self.metrics, self.case_list, self.notifier,
+            self.dialogs, self.choose_project_folder), self)
+        self._side_col.insertWidget(self._side_col.indexOf(self.metrics) + 1, self.editing.panel)  # below the
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.editing.toolbar)  # metrics, in view while editing
+        self.addActions(list(self.editing.actions.values()))  # their keys work while the menu bar is hidden
+        self.menus.add_file_actions(self.editing.file_actions)
+        self.menus.add_menu_before_view(self.editing.build_edit_menu(self.menuBar()))
+        self._connect_training()
+        self.training.refresh()
         geometry = QSettings("DermaSeg", "DermaSeg").value("main_window/geometry")
         if geometry is None or not self.restoreGeometry(geometry):
             fit_to_screen(self)
@@ -139,6 +178,32 @@ class MainWindow(QMainWindow):
         self.review.note_edited.connect(self._note)
         self.review.choose_project_folder.connect(self.choose_project_folder)
         self.summary.row_activated.connect(self.case_list.select_row)
+
+    def _connect_training(self) -> None:
+        s = self.session
+        t = self.training
+        self.tabs.currentChanged.connect(self._tab_changed)
+        t.title_changed.connect(lambda text: self.tabs.setTabText(TRAINING_TAB, text))
+        t.review_requested.connect(lambda: self.tabs.setCurrentIndex(REVIEW_TAB))
+        s.cases_opened.connect(t.schedule_refresh)
+        s.summary_changed.connect(t.statuses_maybe_changed)  # excluded / rejected images are left out
+        s.model_header_read.connect(t.schedule_refresh)
+        s.model_failed.connect(t.schedule_refresh)
+        self.editing.saved.connect(t.schedule_refresh)
+
+    def _tab_changed(self, index: int) -> None:
+        """The Training tab hides the review side panel and the edit tool bar (they act on the
+        canvas); the Review tab shows them again."""
+        if index == TRAINING_TAB:
+            self.training.shown()
+            hide = [self.review_dock, self.editing.toolbar]
+            self._hidden_for_training = [wdg for wdg in hide if wdg.isVisible()]
+            for wdg in self._hidden_for_training:
+                wdg.hide()
+        else:
+            for wdg in self._hidden_for_training:
+                wdg.show()
+            self._hidden_for_training = []
 
     # ------------------------------------------------------------------ opening
     def open_paths(self, paths: list[Path], recursive: bool | None = None) -> int:
@@ -197,9 +262,9 @@ class MainWindow(QMainWindow):
         row = self.session.current
         if row < 0:
             return
-        folder = QFileDialog.getExistingDirectory(self, "Folder for the review project (status and notes)")
-        if folder:
-            problem = self.session.use_project_dir(row, Path(folder))
+        folder = self.dialogs.choose_folder("Folder for the review project (status and notes)")
+        if folder is not None:
+            problem = self.session.use_project_dir(row, folder)
             self.review.show_project_problem(problem)
             self._row_changed(row)
 
@@ -212,6 +277,22 @@ class MainWindow(QMainWindow):
         self.model_label.setToolTip("")
         self.device_label.setText("Device: loading…")
         self.session.use_model(path)
+
+    # ------------------------------------------------------------------ colours
+    def apply_colours(self) -> None:
+        """Draw with the settings' colours (overlays, outline, legend, corrected mask)."""
+        set_colours(self.settings.comparison_colours, self.settings.mask_colour)
+        self.canvas.apply_colours()
+        self.editing.colours_changed()
+        self.view.redraw()
+
+    def set_preferences(self, comparison: str, mask: str) -> None:
+        set_preferences(self.settings, comparison, mask)
+        self.apply_colours()
+
+    def open_preferences(self) -> None:
+        if open_preferences(self, self.settings):
+            self.apply_colours()
 
     # ------------------------------------------------------------------ status
     def _model_header_read(self, label: str) -> None:
@@ -256,6 +337,9 @@ class MainWindow(QMainWindow):
             event.acceptProposedAction()
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
+        if not self.training.confirm_close():  # fine-tuning: stop it and close?
+            event.ignore()
+            return
         if not self.editing.confirm_leave():  # unsaved corrections: save / discard / cancel
             event.ignore()
             return

@@ -2,21 +2,17 @@
 
 The ground-truth comparison can use a colour-blind-safe palette (its colours differ, the meaning
 and the legend's entries do not), and the prediction's mask a colour that does not clash with the
-calibration stickers of dermoscopy images. ``apply_colours(window)`` makes the window draw with
-the settings' colours (at start and after the dialog).
+calibration stickers of dermoscopy images. ``open_preferences(parent, settings)`` asks and saves;
+the window then draws with the settings' colours (``MainWindow.apply_colours``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import QComboBox, QDialog, QDialogButtonBox, QFormLayout, QLabel, QVBoxLayout, QWidget
 
-from dermaseg_app.gui.canvas.overlay import COMPARISON_PALETTES, MASK_COLOURS, set_colours
-
-if TYPE_CHECKING:
-    from dermaseg_app.gui.main_window import MainWindow
+from dermaseg_app.app.settings import GuiSettings
+from dermaseg_app.gui.canvas.overlay import COMPARISON_PALETTES, MASK_COLOURS
 
 
 def _swatches(*rgbs: tuple[int, int, int]) -> QIcon:
@@ -63,25 +59,17 @@ class PreferencesDialog(QDialog):
         return str(self.comparison.currentData()), str(self.mask.currentData())
 
 
-def apply_colours(window: MainWindow) -> None:
-    """Draw with the colours of ``window.settings`` (overlays, outline, legend, corrected mask)."""
-    set_colours(window.settings.comparison_colours, window.settings.mask_colour)
-    window.canvas.apply_colours()
-    editing = getattr(window, "editing", None)
-    if editing is not None:
-        editing.colours_changed()
-    window.view.redraw()
+def set_preferences(settings: GuiSettings, comparison: str, mask: str) -> None:
+    """Keep the chosen colours (``overlay.COMPARISON_PALETTES`` / ``MASK_COLOURS`` keys) in the settings file."""
+    settings.comparison_colours = comparison
+    settings.mask_colour = mask
+    settings.save()
 
 
-def set_preferences(window: MainWindow, comparison: str, mask: str) -> None:
-    window.settings.comparison_colours = comparison
-    window.settings.mask_colour = mask
-    window.settings.save()
-    apply_colours(window)
-
-
-def open_preferences(window: MainWindow) -> None:
-    s = window.settings
-    dialog = PreferencesDialog(s.comparison_colours, s.mask_colour, window)
-    if dialog.exec() == QDialog.DialogCode.Accepted:
-        set_preferences(window, *dialog.values())
+def open_preferences(parent: QWidget, settings: GuiSettings) -> bool:
+    """Ask for the colours; True when they were chosen (and saved)."""
+    dialog = PreferencesDialog(settings.comparison_colours, settings.mask_colour, parent)
+    if dialog.exec() != QDialog.DialogCode.Accepted:
+        return False
+    set_preferences(settings, *dialog.values())
+    return True

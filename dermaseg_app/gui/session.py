@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal
 
+from dermaseg_app.app.prediction import FocusQueue, PredictionResult, predict_cases, score_at
+from dermaseg_app.app.projects import ProjectBook
 from dermaseg_app.core.dataset import find_cases
 from dermaseg_app.core.prediction_cache import PredictionCache
 from dermaseg_app.core.project import ProjectError, ReviewStatus
@@ -22,12 +24,10 @@ from dermaseg_app.gui.canvas.qimage import to_qimage
 from dermaseg_app.gui.case_images import CaseImages, load_rows
 from dermaseg_app.gui.case_model import CaseEntry, CaseTableModel
 from dermaseg_app.gui.lru import LRU
-from dermaseg_app.gui.model_header import ModelHeader, ModelHeaderError, read_model_header
 from dermaseg_app.gui.model_slot import ModelSlot, ModelUnavailable, load_predictor
-from dermaseg_app.gui.prediction_job import FocusQueue, PredictionResult, predict_cases, score_at
-from dermaseg_app.gui.projects import ProjectBook
 from dermaseg_app.gui.thumbnails import Thumbnail, thumbnails
 from dermaseg_app.gui.workers import Worker, describe_error
+from dermaseg_app.ml.header import ModelHeader, ModelHeaderError, read_model_header
 
 IMAGE_CACHE_SIZE = 6  # decoded cases kept (a 3072x2304 case holds ~40 MB)
 PROB_CACHE_SIZE = 16  # 8-bit probability maps kept in memory (7 MB each at 3072x2304)
@@ -51,6 +51,7 @@ class ReviewSession(QObject):
     notice = Signal(str, bool)  # text, is_error
     timing_changed = Signal(float)
     model_switched = Signal()  # use_model: the old model's maps are gone, the new one is loading
+    folder_changed = Signal()  # open_paths: other images replace the open ones (before the list shows them)
 
     def __init__(self, model_path: Path | None = None, device: str | None = None,
                  cache_root: Path | None = None, parent: QObject | None = None) -> None:
@@ -221,6 +222,7 @@ class ReviewSession(QObject):
         for case in cases:
             status, note = self.projects.record(case.image)
             self.entries.append(CaseEntry(case=case, status=status, note=note))
+        self.folder_changed.emit()
         self.table.set_entries(self.entries)
         self.current = -1
         self.order = list(range(len(cases)))

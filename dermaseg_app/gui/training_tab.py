@@ -1,21 +1,23 @@
 """The Training tab: fine-tune the model on the reviewer's saved corrections with one click.
 
-``install_training(window)`` turns the window's central area into two tabs, "Review" (the
-canvas, unchanged) and "Training" (a :class:`TrainingTab`), and returns the tab
-(``window.training``). The tab shows how many corrected images the open folder's project holds
+The window puts the canvas under a "Review" tab and a :class:`TrainingTab` beside it
+("Training"); the tab gets what it works with as a :class:`TrainingContext` (the session, the
+settings, a notifier, a dialogs object and the window's "use this model") and says what the window
+should do with signals (``title_changed``: its tab's title; ``review_requested``: show the Review
+tab). The tab shows how many corrected images the open folder's project holds
 (and which have problems), the base model and where the new one is written, the settings, and
-one button; the run goes on a worker thread (``training_job.finetune_job`` driving
+one button; the run goes on a worker thread (``app.finetune.finetune_job`` driving
 ``ml.training.train``) with a progress bar, a live plot, a log, and at the end the before/after
 validation JSC, the new model's path and card, and "Use this model".
 
 It refreshes (the tab's title shows the count too) when a folder is opened
-(``session.cases_opened``), a correction is saved (``window.editing.saved``), a corrected image's
+(``session.cases_opened``), a correction is saved (the window connects the editing's ``saved``), a corrected image's
 review status changes (checked on ``session.summary_changed``), the model changes
 (``session.model_header_read`` / ``model_failed``) and when the tab is shown. While it trains, the folder's
 background prediction is paused (it would compete for the same cores) and resumed afterwards;
 the torch thread count is the app's (not set here). Errors are shown in the tab and in the
-window's notice bar. Closing the window while it trains asks first (``ask_stop`` hook), then
-cancels: the engine keeps the best model so far.
+window's notice bar. Closing the window while it trains asks first (``confirm_close``, with the
+``ask_stop`` hook), then cancels: the engine keeps the best model so far.
 """
 
 from __future__ import annotations
@@ -23,39 +25,55 @@ from __future__ import annotations
 import html
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, Qt, QThreadPool, QTimer, Signal
+from PySide6.QtCore import Qt, QThreadPool, QTimer, Signal
 from PySide6.QtWidgets import (
-    QDockWidget,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QScrollArea,
     QSizePolicy,
-    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
+from dermaseg_app.app.finetune import (
+    MIN_CASES,
+    FinetuneOutcome,
+    FinetuneRequest,
+    default_output,
+    finetune_job,
+    training_cases,
+)
+from dermaseg_app.app.settings import GuiSettings
 from dermaseg_app.core.dataset import Case
-from dermaseg_app.core.training_set import TrainingSet, training_set
-from dermaseg_app.gui.training_job import MIN_CASES, FinetuneOutcome, FinetuneRequest, default_output, finetune_job
+from dermaseg_app.core.project import Project
+from dermaseg_app.core.training_set import TrainingSet
+from dermaseg_app.gui.dialogs import Dialogs
+from dermaseg_app.gui.notifier import Notifier
+from dermaseg_app.gui.session import ReviewSession
 from dermaseg_app.gui.widgets.training_panel import ResultBox, SettingsForm, TrainingPlot
 from dermaseg_app.gui.workers import Worker, describe_error
 
-if TYPE_CHECKING:
-    from dermaseg_app.core.project import Project
-    from dermaseg_app.gui.main_window import MainWindow
-
 PROBLEMS_SHOWN = 6
-REVIEW_TAB, TRAINING_TAB = 0, 1
+
+
+@dataclass
+class TrainingContext:
+    """What the Training tab works with; the window builds it."""
+
+    session: ReviewSession
+    settings: GuiSettings
+    notifier: Notifier
+    dialogs: Dialogs
+    use_model: Callable[[Path], None]  # predict with this model from now on (remembered)
 
 
 def _eta(seconds: float) -> str:
@@ -102,11 +120,14 @@ class TrainingTab(QWidget):
     started = Signal()
     finished = Signal(object)  # FinetuneOutcome, or None when the run failed
     refreshed = Signal()
+    title_changed = Signal(str)  # the tab's title ("Training (n)")
+    review_requested = Signal()  # "Use this model": show the Review tab
 
-    def __init__(self, window: MainWindow) -> None:
+    def __init__(self, context: TrainingContext) -> None:
         super().__init__()
-        self.w = window
-        self.session = window.session
+        self.context = context
+        self.session = context.session
+        self.notifier = context.notifier
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(1)
         self.worker: Worker | None = None
@@ -117,7 +138,6 @@ class TrainingTab(QWidget):
         self.overrides: dict[str, Any] = {}  # extra TrainConfig fields (tests: tiny batches)
         self._cancel: threading.Event | None = None
         self._paused_predictions = False
-        self._hidden_for_training: list[QWidget] = []
         self._watched: tuple[list, list[int]] = ([], [])
         self._seen_statuses: list[object] = []
         # test hook: answer "stop the fine-tuning and close?" without a dialog
@@ -244,13 +264,13 @@ class TrainingTab(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     def _load_settings(self) -> None:
-        s = self.w.settings
+        s = self.context.settings
         self.settings_form.replay.setText(s.finetune_replay)
         self.settings_form.base_val.setText(s.finetune_base_val)
         self.settings_form.keep.setChecked(s.finetune_keep_dermoscopy)
 
     def _save_settings(self) -> None:
-        s = self.w.settings
+        s = self.context.settings
         form = self.settings_form
         s.finetune_replay = form.replay.text().strip()
         s.finetune_base_val = form.base_val.text().strip()
@@ -306,13 +326,7 @@ class TrainingTab(QWidget):
         """Count the corrected images of the open folder's project(s) and update the tab."""
         self._refresh_timer.stop()
         projects = list(self.session.projects.projects.values())
-        ts = training_set(projects)
-        if len(projects) > 1:  # images of two folders may share a name: keep the pack's names apart
-            seen: dict[str, int] = {}
-            for c in ts.cases:
-                seen[c.stem] = seen.get(c.stem, 0) + 1
-            ts.cases = [c if seen[c.stem] == 1 else
-                        Case(c.image, c.ground_truth, f"{c.image.parent.name}__{c.stem}") for c in ts.cases]
+        ts = training_cases(projects)  # (images of two folders may share a name: kept apart)
         self.corrections = ts
         self.project = self._primary_project()
         n = len(ts.cases)
@@ -350,9 +364,7 @@ class TrainingTab(QWidget):
         else:
             self.output.setPlaceholderText("<project folder>/models/<model>-ft-<date>.safetensors")
         self._watch_statuses()
-        tabs = getattr(self.w, "tabs", None)
-        if tabs is not None:
-            tabs.setTabText(TRAINING_TAB, f"Training ({n})" if n else "Training")
+        self.title_changed.emit(f"Training ({n})" if n else "Training")
         self._update_button()
         self.refreshed.emit()
 
@@ -467,7 +479,7 @@ class TrainingTab(QWidget):
             for name, reason in ev.skipped:
                 self._log(f"Left out {name}: {reason}")
             if ev.skipped:
-                self.w.notice.show_notice(
+                self.notifier.notice(
                     f"Fine-tuning leaves out {len(ev.skipped)} corrected image(s) that cannot be read: "
                     + "; ".join(f"{n}: {r}" for n, r in ev.skipped[:3]), True)
             if ev.before_jsc is not None:
@@ -487,7 +499,7 @@ class TrainingTab(QWidget):
                       f"per epoch; run folder {ev.run_dir}")
             if ev.notice:
                 self._log(ev.notice)
-                self.w.notice.show_notice(ev.notice, False)
+                self.notifier.notice(ev.notice, False)
             if ev.base_scores and "base_val_jsc" in ev.base_scores:
                 self._log(f"Base model on the dermoscopy folder: JSC {_pct(ev.base_scores['base_val_jsc'])}")
         elif kind == "StepProgress":
@@ -562,7 +574,7 @@ class TrainingTab(QWidget):
         self.status.setText("Cancelled." if o.cancelled else "Finished.")
         if not o.cancelled:
             self.bar.setValue(self.bar.maximum())
-        self.w.statusBar().showMessage(
+        self.notifier.status(
             f"Fine-tuning {'cancelled' if o.cancelled else 'finished'}"
             + (f": {o.model_path.name}" if o.model_path is not None else ""), 8000)
 
@@ -572,7 +584,7 @@ class TrainingTab(QWidget):
         self.status.setStyleSheet("color: #b03030;")
         self._log(f"Error: {self.error}")
         self.result.reset(f"<span style='color:#b03030'>Fine-tuning failed: {html.escape(self.error)}</span>")
-        self.w.notice.show_notice(f"Fine-tuning failed: {self.error}", True)
+        self.notifier.notice(f"Fine-tuning failed: {self.error}", True)
 
     def _ended(self) -> None:
         if self.bar.maximum() == 0:
@@ -590,78 +602,35 @@ class TrainingTab(QWidget):
         self.finished.emit(self.outcome)
 
     def use_new_model(self, path: Path | None) -> None:
-        """Switch the window to the new model and show the Review tab (the images are predicted again)."""
+        """Switch to the new model and ask for the Review tab (the images are predicted again)."""
         if path is None:
             return
-        self.w.use_model(Path(path))
-        tabs = getattr(self.w, "tabs", None)
-        if tabs is not None:
-            tabs.setCurrentIndex(REVIEW_TAB)
+        self.context.use_model(Path(path))
+        self.review_requested.emit()
         self.refresh()
 
-    # ------------------------------------------------------------------ tab switching and closing
-    def tab_changed(self, index: int) -> None:
-        """The Training tab hides the review side panel and the edit tool bar (they act on the
-        canvas); the Review tab shows them again."""
-        if index == TRAINING_TAB:
-            self.refresh()
-            self.plot.ensure_built()  # the empty axes say what will be drawn
-            hide = [d for d in self.w.findChildren(QDockWidget) if d.objectName() == "dock_Review"]
-            editing = getattr(self.w, "editing", None)
-            if editing is not None:
-                hide.append(editing.toolbar)
-            self._hidden_for_training = [wdg for wdg in hide if wdg.isVisible()]
-            for wdg in self._hidden_for_training:
-                wdg.hide()
-        else:
-            for wdg in self._hidden_for_training:
-                wdg.show()
-            self._hidden_for_training = []
+    # ------------------------------------------------------------------ showing and closing
+    def shown(self) -> None:
+        """The tab came to the front: count again; the empty axes say what will be drawn."""
+        self.refresh()
+        self.plot.ensure_built()
 
     def _ask_stop(self) -> bool:
-        answer = QMessageBox.question(
-            self.w, "Fine-tuning is running",
+        return self.context.dialogs.ask_yes_no(
+            "Fine-tuning is running",
             "Fine-tuning is still running. Stop it and close? The best model so far is kept.")
-        return answer == QMessageBox.StandardButton.Yes
 
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt API
-        if obj is self.w and event.type() == QEvent.Type.Close and self.running:
-            if not self.ask_stop():
-                event.ignore()
-                return True
-            self.cancel()
-            self.wait(60.0)
-        return False
+    def confirm_close(self) -> bool:
+        """Before the window closes: False to keep it open; while training, asks (``ask_stop``)
+        and then cancels and waits (the engine keeps the best model so far)."""
+        if not self.running:
+            return True
+        if not self.ask_stop():
+            return False
+        self.cancel()
+        self.wait(60.0)
+        return True
 
     def shutdown(self, timeout: float = 60.0) -> bool:
         self.cancel()
         return self.wait(timeout)
-
-
-def install_training(window: MainWindow) -> TrainingTab:
-    """Put the canvas under a "Review" tab and add the "Training" tab beside it; returns the tab."""
-    tab = TrainingTab(window)
-    central = window.centralWidget()
-    layout = central.layout()
-    index = layout.indexOf(window.canvas)
-    layout.removeWidget(window.canvas)
-    tabs = QTabWidget()
-    tabs.setObjectName("mainTabs")
-    tabs.setDocumentMode(True)
-    tabs.addTab(window.canvas, "Review")
-    tabs.addTab(tab, "Training")
-    tabs.setTabToolTip(TRAINING_TAB, "Fine-tune the model on your saved corrections")
-    layout.insertWidget(index, tabs, 1)
-    window.tabs = tabs
-    tabs.currentChanged.connect(tab.tab_changed)
-    s = window.session
-    s.cases_opened.connect(tab.schedule_refresh)
-    s.summary_changed.connect(tab.statuses_maybe_changed)  # excluded / rejected images are left out
-    s.model_header_read.connect(tab.schedule_refresh)
-    s.model_failed.connect(tab.schedule_refresh)
-    editing = getattr(window, "editing", None)
-    if editing is not None:
-        editing.saved.connect(tab.schedule_refresh)
-    window.installEventFilter(tab)
-    tab.refresh()
-    return tab

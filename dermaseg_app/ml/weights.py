@@ -271,8 +271,13 @@ def _info_from_metadata(path: Path, metadata: dict[str, str] | None) -> ModelInf
 
 def read_model_info(path: str | Path) -> ModelInfo:
     """The ModelInfo of a model file, reading only its header (cheap)."""
+    from dermaseg_app.ml.header import ModelHeaderError, read_metadata
+
     path = Path(path)
-    metadata, _ = _read_file(path, tensors=False)
+    try:
+        metadata = read_metadata(path)  # the one header reader (torch-free, shared with the window)
+    except ModelHeaderError as exc:
+        raise WeightsError(exc.path, exc.reason) from None
     return _info_from_metadata(path, metadata)
 
 

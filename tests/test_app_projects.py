@@ -1,8 +1,8 @@
 """The review project of the bundled samples lives in the user's data folder, not in the install."""
 
 from dermaseg_app import paths
+from dermaseg_app.app.projects import ProjectBook
 from dermaseg_app.core.project import ReviewStatus
-from dermaseg_app.gui.projects import ProjectBook
 
 
 def test_bundled_samples_project_goes_to_user_data(samples_dir, tmp_path):

@@ -7,9 +7,9 @@ import cv2
 import numpy as np
 import pytest
 
+from dermaseg_app.app.prediction import FocusQueue, predict_cases
 from dermaseg_app.core.dataset import Case
 from dermaseg_app.core.prediction_cache import ModelKey, PredictionCache
-from dermaseg_app.gui.prediction_job import FocusQueue, predict_cases
 
 
 class _Job:

@@ -1,12 +1,18 @@
 """The corrections of the open folder: one undo history per image, kept while moving between
-images, with its saved state, the model's mask it started from, and its store (issue 5). No widgets.
+images, with its saved state, the model's mask it started from, and its store (issues 5, 13). No Qt.
 
-``EditBook`` is keyed by the session's row. An image gets an ``ImageEdit`` the first time it is
+``CorrectionBook`` is keyed by the image's path (never by a list row: the list may be sorted,
+filtered or replaced by another folder's). An image gets an ``ImageEdit`` the first time it is
 edited (starting from the mask on screen: the prediction at the current threshold, or no lesion
 when there is no prediction), when its saved correction is shown again, or when a crash journal is
 restored. Every change is journalled at once through ``CorrectionStore.history`` (the history's
 journal), so a crash loses at most the stroke in progress; ``save`` writes the correction
 (revision, latest PNG, sidecar) through the store and clears the journal.
+
+The policy around them lives here too: what to offer to restore after a crash
+(``worth_restoring`` / ``restore`` / ``discard_journals``), what leaving the folder means
+(``settle_clean``, ``dirty_images``, ``discard_unsaved``). The window asks the questions and
+shows the answers.
 """
 
 from __future__ import annotations
@@ -18,8 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from dermaseg_app.core.history import History
+from dermaseg_app.core.imageio import ImageReadError
 from dermaseg_app.core.project import Project
 from dermaseg_app.core.store import CorrectionInfo, CorrectionStore, StoreError
+
+RECOVERY_ERRORS = (StoreError, ImageReadError, OSError, ValueError)
 
 
 @dataclass
@@ -51,12 +60,22 @@ class ImageEdit:
         return reference is None or not np.array_equal(reference, self.history.mask)
 
 
-class EditBook:
-    """Per-row corrections of the open folder."""
+@dataclass
+class RestoreReport:
+    """What ``CorrectionBook.restore`` did."""
+
+    replayed: list[Path] = field(default_factory=list)   # journals replayed (restored or back at start)
+    restored: list[Path] = field(default_factory=list)   # of them, images with unsaved edits now
+    failed: list[tuple[Path, Exception]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)      # journals that could not be tidied
+
+
+class CorrectionBook:
+    """The corrections of the open folder, by image."""
 
     def __init__(self, project_for: Callable[[Path], Project | None]) -> None:
         self.project_for = project_for
-        self.edits: dict[int, ImageEdit] = {}
+        self.edits: dict[Path, ImageEdit] = {}
         self._stores: dict[Path, CorrectionStore] = {}
 
     def clear(self) -> None:
@@ -75,11 +94,11 @@ class EditBook:
             self._stores[project.project_dir] = store
         return store
 
-    def get(self, row: int) -> ImageEdit | None:
-        return self.edits.get(row)
+    def get(self, image: Path | None) -> ImageEdit | None:
+        return self.edits.get(image) if image is not None else None
 
-    def dirty_rows(self) -> list[int]:
-        return [row for row, e in self.edits.items() if e.dirty]
+    def dirty_images(self) -> list[Path]:
+        return [image for image, e in self.edits.items() if e.dirty]
 
     # ------------------------------------------------------------------ starting
     def saved_correction(self, image: Path) -> np.ndarray | None:
@@ -89,10 +108,10 @@ class EditBook:
             return None
         return store.load_correction(image)
 
-    def start(self, row: int, image: Path, mask: np.ndarray, prediction: np.ndarray | None,
+    def start(self, image: Path, mask: np.ndarray, prediction: np.ndarray | None,
               *, on_disk: bool = False, model_name: str | None = None,
               model_version: str | None = None, dirty: bool = False) -> ImageEdit:
-        """Begin keeping the correction of ``row``, starting at ``mask``.
+        """Begin keeping the correction of ``image``, starting at ``mask``.
 
         ``prediction`` (the model's mask, None without a model) is stored in the project first, so
         a crash journal can be replayed onto it. ``on_disk``: ``mask`` is the saved correction.
@@ -121,23 +140,22 @@ class EditBook:
         if not dirty:
             edit.saved_revision = history.revision
             edit.saved_mask = history.mask if on_disk else None
-        self.edits[row] = edit
+        self.edits[image] = edit
         return edit
 
-    def start_unjournalled(self, row: int, image: Path, mask: np.ndarray,
-                           prediction: np.ndarray | None) -> ImageEdit:
+    def start_unjournalled(self, image: Path, mask: np.ndarray, prediction: np.ndarray | None) -> ImageEdit:
         mask = np.asarray(mask, dtype=bool)
         pred = np.asarray(prediction, dtype=bool) if prediction is not None else np.zeros_like(mask)
         edit = ImageEdit(image, History(mask), pred, None)
         edit.saved_revision = edit.history.revision
-        self.edits[row] = edit
+        self.edits[image] = edit
         return edit
 
     # ------------------------------------------------------------------ saving
-    def save(self, row: int, model_name: str | None = None,
+    def save(self, image: Path, model_name: str | None = None,
              model_version: str | None = None) -> CorrectionInfo:
-        """Save ``row``'s correction; raises StoreError (the edit stays in memory and journal)."""
-        edit = self.edits[row]
+        """Save ``image``'s correction; raises StoreError (the edit stays in memory and journal)."""
+        edit = self.edits[image]
         if edit.history.stroke_in_progress:
             edit.history.end_stroke()
         store = edit.store if edit.store is not None else self.store_for(edit.image)
@@ -160,11 +178,11 @@ class EditBook:
         return info
 
     # ------------------------------------------------------------------ recovery
-    def pending(self, images: list[Path]) -> list[tuple[int, str]]:
-        """(row, stem) of the images with an unsaved crash journal."""
+    def pending(self, images: list[Path]) -> list[Path]:
+        """The images with an unsaved crash journal (one per journal: two paths of one image count once)."""
         out = []
         seen: set[tuple[Path, str]] = set()
-        for row, image in enumerate(images):
+        for image in images:
             try:
                 store = self.store_for(image)
             except StoreError:  # the project's folders cannot be made: nothing was journalled there
@@ -176,14 +194,14 @@ class EditBook:
                 continue
             try:
                 if store.journal_entries(stem):
-                    out.append((row, stem))
+                    out.append(image)
                     seen.add((store.project.project_dir, stem))
             except StoreError:
                 continue
         return out
 
-    def recover(self, row: int, image: Path, shape: tuple[int, int]) -> ImageEdit:
-        """Replay ``row``'s journal and keep the result as an unsaved edit (raises StoreError)."""
+    def recover(self, image: Path, shape: tuple[int, int]) -> ImageEdit:
+        """Replay ``image``'s journal and keep the result as an unsaved edit (raises StoreError)."""
         store = self.store_for(image)
         if store is None:
             raise StoreError(image, "no project folder")
@@ -191,7 +209,7 @@ class EditBook:
         base = store.base_mask(image)
         mask = store.recover(stem, base_mask=None if base is not None else np.zeros(shape, bool))
         pred = store.load_prediction(image)
-        edit = self.start(row, image, mask, None if pred is None else pred,
+        edit = self.start(image, mask, None if pred is None else pred,
                           on_disk=store.has_correction(image), dirty=True)
         edit.saved_mask = None
         if edit.on_disk:
@@ -216,23 +234,94 @@ class EditBook:
             mask = store.recover(stem, base_mask=reference)
         return not np.array_equal(mask, reference)
 
-    def settle(self, row: int) -> None:
+    def worth_restoring(self, pending: list[Path], shape_of: Callable[[Path], tuple[int, int]]) -> list[Path]:
+        """The journals of ``pending`` whose replay changes the mask; the others (edits undone, or
+        reset to the model's mask) are removed without asking: there is nothing to restore in
+        them. A journal that cannot be checked is kept (restoring it then says what is wrong).
+        ``shape_of(image)`` is the image's (height, width)."""
+        out = []
+        for image in pending:
+            try:
+                if self.journal_changes_mask(image, lambda im=image: shape_of(im)):
+                    out.append(image)
+                else:
+                    self.discard_journal(image)
+            except RECOVERY_ERRORS:
+                out.append(image)
+        return out
+
+    def restore(self, images: list[Path], shape_of: Callable[[Path], tuple[int, int]]) -> RestoreReport:
+        """Replay the journals of ``images`` into unsaved edits; one that comes back to where it
+        started is settled (and forgotten unless a saved correction exists)."""
+        report = RestoreReport()
+        for image in images:
+            try:
+                self.recover(image, shape_of(image))
+            except RECOVERY_ERRORS as exc:
+                report.failed.append((image, exc))
+                continue
+            report.replayed.append(image)
+            if not self.edits[image].dirty:  # replayed back to where it started: nothing unsaved
+                report.errors.extend(self._settle_quietly(image))
+                if not self.edits[image].on_disk:
+                    del self.edits[image]
+                continue
+            report.restored.append(image)
+        return report
+
+    def discard_journals(self, images: list[Path]) -> list[str]:
+        """Remove the journals of ``images`` (the user chose not to restore them); returns the errors."""
+        errors = []
+        for image in images:
+            try:
+                self.discard_journal(image)
+            except StoreError as exc:
+                errors.append(str(exc))
+        return errors
+
+    # ------------------------------------------------------------------ leaving
+    def settle(self, image: Path) -> None:
         """Forget the journal of a correction that is back at its saved state (or, never saved, at
         the model's mask): there is nothing to restore after a crash, and the next edits are
         journalled onto that same mask. Raises StoreError."""
-        edit = self.edits.get(row)
+        edit = self.edits.get(image)
         if edit is not None and edit.store is not None and not edit.dirty:
             if edit.store.journal_path(edit.image).exists():
                 edit.store.clear_journal(edit.store.stem(edit.image))
 
-    def drop_unchanged(self) -> list[int]:
+    def _settle_quietly(self, image: Path) -> list[str]:
+        try:
+            self.settle(image)
+        except StoreError as exc:
+            return [str(exc)]
+        return []
+
+    def settle_clean(self) -> list[str]:
+        """Settle every correction with nothing unsaved (before leaving the folder: no journal is
+        left behind for them); returns the errors."""
+        errors: list[str] = []
+        for image in list(self.edits):
+            if not self.edits[image].dirty:
+                errors.extend(self._settle_quietly(image))
+        return errors
+
+    def discard_unsaved(self) -> None:
+        """Forget the corrections with unsaved changes and their journals (the user chose discard)."""
+        for image in self.dirty_images():
+            try:
+                self.discard_journal(image)
+            except StoreError:
+                pass
+            self.edits.pop(image, None)
+
+    def drop_unchanged(self) -> list[Path]:
         """Forget the corrections that were never saved and equal the model's mask they started
-        from (after a model switch they would hide the new model's mask); returns their rows."""
-        rows = [row for row, e in self.edits.items() if not e.dirty and not e.on_disk]
-        for row in rows:
-            self.settle(row)
-            del self.edits[row]
-        return rows
+        from (after a model switch they would hide the new model's mask); returns their images."""
+        images = [image for image, e in self.edits.items() if not e.dirty and not e.on_disk]
+        for image in images:
+            self.settle(image)
+            del self.edits[image]
+        return images
 
     def discard_journal(self, image: Path) -> None:
         store = self.store_for(image)

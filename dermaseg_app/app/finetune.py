@@ -1,11 +1,14 @@
 """Fine-tuning on the reviewer's corrections, as a background job for the Training tab (no Qt).
 
+``training_cases(projects)`` gathers the saved corrections of the open folder's projects.
+
 ``finetune_job(job, request, cancel)`` is a generator a ``workers.Worker`` drives:
 
 1. the output folder is checked first (a run must not fail after minutes for a folder it
    cannot write), and ``out`` must be new and outside the shipped ``models/`` folder;
-2. the corrected cases are split: with 4 or more, 10% (at least one, chosen with a fixed seed)
-   are held out to choose the epoch and to score the model before and after;
+2. the corrected cases are split: with 4 or more, 10% (at least one, chosen with a fixed seed by
+   the training engine's own rule, ``ml.training.holdout_indices``) are held out to choose the
+   epoch and to score the model before and after;
 3. they are decoded into training packs (``ml.data.load_cases``) written atomically to
    ``<project>/training/corrections-<size>.npz`` (and ``corrections-val-<size>.npz``); a pair
    that cannot be decoded is left out and reported (:class:`Prepared.skipped`);
@@ -30,9 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from dermaseg_app.core.dataset import Case
+from dermaseg_app.core.project import Project
+from dermaseg_app.core.training_set import TrainingSet, training_set
 
 MIN_CASES = 2            # fewer corrections than this cannot fill a batch
 MIN_FOR_VALIDATION = 4   # from this many on, some are held out to choose the epoch
@@ -154,14 +157,28 @@ def check_output(out: Path, base_model: Path) -> None:
 
 
 def split_cases(cases: list[Case], seed: int = SPLIT_SEED) -> tuple[list[Case], list[Case]]:
-    """(train, validation): 10% (at least 1) held out from 4 cases on, none below."""
+    """(train, validation): from 4 cases on, ``VAL_FRACTION`` (at least 1) held out by the training
+    engine's rule (``ml.training.holdout_indices``) on the cases sorted by stem; none below."""
     cases = sorted(cases, key=lambda c: c.stem)
     if len(cases) < MIN_FOR_VALIDATION:
         return cases, []
-    order = np.random.default_rng(seed).permutation(len(cases))
-    n_val = max(1, int(round(len(cases) * VAL_FRACTION)))
-    val = set(int(i) for i in order[:n_val])
+    from dermaseg_app.ml.training import holdout_indices
+
+    val = set(holdout_indices(len(cases), VAL_FRACTION, seed))
     return ([c for i, c in enumerate(cases) if i not in val], [c for i, c in enumerate(cases) if i in val])
+
+
+def training_cases(projects: list[Project]) -> TrainingSet:
+    """The saved corrections of ``projects`` to fine-tune on; with several projects, a name two
+    folders share is made unique (``<folder>__<stem>``) so the training pack keeps them apart."""
+    ts = training_set(projects)
+    if len(projects) > 1:
+        seen: dict[str, int] = {}
+        for c in ts.cases:
+            seen[c.stem] = seen.get(c.stem, 0) + 1
+        ts.cases = [c if seen[c.stem] == 1 else
+                    Case(c.image, c.ground_truth, f"{c.image.parent.name}__{c.stem}") for c in ts.cases]
+    return ts
 
 
 def finetune_job(job, request: FinetuneRequest, cancel: threading.Event) -> Iterator[Any]:

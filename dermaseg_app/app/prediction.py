@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from dermaseg_app.core.dataset import Case
+from dermaseg_app.core.metrics import border_uncertainty, threshold_u8
 from dermaseg_app.core.prediction_cache import PredictionCache, quantize
-from dermaseg_app.gui.canvas.overlay import border_uncertainty, threshold_u8
 
 
 @dataclass
