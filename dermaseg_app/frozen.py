@@ -67,12 +67,7 @@ def xcb_plugin_path() -> Path | None:
 
 def missing_library(plugin: Path) -> str | None:
     """The soname the dynamic loader cannot find when it loads ``plugin``, or None when it loads
-    (Qt's own libraries are loaded first, from PySide6, as Qt does)."""
-    try:
-        import PySide6.QtGui  # noqa: F401 - loads libQt6Core/Gui the plugin links against
-    except ImportError as exc:
-        match = _MISSING.search(str(exc))
-        return match.group(1) if match else None
+    (Qt's own libraries are found through the plugin's run path, next to it in PySide6)."""
     try:
         ctypes.CDLL(str(plugin), mode=getattr(os, "RTLD_LAZY", 1))
     except OSError as exc:
