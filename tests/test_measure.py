@@ -354,3 +354,64 @@ def test_measure_command_bad_arguments(tmp_path, capsys):
     assert cli.main(["measure", str(tmp_path / "nope")]) == 2
     with pytest.raises(SystemExit):
         cli.main(["measure", str(tmp_path), "--mm-per-px", "-1"])
+
+
+# -- predict's CSV and the export manifest ------------------------------------------------------
+
+def test_predict_csv_has_the_measurement_columns_after_the_old_ones(random_model, sample_folder, tmp_path, capsys):
+    import csv
+
+    from dermaseg_app import cli
+    from dermaseg_app.commands.predict import CSV_COLUMNS
+
+    old = ("image", "mask", "width", "height", "lesion_fraction", "seconds", "error")
+    assert CSV_COLUMNS == old + MEASUREMENT_COLUMNS
+    images = sample_folder(["ISIC_0000169"])
+    out = tmp_path / "out"
+    assert cli.main(["predict", str(images), "--out", str(out), "--model", str(random_model),
+                     "--device", "cpu", "--mm-per-px", "0.01"]) == 0
+    with open(out / "predictions.csv", newline="") as fh:
+        reader = csv.DictReader(fh)
+        (row,) = list(reader)
+    assert tuple(reader.fieldnames) == CSV_COLUMNS
+    assert row["unit"] == "mm" and row["mm_per_px"] == "0.01" and row["calibration_source"] == "cli"
+    from dermaseg_app.core.imageio import read_mask
+
+    pixels = int(read_mask(row["mask"]).sum())
+    if pixels:
+        assert float(row["area"]) == pytest.approx(pixels * 1e-4, rel=1e-4)
+        assert row["asymmetry_axes"] in ("0", "1", "2") and float(row["border_irregularity"]) > 0
+
+
+def test_export_manifest_has_measurements_and_the_formula_guard(sample_folder, tmp_path):
+    import csv
+
+    from dermaseg_app.core.export import MANIFEST_COLUMNS, csv_safe, export_project
+    from dermaseg_app.core.imageio import read_mask
+    from dermaseg_app.core.project import Project
+    from dermaseg_app.core.store import CorrectionStore
+
+    assert MANIFEST_COLUMNS[-len(MEASUREMENT_COLUMNS):] == MEASUREMENT_COLUMNS
+    assert MANIFEST_COLUMNS.index("error") == len(MANIFEST_COLUMNS) - len(MEASUREMENT_COLUMNS) - 1
+    images = sample_folder(["ISIC_0000169"])
+    image = images / "ISIC_0000169.jpg"
+    project = Project.open_for(images)
+    gt = read_mask(images.parent / "ISIC-2017_Training_Part1_GroundTruth" / "ISIC_0000169_segmentation.png")
+    CorrectionStore(project).save_correction(image, gt)
+    project.set_note(image, "=HYPERLINK(\"x\")")
+    out = tmp_path / "export"
+    export_project(project, out, calibration=Calibration(0.02, "user"))
+    with open(out / "manifest.csv", newline="", encoding="utf-8") as fh:
+        (row,) = list(csv.DictReader(fh))
+    expected = measure(gt, calibration=Calibration(0.02, "user"))
+    assert row["unit"] == "mm" and row["calibration_source"] == "user"
+    assert float(row["area"]) == pytest.approx(expected.area, rel=1e-5)
+    assert float(row["max_diameter"]) == pytest.approx(expected.max_diameter, rel=1e-5)
+    assert row["asymmetry_axes"] == str(expected.asymmetry_axes)
+    assert row["colours"] and set(row["colours"].split(";")) <= set(COLOUR_NAMES)
+    assert row["note"].startswith("'=")  # the guard still applies
+    assert csv_safe("-light") == "'-light"
+    export_project(project, tmp_path / "export2")  # uncalibrated: each file's resolution, else px
+    with open(tmp_path / "export2" / "manifest.csv", newline="", encoding="utf-8") as fh:
+        (row2,) = list(csv.DictReader(fh))
+    assert row2["unit"] == "px" and float(row2["area"]) == expected.area_px
