@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 
-import cv2
 import numpy as np
 import pytest
 
@@ -20,6 +19,7 @@ from dermaseg_app.core.measure import (
     calibration_from_resolution,
     colour_map,
     crofton_perimeter,
+    follow_up,
     measure,
 )
 
@@ -415,3 +415,17 @@ def test_export_manifest_has_measurements_and_the_formula_guard(sample_folder, t
     with open(tmp_path / "export2" / "manifest.csv", newline="", encoding="utf-8") as fh:
         (row2,) = list(csv.DictReader(fh))
     assert row2["unit"] == "px" and float(row2["area"]) == expected.area_px
+
+
+def test_follow_up_change_in_percent():
+    cal = Calibration(0.01, "user")
+    before = measure(ellipse((220, 220), 110, 110, 50, 40), calibration=cal)
+    after = measure(ellipse((220, 220), 110, 110, 60, 40), calibration=cal)
+    f = follow_up(before, after)
+    assert f["comparable"] and f["unit"] == "mm" and not f["note"]
+    assert f["fields"]["area"]["change_percent"] == pytest.approx(20, abs=1)
+    assert f["fields"]["max_diameter"]["change_percent"] == pytest.approx(20, abs=2)
+    mixed = follow_up(before, after.with_calibration(None))
+    assert not mixed["comparable"] and mixed["fields"]["area"]["change_percent"] is None
+    px = follow_up(before.with_calibration(None), after.with_calibration(None))
+    assert px["comparable"] and "pixels" in px["note"]

@@ -62,14 +62,15 @@ __all__ = [
     "COLOUR_MAX_DISTANCE",
     "COLOUR_MIN_SHARE",
     "COLOUR_NAMES",
+    "MEASUREMENT_COLUMNS",
     "REFERENCE_COLOURS_RGB",
     "Calibration",
     "ColourMap",
-    "MEASUREMENT_COLUMNS",
     "Measurements",
     "calibration_from_file",
     "calibration_from_resolution",
     "colour_map",
+    "follow_up",
     "measure",
 ]
 
@@ -201,7 +202,7 @@ def calibration_from_file(path: str | os.PathLike[str]) -> Calibration:
 
         with Image.open(path) as im:
             if im.format == "TIFF":
-                tags, source = im.tag_v2, "tiff"
+                tags, source = im.tag_v2, "tiff"  # type: ignore[attr-defined]
             else:
                 tags, source = im.getexif(), "exif"
             x, y, unit = tags.get(282), tags.get(283), tags.get(296)
@@ -545,6 +546,7 @@ def measure(mask: np.ndarray, image: np.ndarray | ColourMap | None = None,
             raise ValueError(f"the image ({image_shape[1]}x{image_shape[0]}) and the mask "
                              f"({shape[1]}x{shape[0]}) differ in size")
     m01 = m.view(np.uint8) if m.dtype == np.bool_ else (m != 0).view(np.uint8)
+    m01 = np.ascontiguousarray(m01)
     c0, r0, bw, bh = cv2.boundingRect(m01)
     empty = Measurements(cal, 0.0, 0.0, 0.0, 0.0, 0.0, 0, 0, None, None, None, None,
                          float(asymmetry_threshold), None, None, None,
@@ -606,3 +608,34 @@ def measure(mask: np.ndarray, image: np.ndarray | ColourMap | None = None,
         image_shape=shape, seconds=time.perf_counter() - t0,
     )
 
+
+# -- follow-up --------------------------------------------------------------------------------
+
+FOLLOW_UP_FIELDS = ("area", "perimeter", "max_diameter", "min_diameter", "equivalent_diameter")
+
+
+def follow_up(before: Measurements, after: Measurements) -> dict[str, Any]:
+    """Two measurements of the same lesion side by side, with the change in percent.
+
+    ``{"unit", "comparable", "note", "fields": {name: {"before", "after", "change_percent"}}}``
+    for ``FOLLOW_UP_FIELDS`` (area in unit squared). Changes are computed when both are
+    calibrated (mm), or both uncalibrated (px: meaningful only at the same magnification, which
+    ``note`` says); not when one is calibrated and the other is not (``comparable`` False,
+    ``change_percent`` None). ``change_percent`` is also None where ``before`` is 0.
+    """
+    both_mm = before.calibration.calibrated and after.calibration.calibrated
+    comparable = both_mm or (not before.calibration.calibrated and not after.calibration.calibrated)
+    note = ""
+    if not comparable:
+        note = "one image is calibrated and the other is not: no change computed"
+    elif not both_mm:
+        note = "both uncalibrated: changes in pixels assume the same magnification"
+    fields = {}
+    for name in FOLLOW_UP_FIELDS:
+        a, b = float(getattr(before, name)), float(getattr(after, name))
+        change = None
+        if comparable and a > 0:
+            change = 100.0 * (b - a) / a
+        fields[name] = {"before": a, "after": b, "change_percent": change}
+    return {"unit": before.unit if before.unit == after.unit else None, "comparable": comparable,
+            "note": note, "fields": fields}
