@@ -584,11 +584,10 @@ def measure(mask: np.ndarray, image: np.ndarray | ColourMap | None = None,
     colours = shares_by_colour = None
     if image is not None:
         if isinstance(image, ColourMap):
-            labels = np.ascontiguousarray(image.labels[r0:r1, c0:c1])
-            counts = cv2.calcHist([labels], [0], crop, [256], [0, 256]).ravel()
+            labels = image.labels[r0:r1, c0:c1]
         else:
-            rgb = _as_rgb(image)[r0:r1, c0:c1]
-            counts = np.bincount(_colour_labels(rgb[crop != 0], colour_max_distance), minlength=256)
+            labels = _colour_labels(_as_rgb(image)[r0:r1, c0:c1], colour_max_distance)
+        counts = cv2.calcHist([np.ascontiguousarray(labels)], [0], crop, [256], [0, 256]).ravel()
         shares_by_colour = {name: float(counts[i]) / area for i, name in enumerate(COLOUR_NAMES)}
         colours = tuple(n for n in COLOUR_NAMES if shares_by_colour[n] > colour_min_share)
 
