@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import cv2
 import numpy as np
 import pytest
 
@@ -429,3 +430,25 @@ def test_follow_up_change_in_percent():
     assert not mixed["comparable"] and mixed["fields"]["area"]["change_percent"] is None
     px = follow_up(before.with_calibration(None), after.with_calibration(None))
     assert px["comparable"] and "pixels" in px["note"]
+
+
+def test_measure_command_with_a_masks_folder_and_a_mismatched_mask(samples_dir, sample_gt_dir, tmp_path, capsys):
+    import shutil
+
+    from dermaseg_app import cli
+
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "my-masks").mkdir()
+    shutil.copy(samples_dir / "ISIC_0000169.jpg", tmp_path / "imgs" / "a.jpg")
+    shutil.copy(samples_dir / "ISIC_0000299.jpg", tmp_path / "imgs" / "b.jpg")
+    shutil.copy(sample_gt_dir / "ISIC_0000169_segmentation.png", tmp_path / "my-masks" / "a.png")
+    cv2.imwrite(str(tmp_path / "my-masks" / "b.png"), np.full((10, 10), 255, np.uint8))
+    out = tmp_path / "m.json"
+    code = cli.main(["measure", str(tmp_path / "imgs"), "--masks", str(tmp_path / "my-masks"), "--json", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert [e["image"].endswith("a.jpg") for e in report["images"]] == [True]
+    assert report["images"][0]["mask"].endswith("a.png")
+    (error,) = report["errors"]
+    assert error["path"].endswith("b.jpg") and "differs" in error["reason"]
+    assert "skipped" in capsys.readouterr().err
