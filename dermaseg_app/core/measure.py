@@ -338,29 +338,39 @@ def crofton_perimeter(mask01: np.ndarray) -> float:
 
 def _feret(hull: np.ndarray) -> tuple[float, float, tuple, tuple]:
     """Max and min Feret diameters of a convex polygon (its vertices, (N, 2)), with their
-    segments ((x0, y0), (x1, y1))."""
-    if len(hull) < 2:
-        return 0.0, 0.0, (tuple(hull[0]), tuple(hull[0])), (tuple(hull[0]), tuple(hull[0]))
-    diff = hull[:, None, :] - hull[None, :, :]
-    d2 = (diff ** 2).sum(axis=2)
-    i, j = np.unravel_index(int(d2.argmax()), d2.shape)
-    max_d = math.sqrt(float(d2[i, j]))
-    max_line = (tuple(hull[i]), tuple(hull[j]))
-    if len(hull) < 3:
-        return max_d, 0.0, max_line, (tuple(hull[0]), tuple(hull[0]))
+    segments ((x0, y0), (x1, y1)). All vertex pairs and all edge-vertex pairs, in blocks of
+    rows so that a hull of thousands of vertices stays within a few MB."""
+    n = len(hull)
+    if n < 2:
+        p0 = tuple(hull[0])
+        return 0.0, 0.0, (p0, p0), (p0, p0)
+    block = max(1, 200_000 // n)
+    best, bi, bj = -1.0, 0, 0
+    for s in range(0, n, block):
+        d2 = ((hull[s:s + block, None, :] - hull[None, :, :]) ** 2).sum(axis=2)
+        k = int(d2.argmax())
+        if d2.flat[k] > best:
+            best, bi, bj = float(d2.flat[k]), s + k // n, k % n
+    max_line = (tuple(map(float, hull[bi])), tuple(map(float, hull[bj])))
+    if n < 3:
+        return math.sqrt(best), 0.0, max_line, (tuple(hull[0]), tuple(hull[0]))
     edges = np.roll(hull, -1, axis=0) - hull
     lengths = np.hypot(edges[:, 0], edges[:, 1])
     ok = lengths > 0
     normals = np.stack([-edges[ok, 1], edges[ok, 0]], axis=1) / lengths[ok, None]
     starts = hull[ok]
-    # distance of every hull vertex from every edge's line (the hull is on one side)
-    dist = np.abs(np.einsum("ekd,ed->ek", hull[None, :, :] - starts[:, None, :], normals))
-    far = dist.argmax(axis=1)
-    widths = dist[np.arange(len(far)), far]
+    # for each edge, the farthest hull vertex from its line (the hull lies on one side)
+    widths = np.empty(len(starts))
+    far = np.empty(len(starts), np.intp)
+    for s in range(0, len(starts), block):
+        dist = np.abs(np.einsum("ekd,ed->ek", hull[None, :, :] - starts[s:s + block, None, :],
+                                normals[s:s + block]))
+        far[s:s + block] = dist.argmax(axis=1)
+        widths[s:s + block] = dist[np.arange(len(dist)), far[s:s + block]]
     e = int(widths.argmin())
     p = hull[far[e]]
     foot = p - normals[e] * float(np.dot(p - starts[e], normals[e]))
-    return max_d, float(widths[e]), max_line, (tuple(p), tuple(foot))
+    return math.sqrt(best), float(widths[e]), max_line, (tuple(map(float, p)), tuple(map(float, foot)))
 
 
 _SQUARE = np.array([[0, 0], [1, 0], [0, 1], [1, 1]], np.int32)
