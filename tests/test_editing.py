@@ -12,6 +12,7 @@ import shapely
 from shapely.geometry import MultiPolygon, Point as SPoint, Polygon, box
 
 from dermaseg_app.core import editing as E
+from dermaseg_app.core.edit.morphology import _kth_largest
 from dermaseg_app.core.editing import BBox, EditOp, VertexRef
 from dermaseg_app.core.geometry import mask_to_polygons, polygons_to_mask
 
@@ -364,4 +365,4 @@ def test_kth_largest_band_shortcut() -> None:
     v[300:600] = 0.0
     ref = np.sort(v)[::-1]
     for k in (1, 250, 300, 301, 500, 700, 1000):
-        assert E._kth_largest(v, k) == ref[k - 1]
+        assert _kth_largest(v, k) == ref[k - 1]

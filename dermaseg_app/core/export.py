@@ -45,8 +45,8 @@ from shapely.geometry.polygon import orient
 from dermaseg_app import __version__
 from dermaseg_app.core.atomic import atomic_write_text
 from dermaseg_app.core.dataset import OUTPUT_MARKER, find_ground_truth, find_images, mark_output_folder
-from dermaseg_app.core.editing import BBox, polygons_of, rasterize_rings
-from dermaseg_app.core.geometry import mask_to_polygons
+from dermaseg_app.core.edit import BBox
+from dermaseg_app.core.geometry import mask_to_polygons, polygons_of, rasterize_rings
 from dermaseg_app.core.imageio import ImageReadError, read_mask, write_mask_png
 from dermaseg_app.core.metrics import MaskSizeMismatch, agreement, score
 from dermaseg_app.core.project import Project, ReviewStatus

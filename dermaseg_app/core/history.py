@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dermaseg_app.core.editing import BBox, BrushStroke, EditOp, EditResult, diff_bbox
+from dermaseg_app.core.edit import BBox, BrushStroke, EditOp, EditResult, diff_bbox
 
 JournalSink = Callable[[dict], None]
 
