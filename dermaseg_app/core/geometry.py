@@ -4,7 +4,7 @@ Coordinates are ``(x, y)`` floats in which pixel ``(row r, column c)`` is the un
 ``[c, c+1] x [r, r+1]``. ``mask_to_polygons`` traces the exact outline of the pixels (every
 vertex on a pixel corner, axis-parallel edges, collinear vertices dropped), so the polygon area
 equals the number of mask pixels, and ``polygons_to_mask`` (a pixel is inside when its centre
-``(c + 0.5, r + 0.5)`` is) gives the mask back exactly. Drawing the rings on a widget whose
+``(c + 0.5, r + 0.5)`` is strictly inside) gives the mask back exactly. Drawing the rings on a widget whose
 pixel ``(c, r)`` covers ``[c, c+1) x [r, r+1)`` lines them up with the pixel borders.
 
 Foreground is 8-connected (pixels touching at a corner belong to one region); where two
@@ -12,6 +12,12 @@ squares meet at a single corner, ``shapely.make_valid`` splits the pinched ring 
 parts, so results are always valid shapely geometry, ready for the editing operations of a later
 issue (union/difference with brush strokes, simplify, smooth, buffer), whose arbitrary float
 coordinates ``polygons_to_mask`` rasterises exactly by the same centre rule.
+
+One rasteriser serves the whole application: :func:`rasterize_rings` (a region, even-odd or
+non-zero) is what ``polygons_to_mask``, the editing operations (``core.edit``) and the COCO
+export's exactness check use, so they give the same pixels by construction. The ring helpers
+(:func:`polygons_of`, :func:`as_multipolygon`, :func:`polygon_rings`, :func:`ring_coords`) are
+shared the same way.
 
 How the exact outline is traced: the mask is drawn on a grid twice as fine plus one, where pixel
 ``(r, c)`` covers the 3x3 block of cells ``2r..2r+2, 2c..2c+2``; the cells on the outside of
