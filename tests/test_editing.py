@@ -9,11 +9,12 @@ import cv2
 import numpy as np
 import pytest
 import shapely
-from shapely.geometry import MultiPolygon, Point as SPoint, Polygon, box
+from shapely.geometry import MultiPolygon, Polygon, box
+from shapely.geometry import Point as SPoint
 
 from dermaseg_app.core import edit as E
-from dermaseg_app.core.edit.morphology import _kth_largest
 from dermaseg_app.core.edit import BBox, EditOp, VertexRef
+from dermaseg_app.core.edit.morphology import _kth_largest
 from dermaseg_app.core.geometry import mask_to_polygons, polygons_to_mask
 
 GT = Path(__file__).resolve().parents[1] / "resources" / "samples" / "ISIC-2017_Training_Part1_GroundTruth"

@@ -9,13 +9,13 @@ from shapely.geometry import MultiPolygon, Point, Polygon, box
 from dermaseg_app.core.geometry import (
     _Box,
     as_multipolygon,
-    polygons_of,
-    rasterize_rings,
-    ring_coords,
     contours,
     mask_to_polygons,
     polygon_rings,
+    polygons_of,
     polygons_to_mask,
+    rasterize_rings,
+    ring_coords,
 )
 from dermaseg_app.core.imageio import read_mask
 
@@ -154,7 +154,8 @@ def test_rasteriser_pixel_rule_on_ties() -> None:
     shape = (40, 50)
     yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
     rng = np.random.default_rng(7)
-    geoms = [box(0.5, 0.5, 3.5, 3.5), box(1.5, 2.0, 6.5, 9.0), Polygon([(4.5, 42.5), (1.5, 24.0), (34.0, 48.0), (4.5, 35.5)])]
+    notch = Polygon([(4.5, 42.5), (1.5, 24.0), (34.0, 48.0), (4.5, 35.5)])  # a vertex on a centre
+    geoms = [box(0.5, 0.5, 3.5, 3.5), box(1.5, 2.0, 6.5, 9.0), notch]
     while len(geoms) < 300:
         g = Polygon(rng.integers(-6, 110, (int(rng.integers(3, 8)), 2)) * 0.5)
         if g.is_valid and not g.is_empty:

@@ -239,11 +239,11 @@ def rasterize_rings(rings: Iterable[ArrayLike], region: PixelBox, rule: str = "e
     ``(c + 0.5, r + 0.5)`` is strictly inside the shape. A centre exactly on the outline is
     outside: on a vertex always, on an edge unless the shape is inside on both sides of it (an
     edge of a self-overlapping lasso that lies within another of its loops). So for valid
-    polygons the result is exactly ``shapely.contains_xy`` at the pixel centres. Pixel-edge polygons (integer vertices, as
-    ``mask_to_polygons`` gives) have no centre on their outline and rasterise back to exactly their
-    pixels. A centre counts as on the outline when the computed crossing is exactly ``c + 0.5``:
-    exact for coordinates on a binary grid (integers, halves, quarters: mouse positions at integer
-    zoom); elsewhere float rounding of the crossing decides.
+    polygons the result is exactly ``shapely.contains_xy`` at the pixel centres. Pixel-edge
+    polygons (integer vertices, as ``mask_to_polygons`` gives) have no centre on their outline
+    and rasterise back to exactly their pixels. A centre counts as on the outline when the
+    computed crossing is exactly ``c + 0.5``: exact for coordinates on a binary grid (integers,
+    halves, quarters: mouse positions at integer zoom); elsewhere float rounding decides.
 
     ``rings``: (N, 2) x, y arrays (or nested lists), closed or not; rings of fewer than 3 vertices
     and edges with a non-finite coordinate are ignored. ``rule``: "evenodd" (a point is inside
@@ -277,7 +277,7 @@ def rasterize_rings(rings: Iterable[ArrayLike], region: PixelBox, rule: str = "e
         above = np.zeros_like(out)
         _scan(above, p, q, x0, y0, rule, above=True)
         on_edge = np.zeros_like(out)
-        for yy, xa, xb in zip(ya[flat].tolist(), p[flat, 0].tolist(), q[flat, 0].tolist()):
+        for yy, xa, xb in zip(ya[flat].tolist(), p[flat, 0].tolist(), q[flat, 0].tolist(), strict=True):
             lo, hi = sorted((xa, xb))
             on_edge[int(yy - 0.5) - y0, max(math.ceil(lo - 0.5) - x0, 0):max(math.floor(hi - 0.5) + 1 - x0, 0)] = True
         out &= ~on_edge | above
@@ -327,7 +327,7 @@ def _scan(out: np.ndarray, p: np.ndarray, q: np.ndarray, x0: int, y0: int, rule:
     row_end = np.flatnonzero(np.diff(rows, append=-1) != 0)
     if not inside[row_end].any():  # every row comes back outside: fill the spans
         span = np.flatnonzero(inside[:-1] & (cols[:-1] < cols[1:]))
-        for r, a, b in zip(rows[span].tolist(), cols[span].tolist(), cols[span + 1].tolist()):
+        for r, a, b in zip(rows[span].tolist(), cols[span].tolist(), cols[span + 1].tolist(), strict=True):
             out[r, a:b] = True
     else:  # an unbalanced row (an edge dropped as non-finite): count per pixel
         acc = np.zeros((h, w + 1), dtype=np.int64)

@@ -174,7 +174,7 @@ def _header(data: bytes, fmt: str) -> tuple[int, int, int]:
         w, h = im.size
         try:
             orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
-        except Exception:  # a broken EXIF block must not make a readable image unreadable
+        except Exception:  # noqa: BLE001 - a broken EXIF block must not make a readable image unreadable
             orientation = 1
     finally:
         im.close()
@@ -204,7 +204,7 @@ def _pil_orientation(data: bytes) -> int:
         with Image.open(io.BytesIO(data)) as im:
             value = im.getexif().get(_EXIF_ORIENTATION, 1)
         value = int(value)
-    except Exception:  # a broken EXIF block must not make a readable image unreadable
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not make a readable image unreadable
         return 1
     return value if 1 <= value <= 8 else 1
 
@@ -245,7 +245,7 @@ def _jpeg_is_truncated(data: bytes) -> bool:
             return True
         with Image.open(io.BytesIO(data)) as im:
             im.load()
-    except Exception:
+    except Exception:  # noqa: BLE001 - any decode failure: the data is truncated or damaged
         return True
     return False
 

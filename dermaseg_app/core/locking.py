@@ -25,7 +25,7 @@ __all__ = ["LOCK_FILENAME", "LockHandle", "acquire", "holder"]
 LOCK_FILENAME = "project.lock"
 
 _mutex = threading.Lock()
-_held: dict[str, "_Held"] = {}
+_held: dict[str, _Held] = {}
 
 
 @dataclass

@@ -106,7 +106,7 @@ class ImageRecord:
                 "edited": self.edited}
 
     @classmethod
-    def from_json(cls, data: dict) -> "ImageRecord":
+    def from_json(cls, data: dict) -> ImageRecord:
         """The record stored as ``data``; raises ValueError when a field has the wrong type."""
         if not isinstance(data, dict):
             raise ValueError(f"a record is an object, not {type(data).__name__}")
@@ -302,7 +302,7 @@ class Project:
     # -- opening -----------------------------------------------------------------------------
     @classmethod
     def open_for(cls, image_folder: Path | str, project_dir: Path | str | None = None,
-                 read_only: bool = False) -> "Project":
+                 read_only: bool = False) -> Project:
         """Open (or create) the project of ``image_folder``.
 
         ``project_dir`` defaults to ``<image_folder>/dermaseg-project``. Raises ProjectNotWritable
@@ -351,7 +351,7 @@ class Project:
         return project
 
     @classmethod
-    def open_existing(cls, path: Path | str, read_only: bool = False) -> "Project":
+    def open_existing(cls, path: Path | str, read_only: bool = False) -> Project:
         """Open a project from either its image folder or its project folder (for ``dermaseg export``).
 
         A project folder given directly reads the image folder from project.json (falls back to

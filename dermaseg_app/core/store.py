@@ -145,7 +145,7 @@ class CorrectionInfo:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "CorrectionInfo":
+    def from_json(cls, data: dict) -> CorrectionInfo:
         """The sidecar stored as ``data``; ValueError when a field is missing or of the wrong type."""
         if not isinstance(data, dict):
             raise ValueError("the sidecar is not a JSON object")

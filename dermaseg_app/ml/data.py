@@ -82,7 +82,7 @@ class Pack:
     def nbytes(self) -> int:
         return int(self.images.nbytes + self.masks.nbytes)
 
-    def subset(self, indices: Sequence[int]) -> "Pack":
+    def subset(self, indices: Sequence[int]) -> Pack:
         idx = np.asarray(list(indices), dtype=np.int64)
         return Pack(
             images=self.images[idx],
@@ -95,7 +95,7 @@ class Pack:
         )
 
     @staticmethod
-    def concat(packs: Sequence["Pack"]) -> "Pack":
+    def concat(packs: Sequence[Pack]) -> Pack:
         if not packs:
             raise ValueError("nothing to concatenate")
         size = packs[0].size

@@ -83,7 +83,7 @@ def paint_stroke(mask: np.ndarray, points: Iterable[Sequence[float]], radius: fl
     pts = stroke_points(points)
     out = mask.copy()
     region: BBox | None = None
-    pairs = [(pts[0], pts[0])] if len(pts) == 1 else zip(pts[:-1], pts[1:])
+    pairs = [(pts[0], pts[0])] if len(pts) == 1 else zip(pts[:-1], pts[1:], strict=True)
     for a, b in pairs:
         written = paint_segment_inplace(out, a, b, radius, not erase)
         if written is not None:
