@@ -74,7 +74,7 @@ class AtomicWriteError(DermaSegError, OSError):
     def __str__(self) -> str:
         return f"cannot write {self.path}: {self.reason}"
 
-    def __reduce__(self) -> tuple[type, tuple[Path, str, int | None]]:
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
         return (type(self), (self.path, self.reason, self.errno))
 
 

@@ -37,6 +37,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from shapely.geometry import mapping
@@ -51,6 +52,9 @@ from dermaseg_app.core.imageio import ImageReadError, read_mask, write_mask_png
 from dermaseg_app.core.metrics import MaskSizeMismatch, agreement, score
 from dermaseg_app.core.project import Project, ReviewStatus
 from dermaseg_app.core.store import CorrectionStore, GroundTruthProtected, StoreError, check_not_ground_truth
+
+if TYPE_CHECKING:
+    from dermaseg_app.core.prediction_cache import PredictionCache
 
 MANIFEST_COLUMNS = (
     "image", "stem", "status", "note", "updated", "corrected", "mask_source", "mask_file",
@@ -91,7 +95,15 @@ def mask_at(prob: np.ndarray, threshold: float) -> np.ndarray:
     return prob >= float(threshold)
 
 
-def cached_probability(cache, get_predictor: Callable[[], object],
+class _Prediction(Protocol):
+    prob: np.ndarray
+
+
+class _Predictor(Protocol):
+    def predict(self, rgb: np.ndarray) -> _Prediction: ...
+
+
+def cached_probability(cache: PredictionCache | None, get_predictor: Callable[[], _Predictor],
                        on_predict: Callable[[Path], None] | None = None) -> Callable[[Path], np.ndarray]:
     """``probability(image)`` for ``ModelMasks``: the map from ``cache`` (a
     ``core.prediction_cache.PredictionCache`` of the model, or None), else predicted with

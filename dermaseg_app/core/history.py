@@ -101,7 +101,7 @@ class History:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self._mask.shape  # type: ignore[return-value]
+        return self._mask.shape
 
     def can_undo(self) -> bool:
         return bool(self._undo) and self._stroke is None

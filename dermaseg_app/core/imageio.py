@@ -169,7 +169,7 @@ def _header(data: bytes, fmt: str) -> tuple[int, int, int]:
 
     cls = {"JPEG": JpegImagePlugin.JpegImageFile, "PNG": PngImagePlugin.PngImageFile,
            "BMP": BmpImagePlugin.BmpImageFile, "TIFF": TiffImagePlugin.TiffImageFile}[fmt]
-    im = cls(io.BytesIO(data))
+    im = cls(io.BytesIO(data))  # type: ignore[abstract]  # the stubs' ImageFile; each plugin is concrete
     try:
         w, h = im.size
         try:
@@ -262,13 +262,14 @@ def _decode(path: Path, data: bytes) -> np.ndarray:
         raise ImageReadError(
             path, "not an image: the content is not JPEG, PNG, BMP or TIFF data"
         )
+    size: tuple[int, int] | None
     try:
         w, h, orientation = _header(data, fmt)
+        size = (w, h)
     except Exception:  # noqa: BLE001 - Pillow cannot parse it: the decoder gives the reason
-        w = h = None
-        orientation = 1
-    if w is not None:
-        _check_pixels(path, w, h)
+        size, orientation = None, 1
+    if size is not None:
+        _check_pixels(path, *size)
     _sync_pillow_limit()
     if fmt == "JPEG" and _jpeg_is_truncated(data):
         raise ImageReadError(path, "the JPEG file is truncated (incomplete download or copy?)")

@@ -93,10 +93,11 @@ def smooth(mask: np.ndarray, sigma: float) -> EditResult:
         raise ValueError(f"sigma must be positive, got {sigma}")
     op = EditOp.smooth(sigma)
     area = int(mask.sum())
-    if area == 0 or area == mask.size:
+    bb = BBox.of_mask(mask)
+    if bb is None or area == mask.size:
         return EditResult(mask.copy(), None, op)
     pad = int(math.ceil(3 * sigma)) + 1
-    region = BBox.of_mask(mask).pad(pad).clip(mask.shape)
+    region = bb.pad(pad).clip(mask.shape)
     crop = mask[region.slices].astype(np.float32)
     blurred = cv2.GaussianBlur(crop, (0, 0), sigmaX=float(sigma), borderType=cv2.BORDER_REPLICATE)
     flat = blurred.ravel()

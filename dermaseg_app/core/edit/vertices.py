@@ -67,7 +67,7 @@ def _bbox_of_points(points: Sequence[np.ndarray], shape: tuple[int, ...] | None)
 
 def vertices(geom: BaseGeometry | None) -> list[tuple[VertexRef, Point]]:
     """Every vertex with its reference, for drawing handles."""
-    out = []
+    out: list[tuple[VertexRef, Point]] = []
     for pi, poly_rings in enumerate(_rings_of(as_multipolygon(geom))):
         for ri, ring in enumerate(poly_rings):
             out.extend((VertexRef(pi, ri, i), (x, y)) for i, (x, y) in enumerate(ring.tolist()))
