@@ -35,17 +35,50 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _step(args: argparse.Namespace, dtype: Any, x: Any, y: Any, g_logits: Any, d_logits: Any, d: Any,
+          opt_g: Any, opt_d: Any) -> None:
+    """One training step of G (and D too, in "gan" mode)."""
+    import torch
+    import torch.nn.functional as F
+
+    from dermaseg_app.ml.training import soft_jaccard_loss
+
+    with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+        logits = g_logits(x)
+        prob = torch.sigmoid(logits.float())
+        loss = 0.1 * (prob - y).abs().mean() + 0.5 * soft_jaccard_loss(prob, y)
+        if args.mode == "gan":
+            h = args.batch // 2
+            dr = d_logits(x[:h], y[:h]).float()
+            df = d_logits(x[h:], prob[h:].detach()).float()
+            ld = 0.5 * (F.binary_cross_entropy_with_logits(dr, torch.ones_like(dr))
+                        + F.binary_cross_entropy_with_logits(df, torch.zeros_like(df)))
+            opt_d.zero_grad(set_to_none=True)
+            ld.backward()
+            opt_d.step()
+            for p in d.parameters():
+                p.requires_grad_(False)
+            a = d_logits(x, prob).float()
+            for p in d.parameters():
+                p.requires_grad_(True)
+            loss = loss + F.binary_cross_entropy_with_logits(a, torch.ones_like(a))
+        else:
+            loss = loss + F.binary_cross_entropy_with_logits(logits.float(), y)
+    opt_g.zero_grad(set_to_none=True)
+    loss.backward()
+    opt_g.step()
 
 
 def run_here(args: argparse.Namespace) -> list[dict]:
     sys.path.insert(0, str(Path(args.code).resolve() if args.code else ROOT))
     import torch
-    import torch.nn.functional as F
 
     from dermaseg_app.ml import registry
-    from dermaseg_app.ml.training import soft_jaccard_loss
 
     torch.set_num_threads(args.threads)
     try:  # today's code: the kernel and the precision choice; older code has neither
@@ -76,36 +109,10 @@ def run_here(args: argparse.Namespace) -> list[dict]:
             g_logits = torch.compile(g_logits, dynamic=False)
             d_logits = torch.compile(d_logits, dynamic=False)
 
-        def step() -> None:
-            with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-                logits = g_logits(x)
-                prob = torch.sigmoid(logits.float())
-                loss = 0.1 * (prob - y).abs().mean() + 0.5 * soft_jaccard_loss(prob, y)
-                if args.mode == "gan":
-                    h = args.batch // 2
-                    dr = d_logits(x[:h], y[:h]).float()
-                    df = d_logits(x[h:], prob[h:].detach()).float()
-                    ld = 0.5 * (F.binary_cross_entropy_with_logits(dr, torch.ones_like(dr))
-                                + F.binary_cross_entropy_with_logits(df, torch.zeros_like(df)))
-                    opt_d.zero_grad(set_to_none=True)
-                    ld.backward()
-                    opt_d.step()
-                    for p in d.parameters():
-                        p.requires_grad_(False)
-                    a = d_logits(x, prob).float()
-                    for p in d.parameters():
-                        p.requires_grad_(True)
-                    loss = loss + F.binary_cross_entropy_with_logits(a, torch.ones_like(a))
-                else:
-                    loss = loss + F.binary_cross_entropy_with_logits(logits.float(), y)
-            opt_g.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_g.step()
-
         cpu, wall = [], []
         for i in range(args.warmup + args.steps):
             c0, w0 = time.process_time(), time.perf_counter()
-            step()
+            _step(args, dtype, x, y, g_logits, d_logits, d, opt_g, opt_d)
             if i >= args.warmup:
                 cpu.append(time.process_time() - c0)
                 wall.append(time.perf_counter() - w0)
@@ -140,7 +147,7 @@ def side_by_side(args: argparse.Namespace, rest: list[str]) -> int:
     for i, size in enumerate(args.sizes):
         old_cpu = [res[i]["cpu_s"] for res in results["old"]]
         new_cpu = [res[i]["cpu_s"] for res in results["new"]]
-        ratios = [o / n for o, n in zip(old_cpu, new_cpu)]
+        ratios = [o / n for o, n in zip(old_cpu, new_cpu, strict=True)]
         new_row = results["new"][0][i]
         line = {"size": size, "old_cpu_s": statistics.median(old_cpu), "new_cpu_s": statistics.median(new_cpu),
                 "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),

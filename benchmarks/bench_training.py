@@ -374,9 +374,11 @@ def finetune_benchmark(args: argparse.Namespace) -> int:
     after = score_model(out, folders, args.pack_dir)
     result = {
         "base": args.base, "n_finetune_part": args.n_finetune, "heldout": len(held), "seed": args.seed,
-        "epochs": args.epochs, "freeze_encoder": args.freeze_encoder, "adversarial": args.adversarial, "replay_share": args.replay_share,
+        "epochs": args.epochs, "freeze_encoder": args.freeze_encoder, "adversarial": args.adversarial,
+        "replay_share": args.replay_share,
         "lr": args.lr, "base_val": args.base_val, "base_val_tolerance": args.base_val_tolerance,
-        "l2sp": args.l2sp, "freeze_bn_stats": args.freeze_bn_stats, "fell_back_to_base": finished.fell_back_to_base if finished else None,
+        "l2sp": args.l2sp, "freeze_bn_stats": args.freeze_bn_stats,
+        "fell_back_to_base": finished.fell_back_to_base if finished else None,
         "threads": torch.get_num_threads(), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
         "best_epoch": finished.best_epoch if finished else None, "before": before, "after": after,
     }
@@ -426,7 +428,8 @@ def main() -> int:
         ap.add_argument("interpolate")
         ap.add_argument("--base", required=True, help="the model the fine-tuning started from")
         ap.add_argument("--work", required=True,
-                        help="a finished `finetune` benchmark's --work folder (finetuned.safetensors, finetune/, heldout/)")
+                        help="a finished `finetune` benchmark's --work folder "
+                             "(finetuned.safetensors, finetune/, heldout/)")
         ap.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
         ap.add_argument("--isic-val", default="/work/shared/data/isic2017/val")
         ap.add_argument("--seed", type=int, default=0, help="the fine-tuning run's seed (its held-out 10%%)")

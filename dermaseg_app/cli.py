@@ -48,7 +48,7 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"dermaseg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in _available_subcommands().items():
+    for module in _available_subcommands().values():
         mod = importlib.import_module(f"dermaseg_app.commands.{module}")
         mod.register(sub)
     return parser

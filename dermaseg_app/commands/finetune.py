@@ -5,8 +5,9 @@ corrected masks (anything ``core.dataset.find_cases`` finds: ``images/`` + ``mas
 ``*_segmentation.png`` ...). ``--replay DIR`` mixes in a share (``--replay-share``, default 0.5)
 of every batch from the base training data so the model learns the new images without
 forgetting dermoscopy; without ``--replay`` the 24 bundled CC0 dermoscopy images
-(``resources/replay``) are replayed, and ``--replay-share 0`` replays nothing. Defaults are chosen for a CPU: supervised loss (no discriminator),
-cosine learning-rate decay from 2e-4, EMA of the weights.
+(``resources/replay``) are replayed, and ``--replay-share 0`` replays nothing. Defaults are
+chosen for a CPU: supervised loss (no discriminator), cosine learning-rate decay from 2e-4, EMA
+of the weights.
 
 The model's input size and architecture come from --base; the best epoch by validation JSC
 (``--val``, default: 10% of --data held out) is published to --out.

@@ -171,7 +171,8 @@ class OutputNames:
     def _free(self, candidate: str) -> bool:
         if candidate.lower() in self.used:
             return False
-        return not any(_key(self.out / name) in self.protected for name in (f"{candidate}.png", f"{candidate}_prob.png"))
+        names = (f"{candidate}.png", f"{candidate}_prob.png")
+        return not any(_key(self.out / name) in self.protected for name in names)
 
     def for_image(self, image: Path) -> tuple[Path, Path]:
         stem = image.stem

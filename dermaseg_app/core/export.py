@@ -39,6 +39,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from shapely.geometry import mapping
@@ -47,13 +48,16 @@ from shapely.geometry.polygon import orient
 from dermaseg_app import __version__
 from dermaseg_app.core.atomic import atomic_write_text
 from dermaseg_app.core.dataset import OUTPUT_MARKER, find_ground_truth, find_images, mark_output_folder
-from dermaseg_app.core.editing import BBox, polygons_of, rasterize_rings
-from dermaseg_app.core.geometry import mask_to_polygons
+from dermaseg_app.core.edit import BBox
+from dermaseg_app.core.geometry import mask_to_polygons, polygons_of, rasterize_rings
 from dermaseg_app.core.imageio import ImageReadError, read_image, read_mask, write_mask_png
 from dermaseg_app.core.measure import MEASUREMENT_COLUMNS, Calibration, calibration_from_file, measure
 from dermaseg_app.core.metrics import MaskSizeMismatch, agreement, score
 from dermaseg_app.core.project import Project, ReviewStatus
 from dermaseg_app.core.store import CorrectionStore, GroundTruthProtected, StoreError, check_not_ground_truth
+
+if TYPE_CHECKING:
+    from dermaseg_app.core.prediction_cache import PredictionCache
 
 MANIFEST_COLUMNS = (
     "image", "stem", "status", "note", "updated", "corrected", "mask_source", "mask_file",
@@ -95,7 +99,15 @@ def mask_at(prob: np.ndarray, threshold: float) -> np.ndarray:
     return prob >= float(threshold)
 
 
-def cached_probability(cache, get_predictor: Callable[[], object],
+class _Prediction(Protocol):
+    prob: np.ndarray
+
+
+class _Predictor(Protocol):
+    def predict(self, rgb: np.ndarray) -> _Prediction: ...
+
+
+def cached_probability(cache: PredictionCache | None, get_predictor: Callable[[], _Predictor],
                        on_predict: Callable[[Path], None] | None = None) -> Callable[[Path], np.ndarray]:
     """``probability(image)`` for ``ModelMasks``: the map from ``cache`` (a
     ``core.prediction_cache.PredictionCache`` of the model, or None), else predicted with
