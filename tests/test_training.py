@@ -249,7 +249,7 @@ def _lower_base_val_jsc(monkeypatch: pytest.MonkeyPatch, n_base_val: int, worse_
             calls[0] += 1
         return s
 
-    monkeypatch.setattr(t, "evaluate_pack", fake)
+    monkeypatch.setattr(t.selection, "evaluate_pack", fake)  # where the engine looks it up
 
 
 def test_base_validation_vetoes_epochs_that_forget(data: dict[str, Path], tmp_path: Path,
