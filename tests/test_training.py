@@ -1,4 +1,4 @@
-"""The training engine (ml/training.py) and the train / finetune commands, on a tiny network.
+"""The training engine (ml/training/) and the train / finetune commands, on a tiny network.
 
 Everything here runs a ~16 k-parameter SLSNet at 32 px on 12-24 synthetic pairs, one CPU thread.
 """
