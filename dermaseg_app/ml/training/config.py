@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -143,9 +144,9 @@ class TrainConfig:
 
 def finetune_config(
     base_model: str | Path,
-    data: list[str | Path],
+    data: Sequence[str | Path],
     out: str | Path | None,
-    replay: list[str | Path] | None = None,
+    replay: Sequence[str | Path] | None = None,
     replay_share: float = 0.5,
     epochs: int | None = 20,
     freeze_encoder: bool = False,

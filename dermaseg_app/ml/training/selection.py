@@ -166,6 +166,7 @@ class Publisher:
         from dermaseg_app.core.atomic import atomic_write_text
         from dermaseg_app.ml.weights import card_path
 
+        assert self.cfg.out is not None
         atomic_write_text(card_path(Path(self.cfg.out)),
                           model_card(self.cfg, state.history, state.best_epoch, hardware(), state.base_scores))
 

@@ -53,8 +53,8 @@ class Step:
         self.g_logits: Any = g.forward_logits
         self.d_logits: Any = d.forward_logits
         if compile_mode is not None:
-            self.g_logits = torch.compile(g.forward_logits, mode=compile_mode, dynamic=False)
-            self.d_logits = torch.compile(d.forward_logits, mode=compile_mode, dynamic=False)
+            self.g_logits = torch.compile(self.g_logits, mode=compile_mode, dynamic=False)
+            self.d_logits = torch.compile(self.d_logits, mode=compile_mode, dynamic=False)
 
     def begin(self) -> None:
         """Call before fetching a step's batch: a new step for CUDA graphs' memory when compiled."""
