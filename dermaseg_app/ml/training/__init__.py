@@ -29,7 +29,8 @@ resumed run's recipe), ``events``, ``losses`` (and the learning-rate schedule), 
 benchmarks'), ``batches`` (the run's packs, each epoch's plan, CPU prefetch or on-device
 batches behind one interface), ``state`` (the run state that round-trips to ``last.pt``),
 ``selection`` (validation, the best epoch, publishing), ``report`` (logs, model card, event
-text) and ``loop`` (``train``). Everything public is importable from here.
+text), ``run`` (a run set up: its own config copy, device, step, data, folder, state) and
+``loop`` (``train``). Everything public is importable from here.
 """
 
 from dermaseg_app.ml.training import selection
