@@ -16,16 +16,16 @@ Conventions
 Every operation also has a serialisable description, :class:`EditOp` (``name`` + JSON ``params``),
 replayed through the registry ``OPS`` (name -> :class:`Operation`) of ``core.edit.ops``.
 
-Modules: ``base`` (BBox, EditResult), ``brush`` (brush, eraser, interactive strokes), ``polygon``
+Modules: ``base`` (BBox, the mask checks), ``brush`` (brush, eraser, interactive strokes), ``polygon``
 (lasso, committing an edited outline), ``outline`` (simplify/buffer/smooth a geometry),
-``morphology`` (whole-mask clean-up), ``vertices`` (vertex editing), ``ops`` (EditOp, registry).
+``morphology`` (whole-mask clean-up), ``vertices`` (vertex editing), ``ops`` (EditOp, EditResult, registry).
 Import from this package; ``dermaseg_app.core.editing`` is the same API under its old name.
 """
 
-from dermaseg_app.core.edit.base import BBox, EditResult, Point, check_mask, diff_bbox
+from dermaseg_app.core.edit.base import BBox, Point, check_mask, diff_bbox
 from dermaseg_app.core.edit.brush import BrushStroke, paint_segment_inplace, paint_stroke
 from dermaseg_app.core.edit.morphology import fill_holes, grow, keep_largest, remove_islands, simplify, smooth
-from dermaseg_app.core.edit.ops import OPS, EditOp, Operation, register
+from dermaseg_app.core.edit.ops import OPS, EditOp, EditResult, Operation, register
 from dermaseg_app.core.edit.outline import buffer_geometry, simplify_geometry, smooth_geometry
 from dermaseg_app.core.edit.polygon import apply_geometry, fill_polygon, rasterize_geometry
 from dermaseg_app.core.edit.vertices import (

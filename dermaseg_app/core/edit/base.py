@@ -1,5 +1,5 @@
-"""What every edit operation shares: the pixel box (:class:`BBox`), the result
-(:class:`EditResult`), and the mask checks.
+"""What every edit operation shares: the pixel box (:class:`BBox`) and the mask checks (the
+result, :class:`EditResult`, lives with :class:`EditOp` in ``ops``: each names the other).
 
 Conventions (the whole of ``core.edit``): a mask is a bool ``np.ndarray`` HxW at the image's full
 resolution; points are ``(x, y)`` in pixel-edge image coordinates (``core.geometry``: pixel
@@ -13,12 +13,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from dermaseg_app.core.edit.ops import EditOp
 
 Point = tuple[float, float]
 
@@ -112,26 +108,8 @@ def diff_bbox(before: np.ndarray, after: np.ndarray, region: BBox | None = None)
     return BBox.of_mask(before[sl] != after[sl], offset=(region.x0, region.y0))
 
 
-@dataclass(frozen=True)
-class EditResult:
-    """A new mask and the box of pixels that may differ from the input (None: unchanged)."""
-
-    mask: np.ndarray
-    bbox: BBox | None
-    op: EditOp | None = None
-
-    @property
-    def changed(self) -> bool:
-        return self.bbox is not None
-
-
 def check_mask(mask: np.ndarray) -> np.ndarray:
     """``mask`` as a 2-D bool array (ValueError for anything else)."""
     if not isinstance(mask, np.ndarray) or mask.ndim != 2:
         raise ValueError(f"a mask is a 2-D array, got {getattr(mask, 'shape', type(mask))}")
     return mask if mask.dtype == bool else mask.astype(bool)
-
-
-def result(old: np.ndarray, new: np.ndarray, region: BBox | None, op: EditOp | None) -> EditResult:
-    """The EditResult of ``old`` -> ``new``, its box the changed pixels inside ``region``."""
-    return EditResult(new, diff_bbox(old, new, region), op)

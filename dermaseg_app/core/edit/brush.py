@@ -12,8 +12,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from dermaseg_app.core.edit.base import BBox, EditResult, Point, check_mask, diff_bbox, result
-from dermaseg_app.core.edit.ops import EditOp, Params, register
+from dermaseg_app.core.edit.base import BBox, Point, check_mask, diff_bbox
+from dermaseg_app.core.edit.ops import EditOp, EditResult, Params, register, result
 
 
 def _capsule(a: np.ndarray, b: np.ndarray, radius: float, region: BBox) -> np.ndarray:

@@ -9,8 +9,8 @@ import math
 import cv2
 import numpy as np
 
-from dermaseg_app.core.edit.base import BBox, EditResult, check_mask, result
-from dermaseg_app.core.edit.ops import EditOp, Params, register
+from dermaseg_app.core.edit.base import BBox, check_mask
+from dermaseg_app.core.edit.ops import EditOp, EditResult, Params, register, result
 from dermaseg_app.core.edit.outline import simplify_geometry
 from dermaseg_app.core.edit.polygon import rasterize_geometry
 from dermaseg_app.core.geometry import mask_to_polygons

@@ -21,10 +21,30 @@ import numpy as np
 from numpy.typing import ArrayLike
 from shapely.geometry.base import BaseGeometry
 
-from dermaseg_app.core.edit.base import BBox, EditResult, check_mask, diff_bbox, result
+from dermaseg_app.core.edit.base import BBox, check_mask, diff_bbox
 from dermaseg_app.core.geometry import polygon_rings, rasterize_rings
 
 Params = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class EditResult:
+    """A new mask and the box of pixels that may differ from the input (None: unchanged)."""
+
+    mask: np.ndarray
+    bbox: BBox | None
+    op: EditOp | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.bbox is not None
+
+
+def result(old: np.ndarray, new: np.ndarray, region: BBox | None, op: EditOp | None) -> EditResult:
+    """The EditResult of ``old`` -> ``new``, its box the changed pixels inside ``region``."""
+    return EditResult(new, diff_bbox(old, new, region), op)
+
+
 # (mask, params, reset_mask) -> result; mask is a checked 2-D bool array
 Replay = Callable[[np.ndarray, Params, "np.ndarray | None"], EditResult]
 

@@ -13,9 +13,9 @@ import shapely
 from shapely.geometry import MultiPolygon
 from shapely.geometry.base import BaseGeometry
 
-from dermaseg_app.core.edit.base import BBox, EditResult, check_mask, result
+from dermaseg_app.core.edit.base import BBox, check_mask
 from dermaseg_app.core.edit.brush import stroke_points
-from dermaseg_app.core.edit.ops import EditOp, Params, register
+from dermaseg_app.core.edit.ops import EditOp, EditResult, Params, register, result
 from dermaseg_app.core.geometry import as_multipolygon, polygon_rings, polygons_of, rasterize_rings
 
 POLYGON_MODES = ("add", "subtract", "replace")
