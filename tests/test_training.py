@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_data import write_folder
 
 from dermaseg_app.ml import training as t
 from dermaseg_app.ml.augment import AugmentConfig
 from dermaseg_app.ml.training import TrainConfig, load_checkpoint, train
-
-from test_data import write_folder
 
 TINY = {
     "multiscale_channels": 4,

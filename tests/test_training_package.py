@@ -10,11 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_training import _tiny_base, data, tiny_config  # noqa: F401 - the module's data fixture
 
 from dermaseg_app.ml import training as t
 from dermaseg_app.ml.training import TrainConfig, train
-
-from test_training import _tiny_base, data, tiny_config  # noqa: F401 - the module's data fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED_CHECKPOINT = ROOT / "models" / "resume" / "b.pt"
@@ -162,7 +161,8 @@ def test_a_checkpoint_of_the_single_module_engine_resumes() -> None:
     finally:
         torch.set_rng_state(rng)
     done = int(ckpt["step"]) >= steps_per_epoch
-    assert (state.epoch, state.step) == ((int(ckpt["epoch"]) + 1, 0) if done else (int(ckpt["epoch"]), int(ckpt["step"])))
+    resumes_at = (int(ckpt["epoch"]) + 1, 0) if done else (int(ckpt["epoch"]), int(ckpt["step"]))
+    assert (state.epoch, state.step) == resumes_at
     assert state.global_step == ckpt["global_step"] and state.best_epoch == ckpt["best_epoch"]
     assert state.history == ckpt["history"] and state.best_jsc == ckpt["best_jsc"]
     for key in ("generator", "discriminator", "ema"):
@@ -170,7 +170,7 @@ def test_a_checkpoint_of_the_single_module_engine_resumes() -> None:
         assert all(torch.equal(v, ckpt[key][k]) for k, v in again[key].items()), key
     for key in ("opt_g", "opt_d"):
         for pid, st in ckpt[key]["state"].items():
-            assert all(torch.equal(v, again[key]["state"][pid][n]) if torch.is_tensor(v) else v == again[key]["state"][pid][n]
-                       for n, v in st.items())
+            back = again[key]["state"][pid]
+            assert all(torch.equal(v, back[n]) if torch.is_tensor(v) else v == back[n] for n, v in st.items())
     assert again["model_config"] == ckpt["model_config"] and again["format"] == ckpt["format"]
     assert dataclasses.asdict(t.TrainConfig.from_dict(again["config"]))["input_size"] == ckpt["config"]["input_size"]

@@ -35,16 +35,46 @@ text), ``run`` (a run set up: its own config copy, device, step, data, folder, s
 
 from dermaseg_app.ml.training import selection
 from dermaseg_app.ml.training.batches import Batches, CpuBatches, DeviceBatches, RunData, load_packs, make_batches
-from dermaseg_app.ml.training.config import (COMPILE_MODES, DEFAULT_EPOCHS, LR_SCHEDULES, TrainConfig, TrainError,
-                                             finetune_config, holdout_indices, resumed_config, run_config)
-from dermaseg_app.ml.training.events import (CheckpointSaved, EpochEnd, StepProgress, TrainCancelled, TrainEvent,
-                                             TrainFinished, TrainStarted)
+from dermaseg_app.ml.training.config import (
+    COMPILE_MODES,
+    DEFAULT_EPOCHS,
+    LR_SCHEDULES,
+    TrainConfig,
+    TrainError,
+    finetune_config,
+    holdout_indices,
+    resumed_config,
+    run_config,
+)
+from dermaseg_app.ml.training.events import (
+    CheckpointSaved,
+    EpochEnd,
+    StepProgress,
+    TrainCancelled,
+    TrainEvent,
+    TrainFinished,
+    TrainStarted,
+)
 from dermaseg_app.ml.training.loop import train
 from dermaseg_app.ml.training.losses import bce_logits, check_finite, lr_factor, soft_jaccard_loss
-from dermaseg_app.ml.training.networks import (COMPILED_PREFIX, EMA, ENCODER_MODULES, build_networks,
-                                               encoder_modules, freeze_encoder, plain_state_dict, set_train_mode)
-from dermaseg_app.ml.training.report import (LOG_FIELDS_FIRST, describe_eta, format_event, hardware, model_card,
-                                             write_logs)
+from dermaseg_app.ml.training.networks import (
+    COMPILED_PREFIX,
+    EMA,
+    ENCODER_MODULES,
+    build_networks,
+    encoder_modules,
+    freeze_encoder,
+    plain_state_dict,
+    set_train_mode,
+)
+from dermaseg_app.ml.training.report import (
+    LOG_FIELDS_FIRST,
+    describe_eta,
+    format_event,
+    hardware,
+    model_card,
+    write_logs,
+)
 from dermaseg_app.ml.training.selection import Publisher, evaluate_pack
 from dermaseg_app.ml.training.state import CHECKPOINT_FORMAT, RunState, atomic_torch_save, load_checkpoint
 from dermaseg_app.ml.training.step import LossWeights, Step, make_step

@@ -28,7 +28,7 @@ def load_packs(paths: list[str], size: int, cfg: TrainConfig, full_masks: bool) 
         return None
     packs = [cached_pack(p, size, full_masks=full_masks, cache_dir=cfg.pack_dir, workers=cfg.workers)
              for p in paths]
-    for p, src in zip(packs, paths):
+    for p, src in zip(packs, paths, strict=True):
         if p.size != size:
             raise TrainError(f"{src}: pack is at {p.size} px but the run trains at {size} px")
     return packs[0] if len(packs) == 1 else Pack.concat(packs)
@@ -45,7 +45,7 @@ class RunData:
     base_val: Pack | None     # base-domain validation, scored at the pack size (it only ranks epochs)
 
     @classmethod
-    def load(cls, cfg: TrainConfig) -> "RunData":
+    def load(cls, cfg: TrainConfig) -> RunData:
         size = cfg.input_size
         train_pack = load_packs(cfg.data, size, cfg, full_masks=False)
         assert train_pack is not None
@@ -173,10 +173,10 @@ class DeviceBatches(Batches):
         params = draw_params(len(items), self._rng(step), aug)
         try:
             return self.augment(xb, yb, params, aug)
-        except Exception as exc:  # noqa: BLE001 - a compiler failure must not stop training
+        except Exception as exc:
             if self.augment is augment_batch:
                 raise
-            warnings.warn(f"compiled augmentation failed, using it uncompiled: {exc}", RuntimeWarning)
+            warnings.warn(f"compiled augmentation failed, using it uncompiled: {exc}", RuntimeWarning, stacklevel=2)
             self.augment = augment_batch
             return augment_batch(xb, yb, params, aug)
 

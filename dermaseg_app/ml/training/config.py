@@ -93,7 +93,7 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         d = dict(d)
         aug = d.pop("augment", None)
         known = {f.name for f in dataclasses.fields(cls)}
@@ -103,7 +103,7 @@ class TrainConfig:
             cfg.augment = AugmentConfig(**aug)
         return cfg
 
-    def copy(self, **changes: Any) -> "TrainConfig":
+    def copy(self, **changes: Any) -> TrainConfig:
         """A copy (``dataclasses.replace``) that shares no list or dict with this one."""
         fresh = {f.name: copy.copy(getattr(self, f.name)) for f in dataclasses.fields(self)
                  if isinstance(getattr(self, f.name), (list, dict))}
@@ -165,8 +165,8 @@ def finetune_config(
 
     info = read_model_info(base_model)
     cfg = TrainConfig(
-        data=[str(p) for p in data], out=str(out) if out is not None else None, base_model=str(base_model), arch=info.arch,
-        input_size=int(info.input_size), replay=[str(p) for p in (replay or [])],
+        data=[str(p) for p in data], out=str(out) if out is not None else None, base_model=str(base_model),
+        arch=info.arch, input_size=int(info.input_size), replay=[str(p) for p in (replay or [])],
         replay_share=replay_share if replay else 0.0, epochs=epochs, freeze_encoder=freeze_encoder,
         adversarial=False, lr=2e-4, beta1=0.9, lr_schedule="cosine", ema_decay=0.99,
         model_name=info.name, model_version=f"{info.version}+ft", threshold=float(info.threshold),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 
 @dataclass
@@ -85,4 +85,4 @@ class TrainCancelled:
     run_dir: Path
 
 
-TrainEvent = Union[TrainStarted, StepProgress, EpochEnd, CheckpointSaved, TrainFinished, TrainCancelled]
+TrainEvent = TrainStarted | StepProgress | EpochEnd | CheckpointSaved | TrainFinished | TrainCancelled

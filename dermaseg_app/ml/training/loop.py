@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from typing import Generator
+from collections.abc import Generator, Iterator
 
 from dermaseg_app.ml.training.batches import make_batches
 from dermaseg_app.ml.training.config import TrainConfig
-from dermaseg_app.ml.training.events import (EpochEnd, StepProgress, TrainCancelled, TrainEvent, TrainFinished,
-                                             TrainStarted)
+from dermaseg_app.ml.training.events import (
+    EpochEnd,
+    StepProgress,
+    TrainCancelled,
+    TrainEvent,
+    TrainFinished,
+    TrainStarted,
+)
 from dermaseg_app.ml.training.losses import check_finite, lr_factor
 from dermaseg_app.ml.training.networks import set_train_mode
 from dermaseg_app.ml.training.report import write_logs

@@ -56,6 +56,12 @@ def write_logs(run_dir: Path, history: list[dict[str, Any]]) -> None:
     atomic_write_text(run_dir / "metrics.csv", buf.getvalue())
 
 
+def _figure(row: dict[str, Any], key: str) -> str:
+    """One figure of a history row for the model card's table ("-" when the row has none)."""
+    v = row.get(key)
+    return f"{v:.4f}" if isinstance(v, (int, float)) else "-"
+
+
 def model_card(cfg: TrainConfig, history: list[dict[str, Any]], best_epoch: int | None, hardware: str,
                base_scores: dict[str, float] | None = None) -> str:
     """A Markdown model card of a run: what it was trained on, how, and its validation curve."""
@@ -105,18 +111,18 @@ def model_card(cfg: TrainConfig, history: list[dict[str, Any]], best_epoch: int 
     if cfg.command:
         lines += ["", "Command:", "", "```", cfg.command, "```"]
     with_base = any("base_val_jsc" in r for r in history)
-    lines += ["", "## Validation curve (mean over images, threshold "
-              f"{cfg.threshold})", "", "| epoch | time (s) | train G loss | val JSC | val DSC | val ACC | val SEN | val SPE | thresholded JSC |"
+    lines += ["", f"## Validation curve (mean over images, threshold {cfg.threshold})", "",
+              "| epoch | time (s) | train G loss | val JSC | val DSC | val ACC | val SEN | val SPE | thresholded JSC |"
               + (" base-domain val JSC |" if with_base else ""),
               "|---|---|---|---|---|---|---|---|---|" + ("---|" if with_base else "")]
     for r in history:
-        def f(key: str) -> str:
-            v = r.get(key)
-            return f"{v:.4f}" if isinstance(v, (int, float)) else "-"
-        lines.append(f"| {r['epoch']}{' (best)' if r['epoch'] == best_epoch else ''} | {r['seconds']:.0f} | "
-                     f"{f('train_g')} | {f('val_jsc')} | {f('val_dsc')} | {f('val_acc')} | {f('val_sen')} | "
-                     f"{f('val_spe')} | {f('val_jsc_th')} |"
-                     + (f" {f('base_val_jsc')}{'' if r.get('qualifies', True) else ' (too low)'} |" if with_base else ""))
+        best = " (best)" if r["epoch"] == best_epoch else ""
+        cells = " | ".join(_figure(r, k) for k in ("train_g", "val_jsc", "val_dsc", "val_acc", "val_sen", "val_spe",
+                                                    "val_jsc_th"))
+        line = f"| {r['epoch']}{best} | {r['seconds']:.0f} | {cells} |"
+        if with_base:
+            line += f" {_figure(r, 'base_val_jsc')}{'' if r.get('qualifies', True) else ' (too low)'} |"
+        lines.append(line)
     lines.append("")
     return "\n".join(lines)
 

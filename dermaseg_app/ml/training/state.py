@@ -89,7 +89,7 @@ class RunState:
     seconds: float = 0.0
 
     @classmethod
-    def from_checkpoint(cls, ckpt: dict[str, Any], steps_per_epoch: int) -> "RunState":
+    def from_checkpoint(cls, ckpt: dict[str, Any], steps_per_epoch: int) -> RunState:
         """The state saved in ``ckpt``; sets the torch RNG as it was. A finished epoch resumes at
         the next one's start."""
         state = cls(epoch=int(ckpt["epoch"]), step=int(ckpt["step"]), global_step=int(ckpt["global_step"]),

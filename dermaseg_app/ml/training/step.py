@@ -32,7 +32,7 @@ class LossWeights:
     l2sp_weight: float = 0.0
 
     @classmethod
-    def of(cls, cfg: TrainConfig) -> "LossWeights":
+    def of(cls, cfg: TrainConfig) -> LossWeights:
         return cls(lambda_l1=cfg.lambda_l1, alpha_jaccard=cfg.alpha_jaccard, bce_weight=cfg.bce_weight,
                    gan_bce_weight=cfg.gan_bce_weight, adv_weight=cfg.adv_weight, l2sp_weight=cfg.l2sp_weight)
 
@@ -118,7 +118,7 @@ class Step:
         parts["jaccard"] = jac.detach()
         parts["g"] = loss_g.detach()
         values = torch.stack([v.float() for v in parts.values()]).tolist()
-        return dict(zip(parts, values))
+        return dict(zip(parts, values, strict=True))
 
 
 def make_step(cfg: TrainConfig, g: nn.Module, d: nn.Module, device_type: str = "cpu", *,
