@@ -22,10 +22,10 @@ import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # this checkout's package, also when run as a script from elsewhere
 
-from dermaseg_app.core.imageio import read_image, read_mask
-from dermaseg_app.core.measure import colour_map, measure
+from dermaseg_app.core.imageio import read_image, read_mask  # noqa: E402 - after the sys.path line
+from dermaseg_app.core.measure import colour_map, measure  # noqa: E402
 
 
 def median_ms(fn, repeat: int) -> float:

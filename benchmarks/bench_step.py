@@ -156,7 +156,7 @@ def side_by_side(args: argparse.Namespace, rest: list[str]) -> int:
     for i, size in enumerate(args.sizes):
         old_cpu = [res[i]["cpu_s"] for res in results["old"]]
         new_cpu = [res[i]["cpu_s"] for res in results["new"]]
-        ratios = [o / n for o, n in zip(old_cpu, new_cpu)]
+        ratios = [o / n for o, n in zip(old_cpu, new_cpu, strict=True)]
         new_row = results["new"][0][i]
         line = {"size": size, "old_cpu_s": statistics.median(old_cpu), "new_cpu_s": statistics.median(new_cpu),
                 "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),

@@ -39,7 +39,8 @@ def test_the_app_finds_its_resources_where_the_bundle_puts_them():
 
 def test_what_the_app_loads_at_run_time_travels():
     needed = [paths.default_model_path(), paths.samples_dir(), paths.replay_dir(),
-              ROOT / "resources" / "icons" / "dermaseg.png", ROOT / "dermaseg_app" / "ml" / "csrc" / "pam_attention.cpp"]
+              ROOT / "resources" / "icons" / "dermaseg.png",
+              ROOT / "dermaseg_app" / "ml" / "csrc" / "pam_attention.cpp"]
     needed += sorted((ROOT / "resources" / "samples").rglob("*.*"))
     needed += sorted((ROOT / "resources" / "replay").rglob("*.*"))
     card = paths.default_model_path().with_suffix(".md")

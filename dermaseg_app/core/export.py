@@ -276,9 +276,9 @@ def export_project(project: Project, out_dir: Path | str, *, coco_rle: bool = Fa
     ``progress(i, n, image_key)`` is called per image; ``cancelled()`` is asked before each image
     (True: ExportCancelled). ``calibration``: millimetres per pixel for the measurement columns
     (e.g. the folder's, set in the window); None: each image file's TIFF/EXIF resolution when it
-    is trusted, else pixels. ``with_measurements=False`` leaves those columns empty. Problems with single images (unreadable mask, a failed prediction,
-    size mismatch with the ground truth) are recorded in the manifest's ``error`` column and in
-    ``summary.errors``; write failures raise.
+    is trusted, else pixels. ``with_measurements=False`` leaves those columns empty. Problems with
+    single images (unreadable mask, a failed prediction, size mismatch with the ground truth) are
+    recorded in the manifest's ``error`` column and in ``summary.errors``; write failures raise.
     """
     out = Path(out_dir)
     check_not_ground_truth(out / "x")

@@ -202,7 +202,7 @@ def calibration_from_file(path: str | os.PathLike[str]) -> Calibration:
 
         with Image.open(path) as im:
             if im.format == "TIFF":
-                tags, source = im.tag_v2, "tiff"  # type: ignore[attr-defined]
+                tags, source = im.tag_v2, "tiff"
             else:
                 tags, source = im.getexif(), "exif"
             x, y, unit = tags.get(282), tags.get(283), tags.get(296)
@@ -573,7 +573,7 @@ def measure(mask: np.ndarray, image: np.ndarray | ColourMap | None = None,
     # components (8-connected) and holes: outer and inner contours
     found, hierarchy = cv2.findContours(crop, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_SIMPLE)
     parents = hierarchy[0][:, 3]
-    outer = [c for c, p in zip(found, parents) if p == -1]
+    outer = [c for c, p in zip(found, parents, strict=True) if p == -1]
     components, holes = len(outer), int((parents != -1).sum())
     # the hull of the pixel squares = the hull of the pixel centres' hull grown by the unit
     # square: the corners of the centre hull's vertices (contour points are pixel centres, and
