@@ -1,5 +1,6 @@
 """The guard rails, run with the tests: ruff (style and bug patterns), import-linter (the layers:
-core <- ml <- gui, commands; no Qt or torch in core) and mypy (core, fully annotated).
+core <- ml <- app <- gui, commands; no Qt or torch in core, no Qt in app) and mypy (core, fully
+annotated).
 
 Their configuration is in pyproject.toml. installer/bootstrap.sh installs the ``test`` extra,
 which lists the three tools, so they run wherever the tests do; a test is skipped, saying so,
