@@ -38,7 +38,10 @@ QT_SYSTEM_LIBS: dict[str, str] = {
     "libxcb-xfixes.so.0": "libxcb-xfixes0", "libxcb-xkb.so.1": "libxcb-xkb1",
 }
 
-_MISSING = re.compile(r"([\w.+-]+\.so[\w.]*): cannot open shared object file")
+# the loader's words for a library that is not there, or is there but unusable (truncated, for
+# another architecture): both mean "install (or reinstall) its package"
+_MISSING = re.compile(r"(?:^|/|\s)([\w.+-]+\.so[\w.]*): (?:cannot open shared object file|file too short|"
+                      r"invalid ELF header|wrong ELF class)")
 
 
 def _platform_in_use() -> str:
@@ -95,7 +98,7 @@ def check_qt_platform(plugin: Path | None = None) -> str | None:
         return None
     package = QT_SYSTEM_LIBS.get(lib)
     hint = f"sudo apt-get install {package}" if package else f"install the package that provides {lib}"
-    return (f"DermaSeg's window cannot start: the system library {lib} is missing "
+    return (f"DermaSeg's window cannot start: the system library {lib} is missing or damaged "
             f"(Qt's X11 platform needs it). Install it ({hint}) and start DermaSeg again. "
             "The command line (DermaSeg predict ...) works without it.")
 

@@ -33,8 +33,8 @@ EXCLUDES = [
     "torch.utils.tensorboard", "tensorboard", "torchvision",
     "PySide6.QtNetwork", "PySide6.QtQml", "PySide6.QtQuick", "PySide6.QtQuickWidgets", "PySide6.QtSql",
     "PySide6.QtTest", "PySide6.QtXml", "PySide6.QtDBus", "PySide6.QtConcurrent", "PySide6.QtHelp",
-    "PySide6.QtDesigner", "PySide6.QtUiTools", "PySide6.QtPrintSupport", "PySide6.QtOpenGL",
-    "PySide6.QtOpenGLWidgets", "PySide6.QtSvg", "PySide6.QtSvgWidgets",
+    "PySide6.QtDesigner", "PySide6.QtUiTools", "PySide6.QtPrintSupport",
+    "PySide6.QtSvg", "PySide6.QtSvgWidgets",  # QtOpenGL stays: pyqtgraph imports it
     "pyqtgraph.opengl", "pyqtgraph.examples", "pyqtgraph.jupyter",
     "openvino", "onnxruntime", "onnx", "onnxscript",  # optional runtimes: see installer/README.md
 ]
@@ -45,7 +45,7 @@ BINARY_EXCLUDE_PREFIXES = [
     "libcuda", "libcudnn", "libcublas", "libcufft", "libcurand", "libcusolver", "libcusparse",
     "libnccl", "libnvrtc", "libnvToolsExt", "libnvJitLink", "libtriton",
     "libQt6Qml", "libQt6Quick", "libQt6Network", "libQt6Pdf", "libQt6VirtualKeyboard",
-    "libQt6Sql", "libQt6Test", "libQt6Designer", "libQt6OpenGLWidgets",
+    "libQt6Sql", "libQt6Test", "libQt6Designer",
 ]
 
 # Paths inside the app (prefixes) that are for building or testing the libraries, not for running

@@ -5,6 +5,7 @@ The build itself takes minutes: installer/check_frozen.sh builds and runs it."""
 from __future__ import annotations
 
 import configparser
+import os
 import ctypes
 import subprocess
 import sys
@@ -134,3 +135,27 @@ def test_entry_point_runs_only_the_apps_own_modules():
     ran = subprocess.run([sys.executable, str(entry), "-m", "dermaseg_app.ml.fast_attention", "--help"],
                          capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0 and "--isa" in ran.stdout
+
+
+def test_what_the_app_imports_is_not_excluded_from_the_bundle():
+    """The spec's EXCLUDES leave modules out of the frozen app; importing the window, pyqtgraph's
+    plots, the model and the commands with those modules blocked must still work (a wrong
+    exclusion shows here, not as a frozen app that cannot draw its histogram)."""
+    code = f"""
+import importlib, sys
+for name in {bundle.EXCLUDES!r}:
+    sys.modules[name] = None  # as in the frozen app: not found (find_spec None, import fails)
+import pyqtgraph, pyqtgraph.graphicsItems.PlotCurveItem
+import dermaseg_app.gui.main_window, dermaseg_app.gui.app
+from dermaseg_app.cli import SUBCOMMANDS
+for module in SUBCOMMANDS.values():
+    importlib.import_module(f"dermaseg_app.commands.{{module}}")
+from dermaseg_app.ml import predictor, weights, training, export_onnx
+from dermaseg_app import paths
+weights.load_model(paths.default_model_path())
+import torch._dynamo, sympy
+print("ok")
+"""
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
