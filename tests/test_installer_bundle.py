@@ -5,8 +5,8 @@ The build itself takes minutes: installer/check_frozen.sh builds and runs it."""
 from __future__ import annotations
 
 import configparser
-import os
 import ctypes
+import os
 import subprocess
 import sys
 from pathlib import Path
