@@ -39,7 +39,8 @@ def main() -> int:
     argv = sys.argv[1:]
     if len(argv) >= 2 and argv[0] == "-m":
         return _run_module(argv[1:])
-    from dermaseg_app.cli import SUBCOMMANDS, main as cli_main
+    from dermaseg_app.cli import SUBCOMMANDS
+    from dermaseg_app.cli import main as cli_main
 
     wants_window = not argv or argv[0] not in (*SUBCOMMANDS, "-h", "--help", "--version")
     if wants_window:
