@@ -239,7 +239,7 @@ def test_export_passes_the_folders_scale(qtbot, folder, tmp_path) -> None:
     from dermaseg_app.core.imageio import image_size
     from dermaseg_app.core.store import CorrectionStore
 
-    image = sorted(folder.glob("*.jpg"))[0]
+    image = min(folder.glob("*.jpg"))
     wd, h = image_size(image)
     mask = np.zeros((h, wd), bool)
     mask[h // 4: h // 2, wd // 4: wd // 2] = True

@@ -29,7 +29,6 @@ from PySide6.QtWidgets import QGraphicsLineItem, QGraphicsPathItem, QInputDialog
 
 from dermaseg_app.app.measurements import (
     FileCalibrations,
-    calibration_text,
     choose_mask,
     colour_swatches,
     effective_calibration,
@@ -93,6 +92,7 @@ class MeasurementsController(QObject):
         self._map_pending: set[Path] = set()
         self._workers: set[Worker] = set()
         self._ruler_start: QPointF | None = None
+        self._key: tuple | None = None  # what self.current measured
         self.follow_up_dialog: FollowUpDialog | None = None
         # test hooks: replace to answer without a dialog
         self.ask_length: Callable[[float], float | None] = self._ask_length
@@ -198,14 +198,15 @@ class MeasurementsController(QObject):
     def refresh(self) -> None:
         """Measure the current image's mask and show it."""
         self._timer.stop()
-        row, image, images = self._current()
+        _row, image, images = self._current()
         m, source, note, pending, cal = None, None, "", False, Calibration()
         if images is not None:
             edit = self.context.editing.book.get(image)
             correction = edit.history.mask if edit is not None else None
+            threshold = self.context.controls.options().threshold
             pred = None
-            if images.prob is not None:
-                pred = threshold_u8(images.prob, self.context.controls.options().threshold)
+            if correction is None and images.gt is None and images.prob is not None:
+                pred = threshold_u8(images.prob, threshold)
             mask, source = choose_mask(correction, images.gt, pred)
             cal = self.calibration_for(image)
             if mask is None:
@@ -215,10 +216,18 @@ class MeasurementsController(QObject):
                 if cmap is not None and cmap.shape != mask.shape:
                     cmap = None
                 pending = cmap is None
-                try:
-                    m = measure(mask, cmap, cal)
-                except ValueError as exc:
-                    note = f"Cannot measure: {exc}"
+                # the same mask, scale and colours as last time (a pan, a redraw): not measured again
+                key = (image, source, id(images), id(edit), edit.history.revision if edit is not None else None,
+                       threshold if source == "prediction" else None, cal, id(cmap))
+                if (key == self._key and self.current is not None
+                        and not (edit is not None and edit.history.stroke_in_progress)):
+                    m = self.current
+                else:
+                    try:
+                        m = measure(mask, cmap, cal)
+                        self._key = key
+                    except ValueError as exc:
+                        note = f"Cannot measure: {exc}"
         elif image is not None:
             cal = self.calibration_for(image)
         self.current, self.source = m, source
