@@ -12,9 +12,10 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
-    QGridLayout,
+    QHBoxLayout,
     QHeaderView,
     QLabel,
+    QLayout,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -64,24 +65,25 @@ class FollowUpDialog(QDialog):
         self.setWindowTitle("Follow-up comparison")
         self.setObjectName("followUpDialog")
         self.result = result
-        grid = QGridLayout()
+        grid = QHBoxLayout()
         for col, (side, title) in enumerate(((before, "Earlier"), (after, "Later"))):
             header = QLabel(f"<b>{title}:</b> {side.name}")
-            header.setWordWrap(True)
+            header.setMaximumWidth(THUMB_SIDE)
             picture = QLabel()
             picture.setPixmap(to_pixmap(thumbnail_with_contour(side.rgb, side.mask)))
             picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            picture.setMinimumSize(THUMB_SIDE, THUMB_SIDE)
+            picture.setFixedSize(THUMB_SIDE, THUMB_SIDE)
             picture.setStyleSheet("background: #262626;")
             m = side.measurements
             info = QLabel(f"Measured: {SOURCE_TEXT.get(side.source, side.source)}<br>"
                           f"Scale: {calibration_text(m.calibration)}<br>"
                           f"Asymmetry: {asymmetry_text(m)}<br>Colours: {colours_text(m)}")
-            info.setWordWrap(True)
             info.setObjectName(f"followup_info_{col}")
-            grid.addWidget(header, 0, col)
-            grid.addWidget(picture, 1, col)
-            grid.addWidget(info, 2, col)
+            column = QVBoxLayout()
+            for wdg in (header, picture, info):
+                column.addWidget(wdg)
+            column.addStretch(1)
+            grid.addLayout(column)
         self.table = QTableWidget(len(result.rows), 4)
         self.table.setObjectName("followup_table")
         self.table.setHorizontalHeaderLabels(["", "Earlier", "Later", "Change"])
@@ -109,11 +111,16 @@ class FollowUpDialog(QDialog):
         self.note.setWordWrap(True)
         self.note.setStyleSheet("color: #c03030; font-weight: bold;" if not result.comparable else "color: #808080;")
         self.note.setVisible(bool(result.note))
+        # a wrapped label's height depends on its width, which the dialog's minimum height does not
+        # see: give it the height it needs at the two pictures' width (else it overlaps them)
+        if result.note:
+            self.note.setMinimumHeight(self.note.heightForWidth(2 * THUMB_SIDE + 6))
         disclaimer = QLabel(DISCLAIMER)
         disclaimer.setStyleSheet("color: #a06000; font-weight: bold;")
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
+        layout.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)  # never squeezed over each other
         layout.addLayout(grid)
         layout.addWidget(self.table)
         layout.addWidget(self.note)
