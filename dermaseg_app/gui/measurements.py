@@ -172,7 +172,7 @@ class MeasurementsController(QObject):
 
     def _folder_changed(self) -> None:
         self._maps.clear()
-        self.current = None
+        self.current, self._key = None, None
 
     def eventFilter(self, obj, event) -> bool:  # noqa: N802 - Qt API
         et = event.type()
