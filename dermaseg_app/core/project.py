@@ -11,7 +11,11 @@ project.json::
      "image_folder": "/abs/path/of/the/images",
      "images": {"sub/ISIC_0000009.jpg": {"status": "accepted", "note": "...",
                                         "updated": "2026-11-22T11:30:00Z", "edited": false}},
-     "stems": {"sub/ISIC_0000009.jpg": "ISIC_0000009"}}
+     "stems": {"sub/ISIC_0000009.jpg": "ISIC_0000009"},
+     "calibration": {"mm_per_px": 0.0125, "source": "ruler", "updated": "2026-12-01T11:30:00Z"}}
+
+``calibration`` (optional; absent = uncalibrated, as in projects written before it existed):
+the folder's scale set in the window (issue 15), millimetres per pixel and where it came from.
 
 Keys are image paths relative to the image folder with POSIX separators, so a project moves with
 its folder and reads the same on Windows and Linux.
@@ -43,6 +47,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -233,6 +238,7 @@ class _Parsed:
         self.records: dict[str, ImageRecord] = {}
         self.stems: dict[str, str] = {}
         self.renames: list[tuple[str, str]] = []
+        self.calibration: dict | None = None
         self.problems: list[str] = []
 
 
@@ -276,7 +282,27 @@ def _parse_project(text: str) -> _Parsed:
             if (isinstance(item, list) and len(item) == 2 and all(isinstance(x, str) and x for x in item)
                     and not any("/" in x or "\\" in x or x in (".", "..") for x in item)):
                 out.renames.append((item[0], item[1]))
+    if "calibration" in data:
+        try:
+            out.calibration = _parse_calibration(data["calibration"])
+        except (ValueError, TypeError) as exc:
+            out.problems.append(f"the folder's calibration cannot be read ({exc})")
     return out
+
+
+def _parse_calibration(value) -> dict | None:
+    """project.json's ``calibration``: None (or absent) = uncalibrated; else mm_per_px > 0."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError("not an object")
+    mm = value.get("mm_per_px")
+    if isinstance(mm, bool) or not isinstance(mm, (int, float)) or not math.isfinite(mm) or mm <= 0:
+        raise ValueError(f"mm_per_px {str(mm)[:40]!r} is not a positive number")
+    source = value.get("source")
+    updated = value.get("updated", "")
+    return {"mm_per_px": float(mm), "source": str(source)[:40] if source is not None else None,
+            "updated": str(updated)[:40]}
 
 
 class Project:
@@ -299,6 +325,7 @@ class Project:
         self._legacy_names = False              # schema 1 read as it is: legacy_stem()
         self._pending_renames: list[tuple[str, str]] = []  # (old stem, new stem) to move
         self._stamp: tuple[int, int] | None = None  # project.json as last read or written
+        self._calibration: dict | None = None     # the folder's scale (mm_per_px, source, updated)
         self._lock: locking.LockHandle | None = None
         self._finalizer: weakref.finalize[[], Project] | None = None
 
@@ -453,6 +480,7 @@ class Project:
         self._records = parsed.records
         self._set_stems(parsed.stems)
         self._pending_renames = parsed.renames
+        self._calibration = parsed.calibration
         self._legacy_names = parsed.version < 2
         self._stamp = stamp
 
@@ -483,6 +511,8 @@ class Project:
             if key not in self._stems and stem.lower() not in self._owners:
                 self._stems[key] = stem
                 self._owners[stem.lower()] = key
+        if (disk.calibration or {}).get("updated", "") > (self._calibration or {}).get("updated", ""):
+            self._calibration = disk.calibration
         self._stamp = stamp
 
     # -- migration of schema-1 names ---------------------------------------------------------
@@ -766,6 +796,28 @@ class Project:
         self.save()
         return new
 
+    @property
+    def calibration(self) -> tuple[float, str | None] | None:
+        """The folder's scale: (millimetres per pixel, source), or None when uncalibrated."""
+        cal = self._calibration
+        return None if cal is None else (cal["mm_per_px"], cal["source"])
+
+    def set_calibration(self, mm_per_px: float | None, source: str | None = None) -> None:
+        """Set the folder's scale (None: uncalibrated) and save at once. Unlike the records, a
+        failed save leaves the scale as it was (measurements never show a scale that is not kept)."""
+        self.check_writable()
+        self._merge_from_disk()
+        if mm_per_px is None:
+            new = None
+        else:
+            new = _parse_calibration({"mm_per_px": mm_per_px, "source": source, "updated": utc_now()})
+        old, self._calibration = self._calibration, new
+        try:
+            self.save()
+        except ProjectError:
+            self._calibration = old
+            raise
+
     def to_json(self) -> dict:
         data = {
             "schema_version": SCHEMA_VERSION,
@@ -773,6 +825,8 @@ class Project:
             "images": {k: self._records[k].to_json() for k in sorted(self._records)},
             "stems": {k: self._stems[k] for k in sorted(self._stems)},
         }
+        if self._calibration is not None:
+            data["calibration"] = dict(self._calibration)
         if self._pending_renames:
             data["renames"] = [list(r) for r in self._pending_renames]
         return data

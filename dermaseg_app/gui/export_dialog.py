@@ -65,6 +65,7 @@ class _Where:
 
 def run_export(job, project: Project, out_dir: Path, coco_rle: bool, skip_excluded: bool,
                with_hd95: bool, model_factory: ModelFactory | None = None, where: _Where | None = None):
+    from dermaseg_app.app.measurements import folder_calibration
     from dermaseg_app.core.export import export_project
 
     where = where or _Where()
@@ -82,7 +83,8 @@ def run_export(job, project: Project, out_dir: Path, coco_rle: bool, skip_exclud
     model = model_factory(job.cancel_event, on_predict) if model_factory is not None else None
     return export_project(project, out_dir, coco_rle=coco_rle, skip_excluded=skip_excluded,
                           with_hd95=with_hd95, model=model, progress=progress,
-                          cancelled=lambda: job.cancelled)
+                          cancelled=lambda: job.cancelled,
+                          calibration=folder_calibration(project))  # None: each file's own resolution
 
 
 class ExportDialog(QDialog):

@@ -4,7 +4,8 @@ a notifier, a dialogs object...) and places the widgets and actions the features
 
 Behaviour lives in the pieces: ``session.ReviewSession`` (cases, model, background work),
 ``case_view.CaseView`` (drawing the current case), ``actions.build_menus`` (menus and keys),
-``editing.EditController`` (contour correction), ``training_tab.TrainingTab`` (fine-tuning).
+``editing.EditController`` (contour correction), ``measurements.MeasurementsController`` (the
+Measurements panel, the folder's scale, follow-up), ``training_tab.TrainingTab`` (fine-tuning).
 No feature module imports this one.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtWidgets import (
     QDockWidget,
     QLabel,
@@ -32,6 +33,7 @@ from dermaseg_app.gui.canvas.overlay import set_colours
 from dermaseg_app.gui.case_view import CaseView
 from dermaseg_app.gui.dialogs import Dialogs
 from dermaseg_app.gui.editing import EditController, EditingContext
+from dermaseg_app.gui.measurements import MeasurementsContext, MeasurementsController
 from dermaseg_app.gui.notifier import Notifier
 from dermaseg_app.gui.preferences import open_preferences, set_preferences
 from dermaseg_app.gui.session import ReviewSession
@@ -133,6 +135,20 @@ class MainWindow(QMainWindow):
         self.addActions(list(self.editing.actions.values()))  # their keys work while the menu bar is hidden
         self.menus.add_file_actions(self.editing.file_actions)
         self.menus.add_menu_before_view(self.editing.build_edit_menu(self.menuBar()))
+        # lesion measurements (issue 15): their own dock below the review panel (always in view
+        # while editing), the Measure menu
+        self.measurements = MeasurementsController(MeasurementsContext(
+            session, self.canvas, self.view, self.controls, self.editing, self.case_list, self.notifier,
+            self.dialogs), self)
+        self.measurements.panel.setTitle("")  # the dock's title names it
+        measure_scroll = QScrollArea()
+        measure_scroll.setWidget(self.measurements.panel)
+        measure_scroll.setWidgetResizable(True)
+        self.measurements_dock = self._dock("Measurements", measure_scroll, Qt.DockWidgetArea.RightDockWidgetArea,
+                                            RIGHT_MIN_WIDTH)
+        self.splitDockWidget(self.review_dock, self.measurements_dock, Qt.Orientation.Vertical)
+        self.addActions(list(self.measurements.actions.values()))
+        self.menus.add_menu_before_view(self.measurements.build_menu(self.menuBar()))
         self._connect_training()
         self.training.refresh()
         geometry = QSettings("DermaSeg", "DermaSeg").value("main_window/geometry")
@@ -144,11 +160,22 @@ class MainWindow(QMainWindow):
         """The side panels take what they need of the window's width; the canvas gets the rest."""
         left, right = dock_widths(self.width())
         self.resizeDocks(list(self._docks), [left, right], Qt.Orientation.Horizontal)
+        measure = getattr(self, "measurements_dock", None)
+        if measure is not None:  # the measurements get what their rows need, the review panel the rest
+            want = min(self.measurements.panel.sizeHint().height() + 40, self.height() // 2)
+            self.resizeDocks([self.review_dock, measure], [max(1, self.height() - want), want],
+                             Qt.Orientation.Vertical)
 
     def resizeEvent(self, event) -> None:  # noqa: N802 - Qt API
         super().resizeEvent(event)
         if event.oldSize().width() <= 0:  # the first real size (shown, or resized before showing)
             self.size_docks()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt API
+        super().showEvent(event)
+        if not getattr(self, "_docks_sized_when_shown", False):  # the docks' layout is settled now
+            self._docks_sized_when_shown = True
+            QTimer.singleShot(0, self.size_docks)
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea, width: int) -> QDockWidget:
         dock = QDockWidget(title, self)
@@ -196,7 +223,7 @@ class MainWindow(QMainWindow):
         canvas); the Review tab shows them again."""
         if index == TRAINING_TAB:
             self.training.shown()
-            hide = [self.review_dock, self.editing.toolbar]
+            hide = [self.review_dock, self.measurements_dock, self.editing.toolbar]
             self._hidden_for_training = [wdg for wdg in hide if wdg.isVisible()]
             for wdg in self._hidden_for_training:
                 wdg.hide()
