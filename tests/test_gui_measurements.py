@@ -185,7 +185,8 @@ def test_follow_up_dialog_shows_the_change(qtbot, random_model, folder) -> None:
     gts = [w.session.images.get(r).gt if w.session.images.get(r) is not None else None for r in rows]
     from dermaseg_app.core.imageio import read_mask
 
-    gts = [g if g is not None else read_mask(w.session.entries[r].case.ground_truth) for g, r in zip(gts, rows)]
+    gts = [g if g is not None else read_mask(w.session.entries[r].case.ground_truth)
+           for g, r in zip(gts, rows, strict=True)]
     a0, a1 = float(gts[0].sum()), float(gts[1].sum())
     assert dialog.cell(0, 0) == "Area"
     assert dialog.cell(0, 1) == format_area(a0, "px") and dialog.cell(0, 2) == format_area(a1, "px")

@@ -290,7 +290,7 @@ def _parse_project(text: str) -> _Parsed:
     return out
 
 
-def _parse_calibration(value) -> dict | None:
+def _parse_calibration(value: object) -> dict[str, object] | None:
     """project.json's ``calibration``: None (or absent) = uncalibrated; else mm_per_px > 0."""
     if value is None:
         return None

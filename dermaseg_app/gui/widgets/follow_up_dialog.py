@@ -50,7 +50,8 @@ def thumbnail_with_contour(rgb: np.ndarray, mask: np.ndarray, side: int = THUMB_
     h, w = rgb.shape[:2]
     scale = side / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    small = cv2.resize(np.ascontiguousarray(rgb), size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST)
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_NEAREST
+    small = cv2.resize(np.ascontiguousarray(rgb), size, interpolation=interpolation)
     m = cv2.resize(mask.astype(np.uint8) * 255, size, interpolation=cv2.INTER_NEAREST)
     contours, _ = cv2.findContours((m >= 128).astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
     out = np.ascontiguousarray(small.copy())
