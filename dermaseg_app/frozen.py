@@ -58,11 +58,15 @@ def xcb_plugin_path() -> Path | None:
     """Qt's xcb platform plugin as PySide6 ships it (in the frozen app and in a venv)."""
     import importlib.util
 
+    folders: list[Path] = []
+    frozen = getattr(sys, "_MEIPASS", None)
+    if frozen:  # PyInstaller keeps PySide6's Qt folder under _internal/PySide6
+        folders.append(Path(frozen) / "PySide6")
     spec = importlib.util.find_spec("PySide6")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for folder in spec.submodule_search_locations:
-        candidate = Path(folder) / "Qt" / "plugins" / "platforms" / "libqxcb.so"
+    if spec is not None and spec.submodule_search_locations:
+        folders += [Path(f) for f in spec.submodule_search_locations]
+    for folder in folders:
+        candidate = folder / "Qt" / "plugins" / "platforms" / "libqxcb.so"
         if candidate.is_file():
             return candidate
     return None

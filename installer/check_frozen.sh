@@ -36,7 +36,7 @@ import sys, numpy as np
 from PIL import Image
 img = np.asarray(Image.open(sys.argv[1]).convert("RGB")).astype(int)
 r, g, b = img[..., 0], img[..., 1], img[..., 2]
-contour = ((g > 150) & (r < 120) & (b < 120)).sum()  # the prediction's contour colour
+contour = ((r < 110) & (g > 170) & (b > 170)).sum()  # the prediction's contour (cyan) and fill
 print(f"screenshot {img.shape[1]}x{img.shape[0]}, {contour} contour-coloured pixels")
 sys.exit(0 if contour > 200 else 1)
 PY
