@@ -174,3 +174,14 @@ def test_a_checkpoint_of_the_single_module_engine_resumes() -> None:
             assert all(torch.equal(v, back[n]) if torch.is_tensor(v) else v == back[n] for n, v in st.items())
     assert again["model_config"] == ckpt["model_config"] and again["format"] == ckpt["format"]
     assert dataclasses.asdict(t.TrainConfig.from_dict(again["config"]))["input_size"] == ckpt["config"]["input_size"]
+
+
+def test_format_event_speaks_the_windows_words_too():
+    from dermaseg_app.ml.training import events as ev
+    from dermaseg_app.ml.training.report import format_event
+
+    done = ev.TrainFinished(best_jsc=0.8, best_epoch=2, model_path=None, run_dir=Path("run"), seconds=75.0,
+                            history=[])
+    assert format_event(done, audience="window") == "Training finished in 1:15 (the training steps and epochs)."
+    with pytest.raises(ValueError):
+        format_event(done, audience="fax")

@@ -469,6 +469,10 @@ class TrainingTab(QWidget):
         self.log.appendPlainText(text)
 
     def _event(self, ev: object) -> None:
+        # the engine's one event formatter (the window's wording); imported here, when training
+        # runs: the window does not load the training code before
+        from dermaseg_app.ml.training.report import format_event
+
         kind = type(ev).__name__
         if kind == "Preparing":
             self.status.setText(ev.text)
@@ -495,34 +499,21 @@ class TrainingTab(QWidget):
             self.bar.setValue(ev.steps_per_epoch * (ev.start_epoch - 1) + ev.start_step)
             self.plot.set_epochs(ev.epochs, ev.steps_per_epoch)
             self.status.setText(f"Training on {ev.device}…")
-            self._log(f"Device: {ev.device}; {ev.steps_per_epoch} step{'s' if ev.steps_per_epoch != 1 else ''} "
-                      f"per epoch; run folder {ev.run_dir}")
+            self._log(format_event(ev, audience="window"))
             if ev.notice:
-                self._log(ev.notice)
                 self.notifier.notice(ev.notice, False)
-            if ev.base_scores and "base_val_jsc" in ev.base_scores:
-                self._log(f"Base model on the dermoscopy folder: JSC {_pct(ev.base_scores['base_val_jsc'])}")
         elif kind == "StepProgress":
             self.bar.setValue(ev.global_step)
-            self.status.setText(f"Epoch {ev.epoch} of {ev.epochs} · step {ev.step} of {ev.steps_per_epoch} · "
-                                f"about {_eta(ev.eta_seconds)} left")
+            self.status.setText(format_event(ev, audience="window"))
             if "g" in ev.losses:
                 self.plot.add_loss(ev.global_step, float(ev.losses["g"]))
         elif kind == "EpochEnd":
             jsc = ev.val.jsc if ev.val is not None else None
             base = ev.base_val.jsc if ev.base_val is not None else None
             self.plot.add_epoch(ev.epoch, jsc, base)
-            parts = [f"Epoch {ev.epoch}/{ev.epochs}", f"loss {ev.train_losses.get('g', float('nan')):.4f}"]
-            if jsc is not None:
-                parts.append(f"val JSC {_pct(jsc)}" + (" (best)" if ev.is_best else ""))
-            if base is not None:
-                parts.append(f"dermoscopy JSC {_pct(base)}" + ("" if ev.qualifies else " (too low: not kept)"))
-            parts.append(f"{ev.seconds:.0f} s")
-            self._log(" · ".join(parts))
-        elif kind == "TrainCancelled":
-            self._log(f"Cancelled in epoch {ev.epoch}, step {ev.step}; checkpoint {ev.checkpoint_path}")
-        elif kind == "TrainFinished":
-            self._log(f"Training finished in {_eta(ev.seconds)} (the training steps and epochs).")
+            self._log(format_event(ev, audience="window"))
+        elif kind in ("TrainCancelled", "TrainFinished"):
+            self._log(format_event(ev, audience="window"))
 
     def _done(self, outcome: FinetuneOutcome) -> None:
         self.outcome = outcome

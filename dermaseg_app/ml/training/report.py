@@ -185,12 +185,59 @@ def _cancelled(e: ev.TrainCancelled) -> str:
             f"continue with --resume {e.checkpoint_path}")
 
 
-def format_event(event: Any, *, last_val: float | None = None, second_source: str = "replay") -> str:
-    """A training event as text, as ``dermaseg train``/``finetune`` print it: one line, or for
-    ``TrainStarted`` up to three (a notice, the run, the base model's scores); "" for the events
-    that say nothing worth a line (checkpoints other than a published model). ``last_val``: the
-    last epoch's validation JSC, shown on step lines; ``second_source``: what the second data
-    source is called (replay in fine-tuning, mixed in for ``train --mix``)."""
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{100 * value:.1f}%"
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _for_window(event: Any) -> str:
+    """The Training tab's wording: percentages, no loss names, the dermoscopy folder by its role."""
+    if isinstance(event, ev.TrainStarted):
+        steps = event.steps_per_epoch
+        lines = [f"Device: {event.device}; {steps} step{'s' if steps != 1 else ''} per epoch; "
+                 f"run folder {event.run_dir}"]
+        if event.notice:
+            lines.append(event.notice)
+        if event.base_scores and "base_val_jsc" in event.base_scores:
+            lines.append(f"Base model on the dermoscopy folder: JSC {_pct(event.base_scores['base_val_jsc'])}")
+        return "\n".join(lines)
+    if isinstance(event, ev.StepProgress):
+        return (f"Epoch {event.epoch} of {event.epochs} · step {event.step} of {event.steps_per_epoch} · "
+                f"about {_clock(event.eta_seconds)} left")
+    if isinstance(event, ev.EpochEnd):
+        parts = [f"Epoch {event.epoch}/{event.epochs}", f"loss {event.train_losses.get('g', float('nan')):.4f}"]
+        if event.val is not None:
+            parts.append(f"val JSC {_pct(event.val.jsc)}" + (" (best)" if event.is_best else ""))
+        if event.base_val is not None:
+            parts.append(f"dermoscopy JSC {_pct(event.base_val.jsc)}"
+                         + ("" if event.qualifies else " (too low: not kept)"))
+        parts.append(f"{event.seconds:.0f} s")
+        return " · ".join(parts)
+    if isinstance(event, ev.TrainCancelled):
+        return f"Cancelled in epoch {event.epoch}, step {event.step}; checkpoint {event.checkpoint_path}"
+    if isinstance(event, ev.TrainFinished):
+        return f"Training finished in {_clock(event.seconds)} (the training steps and epochs)."
+    return ""
+
+
+def format_event(event: Any, *, last_val: float | None = None, second_source: str = "replay",
+                 audience: str = "cli") -> str:
+    """A training event as text: for ``audience="cli"`` as ``dermaseg train``/``finetune`` print
+    it (one line, or for ``TrainStarted`` up to three: a notice, the run, the base model's
+    scores); for ``audience="window"`` in the Training tab's words (StepProgress: its status line).
+    "" for the events that say nothing worth a line (checkpoints other than a published model).
+    ``last_val``: the last epoch's validation JSC, shown on CLI step lines; ``second_source``:
+    what the second data source is called (replay in fine-tuning, mixed in for ``train --mix``)."""
+    if audience == "window":
+        return _for_window(event)
+    if audience != "cli":
+        raise ValueError(f"unknown audience {audience!r} (cli or window)")
     if isinstance(event, ev.TrainStarted):
         return _started(event, second_source)
     if isinstance(event, ev.StepProgress):
