@@ -36,7 +36,7 @@ SEEDS = ("mobile_deeplab", "slsdeep", "dual_attention_unet")
 SMALL: dict[str, dict] = {
     "mobile_deeplab": {},
     "slsdeep": {"layers": [1, 1, 1, 1], "base_width": 8, "stem_channels": 16, "pyramid_channels": 16,
-                "decoder_channels": [32, 16]},
+                "decoder_channels": [32, 16], "dropout": 0.0},  # no dropout: 16 maps are too few to drop half
     "dual_attention_unet": {"widths": [8, 16, 32, 64]},
 }
 
@@ -363,3 +363,21 @@ def test_the_window_loads_and_runs_a_seed_network(qtbot, tmp_path, sample_folder
         window.close()
         window.session.stop_background(wait=True, timeout=10)
         window.session.wait_for_model(60)
+
+
+@pytest.mark.parametrize("arch", SEEDS)
+def test_inference_fusion_folds_every_batchnorm(arch):
+    from dermaseg_app.ml.optimize import fuse_for_inference
+
+    net = _small(arch)
+    for m in net.modules():  # trained-looking statistics, so that folding changes the weights
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    net.eval()
+    fused = fuse_for_inference(net)
+    assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.Dropout, torch.nn.Dropout2d)) for m in fused.modules())
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), net(x), atol=1e-5, rtol=1e-4)
