@@ -381,3 +381,10 @@ def test_inference_fusion_folds_every_batchnorm(arch):
     x = torch.rand(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(fused(x), net(x), atol=1e-5, rtol=1e-4)
+
+
+def test_mobile_deeplab_trains_on_a_batch_of_one():
+    net = _small("mobile_deeplab").train()
+    loss = loss_terms("soft_dice", net.forward_logits(torch.rand(1, 3, 32, 32)), torch.ones(1, 1, 32, 32))["loss"]
+    loss.backward()
+    assert torch.isfinite(loss)

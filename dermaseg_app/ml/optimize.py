@@ -142,7 +142,7 @@ def _fold_sequential(seq: nn.Sequential) -> None:
     seed networks' conv-BN-activation layers, ml.networks)."""
     for i in range(len(seq) - 1):
         conv, bn = seq[i], seq[i + 1]
-        if (type(conv) is nn.Conv2d and type(bn) is nn.BatchNorm2d and bn.track_running_stats
+        if (type(conv) is nn.Conv2d and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats
                 and bn.num_features == conv.out_channels):
             seq[i] = fold_conv_bn(conv, bn)
             seq[i + 1] = nn.Identity()

@@ -92,6 +92,17 @@ def _conv_bn(cin: int, cout: int, k: int = 1, stride: int = 1, dilation: int = 1
     return nn.Sequential(*layers)
 
 
+class PooledBatchNorm(nn.BatchNorm2d):
+    """BatchNorm of the image-pooling branch: its input is 1x1, so a training batch of one image
+    has one value per channel, where PyTorch's BatchNorm raises (TensorFlow's gives beta); such a
+    batch is normalised with the running statistics, which it leaves unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] * x.shape[2] * x.shape[3] == 1:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(x)
+
+
 class InvertedResidual(nn.Module):
     """MobileNetV2 block: 1x1 expansion (unless t = 1), 3x3 depthwise (stride, dilation), linear
     1x1 projection; the input added when stride is 1 and the widths agree."""
@@ -162,7 +173,7 @@ class MobileDeepLab(nn.Module):
         self.low_level_channels = blocks[self.low_level_index].conv[-1][0].out_channels
         c = cfg.aspp_channels
         self.image_pooling = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), _conv_bn(cin, c, 1, act=nn.ReLU))
+            nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, c, 1, bias=False), PooledBatchNorm(c, eps=1e-3), nn.ReLU())
         self.aspp0 = _conv_bn(cin, c, 1, act=nn.ReLU)
         self.aspp_atrous = nn.ModuleList(_SeparableConvBN(cin, c, r) for r in cfg.aspp_rates)
         self.project = nn.Sequential(
