@@ -388,3 +388,16 @@ def test_mobile_deeplab_trains_on_a_batch_of_one():
     loss = loss_terms("soft_dice", net.forward_logits(torch.rand(1, 3, 32, 32)), torch.ones(1, 1, 32, 32))["loss"]
     loss.backward()
     assert torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("arch", SEEDS)
+def test_predict_command_runs_each_architecture(arch, tmp_path, sample_folder):
+    from dermaseg_app import cli
+    from dermaseg_app.core.imageio import read_image
+
+    _, path = _save(arch, tmp_path)
+    images = sample_folder(["ISIC_0000169"])
+    out = tmp_path / "masks"
+    assert cli.main(["predict", str(images), "--out", str(out), "--model", str(path), "--backend", "torch"]) == 0
+    mask = out / "ISIC_0000169.png"
+    assert mask.is_file() and read_image(mask).shape[:2] == read_image(images / "ISIC_0000169.jpg").shape[:2]
