@@ -94,7 +94,7 @@ def main() -> int:
         end_ms = 1000 * (time.perf_counter() - t0)
         ed.wait_for_metrics(30)
         app.processEvents()
-        total = [a + b for a, b in zip(handler, paint)]
+        total = [a + b for a, b in zip(handler, paint, strict=True)]
         return {"view": label, "erase": erase, "moves": len(handler),
                 "handler_ms_median": statistics.median(handler), "handler_ms_p95": _p95(handler),
                 "paint_ms_median": statistics.median(paint), "paint_ms_p95": _p95(paint),

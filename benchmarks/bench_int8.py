@@ -53,7 +53,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="quantize only these operator types (e.g. Conv ConvTranspose); default: all")
     args = parser.parse_args(argv)
 
-    import onnxruntime as ort
     import torch
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -95,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         quantize_static(str(f32), str(int8), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                         op_types_to_quantize=args.ops or None)
-        print(f"quantized ({', '.join(args.ops) if args.ops else 'all operators'}) in {time.perf_counter() - t0:.0f} s: "
+        ops = ", ".join(args.ops) if args.ops else "all operators"
+        print(f"quantized ({ops}) in {time.perf_counter() - t0:.0f} s: "
               f"{f32.stat().st_size / 1e6:.1f} MB -> "
               f"{int8.stat().st_size / 1e6:.1f} MB")
         runs = {}

@@ -100,7 +100,7 @@ def main() -> int:
                     continue  # warm-up pass
                 if rep == args.repeat - 1:
                     pixels.append(rgb.shape[0] * rgb.shape[1])
-                for stage, dt in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5)):
+                for stage, dt in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3, t5 - t4, t6 - t5), strict=True):
                     times[stage].append(dt)
 
         print(f"\nper image, sequential stages (images {min(pixels) / 1e6:.2f} to {max(pixels) / 1e6:.2f} MP):")

@@ -7,8 +7,11 @@ BCE + 0.1 L1 + 0.5 soft Jaccard) and update. Random inputs, fixed seed; the firs
 steps are not timed. The figure is **CPU time per step** (``time.process_time``: both threads
 counted, so another job on the machine moves it far less than wall time) and wall time.
 
-Side by side: ``--vs REV`` checks REV out into a temporary git worktree and runs the same step
-(this file's code) alternately in child processes, importing ``dermaseg_app`` from this checkout
+New code runs the engine's own step (``ml.training.make_step``, which also reads the losses back);
+code older than it runs the step written out here (what its engine did per batch).
+
+Side by side: ``--vs REV`` checks REV out into a temporary git worktree and runs the step
+alternately in child processes, importing ``dermaseg_app`` from this checkout
 ("new") and from REV ("old"), A B A B ..., and prints the median of each and the ratio old/new
 pair by pair::
 
@@ -47,6 +50,11 @@ def run_here(args: argparse.Namespace) -> list[dict]:
     from dermaseg_app.ml import registry
     from dermaseg_app.ml.training import soft_jaccard_loss
 
+    try:  # the engine's own step (ml.training.make_step); code older than it: the step written out below
+        from dermaseg_app.ml.training import TrainConfig, make_step
+    except ImportError:
+        TrainConfig = make_step = None
+
     torch.set_num_threads(args.threads)
     try:  # today's code: the kernel and the precision choice; older code has neither
         from dermaseg_app.ml import cpu_speed, fast_attention
@@ -69,38 +77,46 @@ def run_here(args: argparse.Namespace) -> list[dict]:
         if args.channels_last:
             g, d = g.to(memory_format=torch.channels_last), d.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
-        opt_g = torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999))
-        opt_d = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999))
-        g_logits, d_logits = g.forward_logits, d.forward_logits
-        if args.compile:
-            g_logits = torch.compile(g_logits, dynamic=False)
-            d_logits = torch.compile(d_logits, dynamic=False)
+        if make_step is not None:  # Adam 2e-4 betas (0.5, 0.999), the paper's loss weights: TrainConfig's defaults
+            recipe = TrainConfig(adversarial=args.mode == "gan", channels_last=args.channels_last, compile=args.compile)
+            engine_step = make_step(recipe, g, d, "cpu", autocast=dtype)
 
-        def step() -> None:
-            with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-                logits = g_logits(x)
-                prob = torch.sigmoid(logits.float())
-                loss = 0.1 * (prob - y).abs().mean() + 0.5 * soft_jaccard_loss(prob, y)
-                if args.mode == "gan":
-                    h = args.batch // 2
-                    dr = d_logits(x[:h], y[:h]).float()
-                    df = d_logits(x[h:], prob[h:].detach()).float()
-                    ld = 0.5 * (F.binary_cross_entropy_with_logits(dr, torch.ones_like(dr))
-                                + F.binary_cross_entropy_with_logits(df, torch.zeros_like(df)))
-                    opt_d.zero_grad(set_to_none=True)
-                    ld.backward()
-                    opt_d.step()
-                    for p in d.parameters():
-                        p.requires_grad_(False)
-                    a = d_logits(x, prob).float()
-                    for p in d.parameters():
-                        p.requires_grad_(True)
-                    loss = loss + F.binary_cross_entropy_with_logits(a, torch.ones_like(a))
-                else:
-                    loss = loss + F.binary_cross_entropy_with_logits(logits.float(), y)
-            opt_g.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_g.step()
+            def step() -> None:
+                engine_step.begin()
+                engine_step(x, y, adversarial=args.mode == "gan", global_step=0)
+        else:  # the engine's step as the single-module engine did it (before ml.training.step)
+            opt_g = torch.optim.Adam(g.parameters(), 2e-4, betas=(0.5, 0.999))
+            opt_d = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999))
+            g_logits, d_logits = g.forward_logits, d.forward_logits
+            if args.compile:
+                g_logits = torch.compile(g_logits, dynamic=False)
+                d_logits = torch.compile(d_logits, dynamic=False)
+
+            def step() -> None:
+                with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                    logits = g_logits(x)
+                    prob = torch.sigmoid(logits.float())
+                    loss = 0.1 * (prob - y).abs().mean() + 0.5 * soft_jaccard_loss(prob, y)
+                    if args.mode == "gan":
+                        h = args.batch // 2
+                        dr = d_logits(x[:h], y[:h]).float()
+                        df = d_logits(x[h:], prob[h:].detach()).float()
+                        ld = 0.5 * (F.binary_cross_entropy_with_logits(dr, torch.ones_like(dr))
+                                    + F.binary_cross_entropy_with_logits(df, torch.zeros_like(df)))
+                        opt_d.zero_grad(set_to_none=True)
+                        ld.backward()
+                        opt_d.step()
+                        for p in d.parameters():
+                            p.requires_grad_(False)
+                        a = d_logits(x, prob).float()
+                        for p in d.parameters():
+                            p.requires_grad_(True)
+                        loss = loss + F.binary_cross_entropy_with_logits(a, torch.ones_like(a))
+                    else:
+                        loss = loss + F.binary_cross_entropy_with_logits(logits.float(), y)
+                opt_g.zero_grad(set_to_none=True)
+                loss.backward()
+                opt_g.step()
 
         cpu, wall = [], []
         for i in range(args.warmup + args.steps):
@@ -140,7 +156,7 @@ def side_by_side(args: argparse.Namespace, rest: list[str]) -> int:
     for i, size in enumerate(args.sizes):
         old_cpu = [res[i]["cpu_s"] for res in results["old"]]
         new_cpu = [res[i]["cpu_s"] for res in results["new"]]
-        ratios = [o / n for o, n in zip(old_cpu, new_cpu)]
+        ratios = [o / n for o, n in zip(old_cpu, new_cpu, strict=True)]
         new_row = results["new"][0][i]
         line = {"size": size, "old_cpu_s": statistics.median(old_cpu), "new_cpu_s": statistics.median(new_cpu),
                 "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),

@@ -59,132 +59,77 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dermaseg_app.ml import registry  # noqa: E402
-from dermaseg_app.ml.training import freeze_encoder, soft_jaccard_loss  # noqa: E402
+from dermaseg_app.ml.training import TrainConfig, freeze_encoder, make_step  # noqa: E402
 
 
 class BatchSource:
     """Where a timed step gets its batch: ``fixed`` (one random batch reused), ``cpu`` (the
-    engine's default path: ml.data.make_batch with OpenCV augmentation one batch ahead in a thread,
-    pinned, copied to the device) or ``device`` (TrainConfig.device_data: a uint8 pack on the
-    device, indexed and augmented there by ml.augment_torch). Random images, 256 of them."""
+    engine's default path, ml.training.CpuBatches: ml.data.make_batch with OpenCV augmentation one
+    batch ahead in a thread, pinned, copied to the device) or ``device`` (ml.training.DeviceBatches,
+    TrainConfig.device_data: a uint8 pack on the device, indexed and augmented there by
+    ml.augment_torch, uncompiled). Random images, 256 of them; ``steps`` batches in all."""
 
-    def __init__(self, kind: str, size: int, batch: int, device: torch.device, n: int = 256) -> None:
+    def __init__(self, kind: str, size: int, batch: int, device: torch.device, steps: int, n: int = 256) -> None:
         import numpy as np
 
-        from dermaseg_app.ml.data import Pack
+        from dermaseg_app.ml.data import BatchItem, Pack
+        from dermaseg_app.ml.training import CpuBatches, DeviceBatches
 
-        self.kind, self.batch, self.device, self.step = kind, batch, device, 0
+        self.kind, self.step = kind, 0
         rng = np.random.default_rng(0)
         images = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
         masks = rng.random((n, size, size)) > 0.5
-        self.pack = Pack(images=images, masks=masks, stems=[str(i) for i in range(n)], size=size)
+        pack = Pack(images=images, masks=masks, stems=[str(i) for i in range(n)], size=size)
         self.x = torch.from_numpy(images[:batch]).permute(0, 3, 1, 2).float().div(255).to(device)
         self.y = torch.from_numpy(masks[:batch, None]).float().to(device)
-        if kind == "device":
-            self.images = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).contiguous()
-            self.masks = torch.from_numpy(masks).to(device)[:, None].contiguous()
-        self.pool = None
-        self.pending = None
-        if kind == "cpu":
-            from concurrent.futures import ThreadPoolExecutor
-
-            self.pool = ThreadPoolExecutor(max_workers=1)
-            self.pending = self.pool.submit(self._cpu_batch, 0)
-
-    def _items(self, step: int) -> list:
-        from dermaseg_app.ml.data import BatchItem
-
-        return [BatchItem(0, (step * self.batch + j) % len(self.pack)) for j in range(self.batch)]
-
-    def _cpu_batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        import numpy as np
-
-        from dermaseg_app.ml.data import make_batch
-
-        x, y = make_batch(self._items(step), [self.pack], np.random.default_rng([0, 2, step]))
-        xt, yt = torch.from_numpy(x), torch.from_numpy(y)
-        if self.device.type == "cuda":
-            xt, yt = xt.pin_memory(), yt.pin_memory()
-        return xt, yt
+        self.batches = None
+        if kind in ("cpu", "device"):
+            cfg = TrainConfig(seed=0, batch_size=batch, device_data=kind == "device")
+            self.batches = (DeviceBatches if kind == "device" else CpuBatches)(cfg, [pack], device)
+            plan = [[BatchItem(0, (step * batch + j) % n) for j in range(batch)] for step in range(steps)]
+            self.batches.start(0, plan, 0)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        import numpy as np
-
         step, self.step = self.step, self.step + 1
-        if self.kind == "fixed":
+        if self.batches is None:
             return self.x, self.y
-        if self.kind == "cpu":
-            assert self.pool is not None and self.pending is not None
-            x, y = self.pending.result()
-            self.pending = self.pool.submit(self._cpu_batch, step + 1)
-            return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-        from dermaseg_app.ml.augment_torch import augment_batch, draw_params
-
-        idx = torch.tensor([it.index for it in self._items(step)], dtype=torch.long).to(self.device, non_blocking=True)
-        params = draw_params(self.batch, np.random.default_rng([0, 2, step]))
-        return augment_batch(self.images.index_select(0, idx), self.masks.index_select(0, idx), params)
+        return self.batches.get(step)
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+        if self.batches is not None:
+            self.batches.close()
 
 
 def time_steps(size: int, batch: int, mode: str, steps: int, warmup: int, device: torch.device,
                amp: bool, data: str = "fixed", compile_mode: str | None = None,
                fused_adam: bool = False) -> list[float]:
+    """Seconds of each timed step of the engine's own step (ml.training.make_step: Adam 2e-4
+    betas (0.5, 0.999), 0.1 L1 + 0.5 soft Jaccard + adversarial or pixel BCE, losses read back)."""
     cfg = registry.default_config("slsnet") | {"input_size": size}
     torch.manual_seed(0)
     g = registry.build_generator("slsnet", cfg).to(device)
     d = registry.build_discriminator("slsnet", cfg).to(device)
     if mode == "frozen":
         freeze_encoder(g)
+    recipe = TrainConfig(adversarial=mode == "gan", compile=bool(compile_mode), compile_mode=compile_mode or "default")
     fused = {"fused": True} if fused_adam else {}  # the engine uses torch's default (foreach on CUDA)
-    opt_g = torch.optim.Adam([p for p in g.parameters() if p.requires_grad], 2e-4, betas=(0.5, 0.999), **fused)
-    opt_d = torch.optim.Adam(d.parameters(), 2e-4, betas=(0.5, 0.999), **fused)
-    g_logits, d_logits = g.forward_logits, d.forward_logits
-    if compile_mode:  # as ml.training does with TrainConfig.compile
-        g_logits = torch.compile(g.forward_logits, mode=compile_mode, dynamic=False)
-        d_logits = torch.compile(d.forward_logits, mode=compile_mode, dynamic=False)
-    source = BatchSource(data, size, batch, device)
+    step = make_step(recipe, g, d, device.type, autocast=torch.bfloat16 if amp and device.type == "cuda" else None,
+                     **fused)
+    source = BatchSource(data, size, batch, device, warmup + steps)
     times = []
     try:
         for i in range(warmup + steps):
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-            if compile_mode:
-                torch.compiler.cudagraph_mark_step_begin()
+            step.begin()
             x, y = source.next()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp and device.type == "cuda"):
-                logits = g_logits(x)
-                prob = torch.sigmoid(logits.float())
-                loss = 0.1 * (prob - y).abs().mean() + 0.5 * soft_jaccard_loss(prob, y)
-                if mode == "gan":
-                    h = batch // 2
-                    dr = d_logits(x[:h], y[:h]).float()
-                    df = d_logits(x[h:], prob[h:].detach()).float()
-                    ld = 0.5 * (F.binary_cross_entropy_with_logits(dr, torch.ones_like(dr))
-                                + F.binary_cross_entropy_with_logits(df, torch.zeros_like(df)))
-                    opt_d.zero_grad()
-                    ld.backward()
-                    opt_d.step()
-                    for p in d.parameters():  # as the engine: D frozen for G's adversarial term
-                        p.requires_grad_(False)
-                    a = d_logits(x, prob).float()
-                    for p in d.parameters():
-                        p.requires_grad_(True)
-                    loss = loss + F.binary_cross_entropy_with_logits(a, torch.ones_like(a))
-                else:
-                    loss = loss + F.binary_cross_entropy_with_logits(logits.float(), y)
-            opt_g.zero_grad()
-            loss.backward()
-            opt_g.step()
+            step(x, y, adversarial=mode == "gan", global_step=i)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             if i >= warmup:
@@ -374,9 +319,11 @@ def finetune_benchmark(args: argparse.Namespace) -> int:
     after = score_model(out, folders, args.pack_dir)
     result = {
         "base": args.base, "n_finetune_part": args.n_finetune, "heldout": len(held), "seed": args.seed,
-        "epochs": args.epochs, "freeze_encoder": args.freeze_encoder, "adversarial": args.adversarial, "replay_share": args.replay_share,
+        "epochs": args.epochs, "freeze_encoder": args.freeze_encoder, "adversarial": args.adversarial,
+        "replay_share": args.replay_share,
         "lr": args.lr, "base_val": args.base_val, "base_val_tolerance": args.base_val_tolerance,
-        "l2sp": args.l2sp, "freeze_bn_stats": args.freeze_bn_stats, "fell_back_to_base": finished.fell_back_to_base if finished else None,
+        "l2sp": args.l2sp, "freeze_bn_stats": args.freeze_bn_stats,
+        "fell_back_to_base": finished.fell_back_to_base if finished else None,
         "threads": torch.get_num_threads(), "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
         "best_epoch": finished.best_epoch if finished else None, "before": before, "after": after,
     }
@@ -426,7 +373,8 @@ def main() -> int:
         ap.add_argument("interpolate")
         ap.add_argument("--base", required=True, help="the model the fine-tuning started from")
         ap.add_argument("--work", required=True,
-                        help="a finished `finetune` benchmark's --work folder (finetuned.safetensors, finetune/, heldout/)")
+                        help="a finished `finetune` benchmark's --work folder "
+                             "(finetuned.safetensors, finetune/, heldout/)")
         ap.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
         ap.add_argument("--isic-val", default="/work/shared/data/isic2017/val")
         ap.add_argument("--seed", type=int, default=0, help="the fine-tuning run's seed (its held-out 10%%)")

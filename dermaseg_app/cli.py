@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, str] = {
     "finetune": "finetune",
     "export": "export",
     "export-model": "export_model",
+    "measure": "measure",
 }
 
 
@@ -47,7 +48,7 @@ def _subcommand_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"dermaseg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in _available_subcommands().items():
+    for module in _available_subcommands().values():
         mod = importlib.import_module(f"dermaseg_app.commands.{module}")
         mod.register(sub)
     return parser
@@ -79,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print()
             _subcommand_parser().print_help()
             return 0
-        if args_list[0] in ("predict", "evaluate", "export"):
+        if args_list[0] in ("predict", "evaluate", "export", "measure"):
             # torch's CPU threads sleep while they wait instead of spinning (set before torch
             # loads): on a shared or busy CPU a spinning thread made one image take seconds
             import os

@@ -152,10 +152,11 @@ def child(images: str, seed: int, progress: str) -> None:
 # ----------------------------------------------------------------------------------- checks
 def _recovered(images: Path) -> tuple[np.ndarray, list[str]]:
     """The mask the window would show after reopening, and the problems found on disk."""
+    import json
+
     from dermaseg_app.core.imageio import ImageReadError, read_mask
     from dermaseg_app.core.project import Project
     from dermaseg_app.core.store import CorrectionStore
-    import json
 
     problems: list[str] = []
     project = Project.open_for(images)

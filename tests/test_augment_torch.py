@@ -8,12 +8,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from conftest import SAMPLES
 
 from dermaseg_app.ml import augment_torch as at
 from dermaseg_app.ml.augment import AugmentConfig, adjust_gamma, apply_clahe
 from dermaseg_app.ml.data import BatchItem, Pack, make_batch
-
-from conftest import SAMPLES
 
 NO_AUG = AugmentConfig(hflip=False, vflip=False, gammas=(1.0,), clahe_probability=0.0)
 NO_CLAHE = AugmentConfig(clahe_probability=0.0)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from dermaseg_app import cli
 from dermaseg_app.core.imageio import read_image
@@ -70,7 +69,7 @@ def test_a_runtime_gives_torchs_probabilities(name, model_path, images, torch_pr
     assert predictor.backend == name and predictor.device_notice is None
     assert predictor.backend_label.startswith({"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}[name])
     got = predictor.predict_batch(images)
-    for prediction, want, image in zip(got, torch_predictions, images):
+    for prediction, want, image in zip(got, torch_predictions, images, strict=True):
         assert prediction.prob.shape == image.shape[:2]
         assert np.abs(prediction.prob - want).max() <= F32_TOLERANCE
         assert want.std() > 1e-3
@@ -177,7 +176,7 @@ def test_a_runtime_failing_while_predicting_hands_over_to_torch(model_path, imag
     monkeypatch.setattr(p.runtime, "run", fails)
     got = p.predict_batch(images)
     assert p.backend == "torch" and "session lost" in p.device_notice and "torch runs the model" in p.device_notice
-    for prediction, want in zip(got, torch_predictions):
+    for prediction, want in zip(got, torch_predictions, strict=True):
         np.testing.assert_allclose(prediction.prob, want, atol=1e-6)
 
 

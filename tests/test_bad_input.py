@@ -5,7 +5,6 @@ each problem reported with its path and its reason."""
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import resource
@@ -138,7 +137,7 @@ def test_bad_images_through_predict_and_evaluate(model: Path, tmp_path: Path) ->
         assert n in rows, (n, sorted(rows))
         assert words in rows[n]["error"], (n, rows[n]["error"])
         assert rows[n]["mask"] == ""
-        line = next((l for l in result.stderr.splitlines() if str(images / n) in l), "")
+        line = next((ln for ln in result.stderr.splitlines() if str(images / n) in ln), "")
         assert words in line, (n, result.stderr)                  # path and reason, one line
     for n, (w, h) in good.items():
         assert rows[n]["error"] == "", (n, rows[n]["error"])

@@ -128,7 +128,7 @@ def test_pack_file_round_trip_raw_and_jpeg(tmp_path: Path) -> None:
     raw = load_pack(save_pack(pack, tmp_path / "raw.npz"))
     assert np.array_equal(raw.images, pack.images) and np.array_equal(raw.masks, pack.masks)
     assert raw.stems == pack.stems
-    assert all(np.array_equal(a, b) for a, b in zip(raw.full_masks, pack.full_masks))
+    assert all(np.array_equal(a, b) for a, b in zip(raw.full_masks, pack.full_masks, strict=True))
     jpg = load_pack(save_pack(pack, tmp_path / "jpg.npz", encoding="jpeg"))
     assert np.array_equal(jpg.masks, pack.masks)
     assert np.abs(jpg.images.astype(int) - pack.images.astype(int)).mean() < 4

@@ -1,4 +1,4 @@
-"""Contour-correction operations (issue 5): core/editing.py, on real sample masks."""
+"""Contour-correction operations (issue 5): core/edit/, on real sample masks."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import cv2
 import numpy as np
 import pytest
 import shapely
-from shapely.geometry import MultiPolygon, Point as SPoint, Polygon, box
+from shapely.geometry import MultiPolygon, Polygon, box
+from shapely.geometry import Point as SPoint
 
-from dermaseg_app.core import editing as E
-from dermaseg_app.core.editing import BBox, EditOp, VertexRef
+from dermaseg_app.core import edit as E
+from dermaseg_app.core.edit import BBox, EditOp, VertexRef
+from dermaseg_app.core.edit.morphology import _kth_largest
 from dermaseg_app.core.geometry import mask_to_polygons, polygons_to_mask
 
 GT = Path(__file__).resolve().parents[1] / "resources" / "samples" / "ISIC-2017_Training_Part1_GroundTruth"
@@ -364,4 +366,27 @@ def test_kth_largest_band_shortcut() -> None:
     v[300:600] = 0.0
     ref = np.sort(v)[::-1]
     for k in (1, 250, 300, 301, 500, 700, 1000):
-        assert E._kth_largest(v, k) == ref[k - 1]
+        assert _kth_largest(v, k) == ref[k - 1]
+
+
+# -- the ops registry and the old module name ---------------------------------------------------
+def test_every_op_is_registered_with_a_label() -> None:
+    from dermaseg_app.core.edit import OPS, register
+
+    made = [EditOp.brush([(1, 1)], 2), EditOp.brush([(1, 1)], 2, erase=True), EditOp.polygon([(0, 0)] * 3),
+            EditOp.fill_holes(), EditOp.remove_islands(3), EditOp.keep_largest(), EditOp.smooth(1.0),
+            EditOp.simplify(1.0), EditOp.grow(1.0), EditOp.set_geometry(None, BBox(0, 0, 1, 1)),
+            EditOp.clear(), EditOp.reset()]
+    assert sorted(op.name for op in made) == sorted(OPS)
+    assert all(OPS[op.name].label == op.label and op.label for op in made)
+    assert EditOp.grow(1).label == "grow/shrink" and EditOp("no_such_op").label == "no such op"
+    with pytest.raises(ValueError, match="twice"):
+        register("smooth", "again")(lambda m, p, r: E.smooth(m, 1.0))
+
+
+def test_old_module_name_reexports_the_package() -> None:
+    from dermaseg_app.core import editing
+
+    assert set(editing.__all__) == set(E.__all__)
+    for name in E.__all__:
+        assert getattr(editing, name) is getattr(E, name), name

@@ -210,4 +210,4 @@ def test_rle_round_trip_and_polygons() -> None:
     ring[6:12, 6:12] = True
     segs, exact = coco_polygons(ring)
     assert exact and len(segs) == 1 and len(segs[0]) == 8  # a square: 4 corners
-    assert sorted(zip(segs[0][0::2], segs[0][1::2])) == [(2, 2), (2, 18), (18, 2), (18, 18)]
+    assert sorted(zip(segs[0][0::2], segs[0][1::2], strict=True)) == [(2, 2), (2, 18), (18, 2), (18, 18)]

@@ -131,8 +131,8 @@ def test_a_failing_prediction_is_listed_and_cancel_stops(reviewed, tmp_path) -> 
 
 def test_cli_export_uses_the_model_the_window_uses_by_default(random_model, tmp_path) -> None:
     from dermaseg_app import paths
-    from dermaseg_app.commands.export import current_model_path
     from dermaseg_app.app.settings import GuiSettings
+    from dermaseg_app.commands.export import current_model_path
 
     assert current_model_path(None) == paths.default_model_path()
     settings = GuiSettings.load()

@@ -98,7 +98,7 @@ def test_pam_fused_path_equals_sdpa_and_explicit(kernel: object, channels: int, 
         (fn(x) * torch.linspace(-1, 1, x.numel()).reshape(x.shape)).sum().backward()
         grads[name] = [x.grad.clone()] + [p.grad.clone() for p in (pam.query_conv.weight, pam.key_conv.weight,
                                                                      pam.value_conv.weight)]
-    for a, b in zip(grads["fused"], grads["sdpa"]):
+    for a, b in zip(grads["fused"], grads["sdpa"], strict=True):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
 
 

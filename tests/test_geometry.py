@@ -7,10 +7,15 @@ import shapely
 from shapely.geometry import MultiPolygon, Point, Polygon, box
 
 from dermaseg_app.core.geometry import (
+    _Box,
+    as_multipolygon,
     contours,
     mask_to_polygons,
     polygon_rings,
+    polygons_of,
     polygons_to_mask,
+    rasterize_rings,
+    ring_coords,
 )
 from dermaseg_app.core.imageio import read_mask
 
@@ -140,3 +145,67 @@ def test_speed_at_full_resolution(sample_gt_dir: Path) -> None:
     # typically ~50 ms and ~15 ms; generous bounds for a loaded CI machine
     assert t1 - t0 < 2.0
     assert t2 - t1 < 1.0
+
+
+# -- the one rasteriser: polygons_to_mask, the editing operations and the COCO check share it ------
+def test_rasteriser_pixel_rule_on_ties() -> None:
+    """A centre exactly on the outline is outside (vertices, left/right and top/bottom edges),
+    as shapely.contains_xy; half-pixel coordinates hit every tie."""
+    shape = (40, 50)
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    rng = np.random.default_rng(7)
+    notch = Polygon([(4.5, 42.5), (1.5, 24.0), (34.0, 48.0), (4.5, 35.5)])  # a vertex on a centre
+    geoms = [box(0.5, 0.5, 3.5, 3.5), box(1.5, 2.0, 6.5, 9.0), notch]
+    while len(geoms) < 300:
+        g = Polygon(rng.integers(-6, 110, (int(rng.integers(3, 8)), 2)) * 0.5)
+        if g.is_valid and not g.is_empty:
+            geoms.append(g)
+    for g in geoms:
+        expected = shapely.contains_xy(g, xx + 0.5, yy + 0.5)
+        np.testing.assert_array_equal(polygons_to_mask(g, shape), expected)
+    assert polygons_to_mask(box(0.5, 0.5, 3.5, 3.5), shape).sum() == 4  # the 2x2 strictly inside
+
+
+def test_editing_rasterises_like_polygons_to_mask() -> None:
+    from dermaseg_app.core.edit import BBox, apply_geometry, fill_polygon, rasterize_geometry
+
+    shape = (40, 50)
+    rng = np.random.default_rng(11)
+    for i in range(100):
+        # half-pixel vertices inside the image (ties everywhere), or floats partly outside it
+        pts = rng.integers(0, 81, (6, 2)) * 0.5 if i % 2 else rng.uniform(-5, 55, (6, 2))
+        g = Polygon(pts).buffer(0)
+        ref = polygons_to_mask(g, shape)
+        np.testing.assert_array_equal(rasterize_geometry(g, shape), ref)
+        np.testing.assert_array_equal(apply_geometry(np.zeros(shape, bool), g).mask, ref)
+        region = BBox(3, 5, 41, 33)
+        np.testing.assert_array_equal(rasterize_geometry(g, shape, region), ref[region.slices])
+        if g.geom_type == "Polygon" and not g.interiors:  # a simple lasso: nonzero = even-odd
+            ring = np.asarray(g.exterior.coords)
+            np.testing.assert_array_equal(fill_polygon(np.zeros(shape, bool), ring, "replace").mask, ref)
+
+
+def test_rasteriser_rules_and_overlapping_lasso() -> None:
+    region = _Box(0, 0, 25, 25)
+    # a square drawn twice over its left half: the edge x = 10.5 lies inside the other loop
+    twice = [(2, 2), (20, 2), (20, 20), (2, 20), (2, 2), (10.5, 2), (10.5, 20), (2, 20)]
+    nonzero = rasterize_rings([twice], region, "nonzero")
+    assert nonzero[5, 10] and nonzero[5, 3] and nonzero[5, 19] and nonzero.sum() == 18 * 18
+    evenodd = rasterize_rings([twice], region, "evenodd")
+    assert not evenodd[5, 3] and evenodd[5, 15] and not evenodd[5, 10]  # x = 10.5: on the outline
+    with pytest.raises(ValueError, match="rule"):
+        rasterize_rings([twice], region, "winding")
+    # non-finite vertices are ignored, degenerate rings give nothing
+    assert not rasterize_rings([[(1, 1), (5, 5)]], region).any()
+    ring = [(1.0, 1.0), (9.0, 1.0), (np.nan, 5.0), (9.0, 9.0), (1.0, 9.0)]
+    assert rasterize_rings([ring], region)[5, 2]
+
+
+def test_ring_helpers() -> None:
+    g = MultiPolygon([box(0, 0, 4, 4).difference(box(1, 1, 2, 2)), box(6, 6, 8, 8)])
+    assert [len(r) for r in polygon_rings(g)] == [4, 4, 4]
+    assert [len(r) for r in polygon_rings(g, closed=True)] == [5, 5, 5]
+    assert len(polygons_of(g)) == 2 and polygons_of(None) == [] and polygons_of(Point(1, 1)) == []
+    bow = Polygon([(0, 0), (4, 4), (4, 0), (0, 4)])  # self-crossing: made valid
+    assert as_multipolygon(bow).is_valid and as_multipolygon(bow).area == pytest.approx(8)
+    assert ring_coords([[0, 0], [1, 0], [1, 1], [0, 0]]).shape == (3, 2)

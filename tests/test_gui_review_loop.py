@@ -469,9 +469,9 @@ def test_the_window_opens_sized_to_its_screen_with_the_canvas_first(qtbot, rando
 
 
 def _window_unsized(qtbot, model: Path):
-    from dermaseg_app.gui.app import build_window
-
     from PySide6.QtCore import QSettings
+
+    from dermaseg_app.gui.app import build_window
 
     QSettings("DermaSeg", "DermaSeg").remove("main_window/geometry")
     window = build_window(SimpleNamespace(paths=[], model=str(model), device="cpu", masks=None))

@@ -16,11 +16,11 @@ pytestmark = pytest.mark.gui
 from PySide6.QtCore import Qt  # noqa: E402
 
 from dermaseg_app import paths  # noqa: E402
+from dermaseg_app.app.prediction import PredictionResult  # noqa: E402
 from dermaseg_app.core.project import ReviewStatus  # noqa: E402
 from dermaseg_app.gui.canvas.overlay import FN_COLOUR, FP_COLOUR, TP_COLOUR  # noqa: E402
 from dermaseg_app.gui.canvas.qimage import qimage_to_rgb  # noqa: E402
 from dermaseg_app.gui.case_model import Column  # noqa: E402
-from dermaseg_app.app.prediction import PredictionResult  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "resources" / "samples" / "images"

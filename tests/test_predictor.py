@@ -127,7 +127,7 @@ def test_batch_matches_single_predictions(predictor, sample):
     images = [sample, sample[:200, :300], np.ascontiguousarray(sample[::-1])]
     batch = predictor.predict_batch(images)
     assert [p.prob.shape for p in batch] == [i.shape[:2] for i in images]
-    for image, from_batch in zip(images, batch):
+    for image, from_batch in zip(images, batch, strict=True):
         np.testing.assert_allclose(predictor.predict(image).prob, from_batch.prob, atol=1e-5)
     assert predictor.predict_batch([]) == []
 

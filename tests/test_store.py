@@ -115,7 +115,7 @@ def test_revisions_kept_and_never_overwritten(dataset: Path) -> None:
         store.save_correction(image, h.mask)
     revs = store.revisions(image)
     assert [p.name for p in revs] == ["1_segmentation.png", "2_segmentation.png", "3_segmentation.png"]
-    for p, m in zip(revs, masks):
+    for p, m in zip(revs, masks, strict=True):
         assert np.array_equal(read_mask(p), m)
     info = store.info(image)
     assert [r.n for r in info.revisions] == [1, 2, 3]

@@ -1,4 +1,4 @@
-"""The training engine (ml/training.py) and the train / finetune commands, on a tiny network.
+"""The training engine (ml/training/) and the train / finetune commands, on a tiny network.
 
 Everything here runs a ~16 k-parameter SLSNet at 32 px on 12-24 synthetic pairs, one CPU thread.
 """
@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_data import write_folder
 
 from dermaseg_app.ml import training as t
 from dermaseg_app.ml.augment import AugmentConfig
 from dermaseg_app.ml.training import TrainConfig, load_checkpoint, train
-
-from test_data import write_folder
 
 TINY = {
     "multiscale_channels": 4,
@@ -249,7 +248,7 @@ def _lower_base_val_jsc(monkeypatch: pytest.MonkeyPatch, n_base_val: int, worse_
             calls[0] += 1
         return s
 
-    monkeypatch.setattr(t, "evaluate_pack", fake)
+    monkeypatch.setattr(t.selection, "evaluate_pack", fake)  # where the engine looks it up
 
 
 def test_base_validation_vetoes_epochs_that_forget(data: dict[str, Path], tmp_path: Path,

@@ -16,13 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_data import write_folder
+from test_training import of, run, tiny_config
 
 from dermaseg_app.ml import training as t
 from dermaseg_app.ml.augment import AugmentConfig
 from dermaseg_app.ml.training import TrainConfig, load_checkpoint, train
-
-from test_data import write_folder
-from test_training import of, run, tiny_config
 
 NO_CLAHE = AugmentConfig(clahe_probability=0.0)
 
@@ -113,9 +112,9 @@ def test_new_settings_round_trip_and_are_checked(data: dict[str, Path], tmp_path
 
 
 def test_compiled_state_dict_prefixes_are_stripped() -> None:
-    from dermaseg_app.ml import registry
-
     from test_training import TINY
+
+    from dermaseg_app.ml import registry
 
     g = registry.build_generator("slsnet", registry.default_config("slsnet") | TINY | {"input_size": 32})
     wrapped = {t.COMPILED_PREFIX + k: v for k, v in g.state_dict().items()}  # what torch.compile(g) saves
@@ -149,10 +148,10 @@ def test_compiled_run_through_dynamo_keeps_plain_checkpoints(data: dict[str, Pat
     """--compile's plumbing (compiled forward functions, the CUDA-graph step marker, checkpoints)
     with dynamo tracing the step but its "eager" backend: inductor's code generation takes minutes
     on this CPU (docs/training-notes.md), the tracing a few seconds."""
+    from test_training import TINY
+
     from dermaseg_app.ml import registry
     from dermaseg_app.ml.weights import load_model
-
-    from test_training import TINY
 
     real_compile = torch.compile
     calls = []

@@ -4,22 +4,21 @@ weights of an uninterrupted run; the resume-state file round-trips (issue 9)."""
 from __future__ import annotations
 
 import json
-import threading
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import torch
+from test_training import data, tiny_config  # noqa: F401 - the module's data fixture
 
 from dermaseg_app.ml import training as t
 from dermaseg_app.ml.training import TrainConfig, load_checkpoint, train
-
-from test_training import data, tiny_config  # noqa: F401 - the module's data fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -147,7 +146,7 @@ def test_init_from_a_model_at_another_input_size(data: dict[str, Path], tmp_path
     assert info.input_size == 48 and info.config["input_size"] == 48
     big, _ = load_model(tmp_path / "big.safetensors", "cpu")
     # lr 0: the weights are the base model's (batch-norm statistics move with the batches)
-    for (name, a), (_, b) in zip(base.named_parameters(), big.named_parameters()):
+    for (name, a), (_, b) in zip(base.named_parameters(), big.named_parameters(), strict=True):
         assert torch.equal(a, b), name
 
 

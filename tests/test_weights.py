@@ -72,7 +72,8 @@ def test_model_card_summary_is_the_first_paragraph(tmp_path):
     torch.manual_seed(0)
     info = make_info()
     generator = build_generator("slsnet", info.config)
-    card = "# SLSNet ISIC 2017\n\nTrained on the ISIC 2017 training set.\nJSC 0.77 on val.\n\n## Limits\n\nNot for clinical photos.\n"
+    card = ("# SLSNet ISIC 2017\n\nTrained on the ISIC 2017 training set.\nJSC 0.77 on val.\n\n"
+            "## Limits\n\nNot for clinical photos.\n")
     path = save_model(tmp_path / "m.safetensors", generator, info, card=card)
     assert card_path(path).read_text() == card
     _, loaded = load_model(path)

@@ -158,7 +158,7 @@ def predict_cases(
                     except (OSError, ValueError):
                         pass  # a full or read-only cache only costs speed next time
                 result.scores, result.confusion, result.gt_problem = score_against_truth(prob, case, threshold)
-        except Exception as exc:  # noqa: BLE001 - one image's failure must not stop the folder
+        except Exception as exc:
             if getattr(exc, "fatal", False):
                 raise
             result.error = _reason(exc)

@@ -43,6 +43,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--device", metavar="DEVICE", help="cpu, cuda or cuda:N (default: CUDA when present)")
     parser.add_argument("--corrections-only", action="store_true",
                         help="write only the saved corrections (no model, nothing predicted)")
+    from dermaseg_app.commands.argtypes import positive_float
+
+    parser.add_argument("--mm-per-px", type=positive_float, metavar="MM",
+                        help="millimetres per pixel for the manifest's measurement columns (default: "
+                        "each file's TIFF/EXIF resolution when plausible, else pixels; the unit "
+                        "column says which)")
     parser.set_defaults(func=run)
 
 
@@ -92,6 +98,7 @@ def model_masks(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from dermaseg_app.commands.predict import UserError
     from dermaseg_app.core.export import export_project
+    from dermaseg_app.core.measure import Calibration
     from dermaseg_app.core.project import Project, ProjectError
     from dermaseg_app.core.store import StoreError
 
@@ -106,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
         model = None if args.corrections_only else model_masks(args)
         summary = export_project(project, Path(args.out), coco_rle=args.coco_rle,
                                  masks_dir=args.masks, skip_excluded=args.skip_excluded,
-                                 with_hd95=not args.no_hd95, model=model)
+                                 with_hd95=not args.no_hd95, model=model,
+                                 calibration=Calibration(args.mm_per_px, "cli") if args.mm_per_px else None)
     except UserError as exc:
         print(f"dermaseg: error: {exc}", file=sys.stderr)
         return exc.code

@@ -5,8 +5,9 @@ corrected masks (anything ``core.dataset.find_cases`` finds: ``images/`` + ``mas
 ``*_segmentation.png`` ...). ``--replay DIR`` mixes in a share (``--replay-share``, default 0.5)
 of every batch from the base training data so the model learns the new images without
 forgetting dermoscopy; without ``--replay`` the 24 bundled CC0 dermoscopy images
-(``resources/replay``) are replayed, and ``--replay-share 0`` replays nothing. Defaults are chosen for a CPU: supervised loss (no discriminator),
-cosine learning-rate decay from 2e-4, EMA of the weights.
+(``resources/replay``) are replayed, and ``--replay-share 0`` replays nothing. Defaults are
+chosen for a CPU: supervised loss (no discriminator), cosine learning-rate decay from 2e-4, EMA
+of the weights.
 
 The model's input size and architecture come from --base; the best epoch by validation JSC
 (``--val``, default: 10% of --data held out) is published to --out.
@@ -66,23 +67,29 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--freeze-bn-stats", action="store_true",
                         help="keep the base model's batch-norm running statistics (normalise as the base did)")
     parser.add_argument("--resume", metavar="CKPT", help="continue a fine-tuning run from its last.pt")
-    add_common_arguments(parser)
+    add_common_arguments(parser, "finetune")
     parser.set_defaults(func=run_finetune)
-    # finetune's own defaults for the shared options
-    for action in parser._actions:
-        if action.dest == "lr":
-            action.default = 2e-4
-            action.help = "Adam learning rate (default 2e-4)"
-        if action.dest == "beta1":
-            action.default = 0.9
-            action.help = "Adam beta1 (default 0.9 for the supervised fine-tuning loss)"
-        if action.dest == "ema":
-            action.default = 0.99
-            action.help = "EMA decay of G's weights (default 0.99; 0 turns it off)"
+
+
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The TrainConfig of ``dermaseg finetune``'s arguments: ``ml.training.finetune_config`` (the
+    recipe the window uses too) with the options given."""
+    from dermaseg_app.commands.train import common_settings
+    from dermaseg_app.ml.training import finetune_config
+
+    replay = replay_folders(args.replay, args.replay_share, args.resume)
+    settings = common_settings(args) | {
+        "base_val": list(args.base_val), "base_val_tolerance": args.base_val_tolerance, "l2sp_weight": args.l2sp,
+        "freeze_bn_stats": bool(args.freeze_bn_stats), "adversarial": bool(args.adversarial), "resume": args.resume,
+    }
+    out = settings.pop("out")
+    epochs = args.epochs if args.epochs is not None or args.resume else 20  # resuming: the checkpoint's
+    return finetune_config(args.base, list(args.data), out, replay=replay, replay_share=args.replay_share,
+                           epochs=epochs, freeze_encoder=args.freeze_encoder, **settings)
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    from dermaseg_app.commands.train import config_from_args, run_config
+    from dermaseg_app.commands.train import run_config
     from dermaseg_app.ml.training import TrainError
     from dermaseg_app.ml.weights import WeightsError, read_model_info
 
@@ -90,35 +97,12 @@ def run_finetune(args: argparse.Namespace) -> int:
         print("dermaseg: error: finetune needs --out MODEL (or --resume CKPT)", file=sys.stderr)
         return 2
     try:
-        info = read_model_info(args.base)
+        read_model_info(args.base)
     except WeightsError as exc:
         print(f"dermaseg: error: {exc}", file=sys.stderr)
         return 2
-    from dermaseg_app.ml.training import TrainConfig
-
-    if args.epochs is None:
-        args.epochs = TrainConfig.epochs if args.resume else 20
-    version = args.model_version or f"{info.version}+ft"
-    replay = replay_folders(args.replay, args.replay_share, args.resume)
-    cfg = config_from_args(
-        args,
-        base_model=args.base,
-        replay=replay,
-        replay_share=args.replay_share if replay else 0.0,
-        freeze_encoder=args.freeze_encoder,
-        base_val=list(args.base_val),
-        base_val_tolerance=args.base_val_tolerance,
-        l2sp_weight=args.l2sp,
-        freeze_bn_stats=bool(args.freeze_bn_stats),
-        adversarial=bool(args.adversarial),
-        input_size=info.input_size,
-        arch=info.arch,
-        resume=args.resume,
-        model_name=args.name or info.name,
-        model_version=version,
-    )
-    if not args.lr_schedule:
-        cfg.lr_schedule = "cosine"
+    cfg = config_from_args(args)
+    replay = cfg.replay
     if not replay and not args.resume:
         print("note: no replay: the model learns only --data and may forget what it knew about dermoscopy",
               file=sys.stderr)

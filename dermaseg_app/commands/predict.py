@@ -2,7 +2,11 @@
 
 For each image ``<stem>.png`` (the mask, the image's own size) is written to DIR, with
 ``--save-prob`` also ``<stem>_prob.png`` (16-bit probability map, 0..65535), and at the end
-``predictions.csv`` (image, mask, width, height, lesion fraction, seconds, error). Every file is
+``predictions.csv`` (image, mask, width, height, lesion fraction, seconds, error, then the lesion
+measurements of core.measure: unit, mm_per_px, calibration_source, area, perimeter, max_diameter,
+min_diameter, equivalent_diameter, asymmetry_axes, asymmetry_major, asymmetry_minor,
+border_irregularity, colours, components; lengths in ``unit`` (mm with ``--mm-per-px`` or a
+trusted TIFF/EXIF resolution, else px), the area in unit squared). Every file is
 written atomically. An output folder that cannot be written fails before any work; an image that
 cannot be read is reported with its path and reason and the run goes on. The exit status is 0 when
 at least one image was processed, 1 when none could be, 2 for bad arguments.
@@ -26,9 +30,11 @@ from typing import Any
 import numpy as np
 
 from dermaseg_app.commands.argtypes import positive_float, positive_int, threshold
+from dermaseg_app.core.measure import MEASUREMENT_COLUMNS
 
 CSV_NAME = "predictions.csv"
-CSV_COLUMNS = ("image", "mask", "width", "height", "lesion_fraction", "seconds", "error")
+# the measurement columns come after the original ones (their order kept)
+CSV_COLUMNS = ("image", "mask", "width", "height", "lesion_fraction", "seconds", "error", *MEASUREMENT_COLUMNS)
 
 
 class UserError(Exception):
@@ -165,7 +171,8 @@ class OutputNames:
     def _free(self, candidate: str) -> bool:
         if candidate.lower() in self.used:
             return False
-        return not any(_key(self.out / name) in self.protected for name in (f"{candidate}.png", f"{candidate}_prob.png"))
+        names = (f"{candidate}.png", f"{candidate}_prob.png")
+        return not any(_key(self.out / name) in self.protected for name in names)
 
     def for_image(self, image: Path) -> tuple[Path, Path]:
         stem = image.stem
@@ -186,6 +193,21 @@ def encode_probability_png(prob: np.ndarray) -> bytes:
     if not ok:
         raise OSError("PNG encoding failed")
     return buffer.tobytes()
+
+
+def measurement_cells(image: Path, mask: np.ndarray, calibration: Any = None) -> dict[str, Any]:
+    """The measurement columns for ``mask`` of ``image`` (read again for its colours; without
+    colours when it cannot be): ``calibration``, else the file's resolution (core.measure)."""
+    from dermaseg_app.core.imageio import ImageReadError, read_image
+    from dermaseg_app.core.measure import calibration_from_file, measure
+
+    try:
+        rgb = read_image(image)
+    except ImageReadError:
+        rgb = None
+    if rgb is not None and rgb.shape[:2] != mask.shape:
+        rgb = None
+    return measure(mask, rgb, calibration or calibration_from_file(image)).csv_fields()
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
@@ -211,6 +233,11 @@ def register(subparsers: Any) -> None:
     add_model_arguments(parser)
     parser.add_argument("--save-prob", action="store_true",
                         help="also write <stem>_prob.png, the probability map as a 16-bit PNG")
+    parser.add_argument("--mm-per-px", type=positive_float, metavar="MM",
+                        help="millimetres per pixel for the measurement columns (default: the file's "
+                        "TIFF/EXIF resolution when plausible, else pixels; the unit column says which)")
+    parser.add_argument("--no-measurements", action="store_true",
+                        help="leave the measurement columns empty (saves reading each image again)")
     from dermaseg_app.ml.backends import BACKENDS
 
     parser.add_argument("--backend", choices=BACKENDS, metavar="NAME",
@@ -230,6 +257,7 @@ def _run(args: argparse.Namespace) -> int:
     from dermaseg_app.core.atomic import atomic_write_bytes, atomic_write_text
     from dermaseg_app.core.dataset import mark_output_folder
     from dermaseg_app.core.imageio import write_mask_png
+    from dermaseg_app.core.measure import Calibration
 
     apply_input_limits(args)
     cases = find_input_cases(args.paths)
@@ -246,6 +274,9 @@ def _run(args: argparse.Namespace) -> int:
           f"{predictor.device_label}, {predictor.backend_label}; threshold {predictor.threshold:g}")
 
     names = OutputNames(out, protected)
+    mm_per_px = getattr(args, "mm_per_px", None)
+    cli_cal = Calibration(mm_per_px, "cli") if mm_per_px else None
+    with_measurements = not getattr(args, "no_measurements", False)
     rows: list[dict[str, Any]] = []
     written = 0
     started = time.perf_counter()
@@ -273,6 +304,8 @@ def _run(args: argparse.Namespace) -> int:
                     written += 1
                 except OSError as exc:
                     error = f"cannot write {mask_path}: {exc.strerror or exc}"
+                if with_measurements:
+                    row.update(measurement_cells(result.path, prediction.mask, cli_cal))
             if error:
                 row["error"] = error
                 if interactive:

@@ -24,8 +24,19 @@ from dermaseg_app.commands.argtypes import non_negative_float, positive_int, sha
 EXIT_INTERRUPTED = 130
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options shared by ``train`` and ``finetune``."""
+# The shared options' defaults differ by command: train follows the paper, finetune the measured
+# fine-tuning recipe (ml.training.finetune_config). The recipe options parse to None when not given,
+# so each command's recipe supplies its own defaults; the help texts name them.
+RECIPE_DEFAULTS = {
+    "train": {"lr": "2e-4", "beta1": "0.5, as the paper", "lr_schedule": "constant", "ema": "off"},
+    "finetune": {"lr": "2e-4", "beta1": "0.9 for the supervised fine-tuning loss", "lr_schedule": "cosine",
+                 "ema": "0.99; 0 turns it off"},
+}
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, command: str = "train") -> None:
+    """Options shared by ``train`` and ``finetune`` (``command`` names the defaults in the help)."""
+    dflt = RECIPE_DEFAULTS[command]
     parser.add_argument("--val", action="append", default=[], metavar="DIR",
                         help="validation folder (repeatable; default: hold out 10%% of --data)")
     parser.add_argument("--out", metavar="MODEL",
@@ -36,16 +47,17 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int, metavar="N", help="CPU threads for torch")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--batch-size", type=positive_int, default=8, metavar="B", help="default 8")
-    parser.add_argument("--lr", type=float, default=2e-4, help="Adam learning rate (default 2e-4)")
-    parser.add_argument("--beta1", type=float, default=0.5, help="Adam beta1 (default 0.5, as the paper)")
+    parser.add_argument("--lr", type=float, default=None, help=f"Adam learning rate (default {dflt['lr']})")
+    parser.add_argument("--beta1", type=float, default=None, help=f"Adam beta1 (default {dflt['beta1']})")
     parser.add_argument("--lr-schedule", choices=("constant", "cosine", "linear"), default=None,
-                        help="learning-rate schedule over the run (default: constant for train, cosine for finetune)")
+                        help=f"learning-rate schedule over the run (default {dflt['lr_schedule']})")
     parser.add_argument("--lambda-l1", type=non_negative_float, default=0.1, metavar="L",
                         help="weight of the L1 term of G's loss (default 0.1)")
     parser.add_argument("--alpha-jaccard", type=non_negative_float, default=0.5, metavar="A",
                         help="weight of the soft Jaccard term of G's loss (default 0.5)")
     parser.add_argument("--ema", type=float, default=None, metavar="DECAY",
-                        help="keep an exponential moving average of G's weights (e.g. 0.999) and validate/save it")
+                        help="keep an exponential moving average of G's weights (e.g. 0.999) and validate/save it "
+                             f"(default {dflt['ema']})")
     parser.add_argument("--max-steps-per-epoch", type=positive_int, metavar="N",
                         help="cap the steps of each epoch (quick runs)")
     parser.add_argument("--checkpoint-every", type=int, default=0, metavar="STEPS",
@@ -68,6 +80,29 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", help="model name stored in the file")
     parser.add_argument("--version", dest="model_version", help="model version stored in the file")
     parser.add_argument("--quiet", action="store_true", help="print only the epoch lines")
+
+
+def common_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields the shared options set; the recipe options (learning rate, beta1,
+    schedule, EMA, name, version) only where given, so that the command's recipe keeps its own."""
+    from dermaseg_app.ml.augment import AugmentConfig
+
+    settings: dict[str, Any] = {
+        "val": list(args.val or []), "out": args.out, "run_dir": args.run_dir, "batch_size": args.batch_size,
+        "lambda_l1": args.lambda_l1, "alpha_jaccard": args.alpha_jaccard, "seed": args.seed,
+        "device": args.device, "num_threads": args.threads, "max_steps_per_epoch": args.max_steps_per_epoch,
+        "checkpoint_every": args.checkpoint_every, "pack_dir": args.pack_dir,
+        "device_data": bool(args.device_data), "compile": args.compile is not None,
+        "compile_mode": args.compile or "default", "amp": bool(args.amp), "precision": args.precision,
+        "channels_last": bool(args.channels_last),
+        "command": "dermaseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+    }
+    if args.no_augment:
+        settings["augment"] = AugmentConfig(hflip=False, vflip=False, gammas=(1.0,), clahe_probability=0.0)
+    given = {"lr": args.lr, "beta1": args.beta1, "lr_schedule": args.lr_schedule, "ema_decay": args.ema,
+             "model_name": args.name, "model_version": args.model_version}
+    settings.update({k: v for k, v in given.items() if v is not None})
+    return settings
 
 
 def register(subparsers: Any) -> None:
@@ -105,47 +140,19 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run_train)
 
 
-def config_from_args(args: argparse.Namespace, **overrides: Any) -> Any:
-    from dermaseg_app.ml.augment import AugmentConfig
+def config_from_args(args: argparse.Namespace) -> Any:
+    """The TrainConfig of ``dermaseg train``'s arguments."""
     from dermaseg_app.ml.training import TrainConfig
 
-    cfg = TrainConfig(
-        data=list(getattr(args, "data", []) or []),
-        val=list(args.val or []),
-        out=args.out,
-        run_dir=args.run_dir,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        beta1=args.beta1,
-        lambda_l1=args.lambda_l1,
-        alpha_jaccard=args.alpha_jaccard,
-        ema_decay=args.ema or 0.0,
-        seed=args.seed,
-        device=args.device,
-        num_threads=args.threads,
-        max_steps_per_epoch=args.max_steps_per_epoch,
-        checkpoint_every=args.checkpoint_every,
-        pack_dir=args.pack_dir,
-        device_data=bool(getattr(args, "device_data", False)),
-        compile=getattr(args, "compile", None) is not None,
-        compile_mode=getattr(args, "compile", None) or "default",
-        amp=bool(getattr(args, "amp", False)),
-        precision=getattr(args, "precision", "auto"),
-        channels_last=bool(getattr(args, "channels_last", False)),
-        command="dermaseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-    )
-    if args.no_augment:
-        cfg.augment = AugmentConfig(hflip=False, vflip=False, gammas=(1.0,), clahe_probability=0.0)
-    for k, v in overrides.items():
-        setattr(cfg, k, v)
-    if args.lr_schedule:
-        cfg.lr_schedule = args.lr_schedule
-    if args.name:
-        cfg.model_name = args.name
-    if args.model_version:
-        cfg.model_version = args.model_version
-    return cfg
+    settings: dict[str, Any] = {
+        "data": list(args.data or []), "epochs": args.epochs, "input_size": args.input_size,
+        "warmup_epochs": args.warmup, "adversarial": not args.supervised, "lr_d": args.lr_d,
+        "resume": args.resume, "replay": list(args.mix), "replay_share": args.mix_share if args.mix else 0.0,
+        "gan_bce_weight": args.gan_bce, "adv_weight": args.adv_weight,
+    }
+    if args.init:
+        settings.update(base_model=args.init, input_size_from_base=False)
+    return TrainConfig(**(settings | common_settings(args)))
 
 
 class ProgressPrinter:
@@ -174,60 +181,18 @@ class ProgressPrinter:
     def __call__(self, event: Any) -> None:
         from dermaseg_app.ml import training as t
 
-        if isinstance(event, t.TrainStarted):
-            resumed = f", resuming at epoch {event.start_epoch} step {event.start_step}" if event.start_step or event.start_epoch > 1 else ""
-            if event.notice:
-                self._line(f"note: {event.notice}", False)
-            self._line(f"training on {event.device}: {event.n_train} pairs"
-                       + (f" + {event.n_replay} {self.second_source}" if event.n_replay else "")
-                       + f", {event.n_val} for validation, {event.steps_per_epoch} steps/epoch x {event.epochs} epochs"
-                       + f", {event.parameters / 1e6:.2f} M parameters{resumed}; run folder {event.run_dir}", False)
-            if event.base_scores:
-                self._line(f"base model: base-domain val JSC {event.base_scores['base_val_jsc']:.4f} "
-                           f"({event.n_base_val} pairs)"
-                           + (f", val JSC {event.base_scores['val_jsc']:.4f}" if "val_jsc" in event.base_scores else ""),
-                           False)
-        elif isinstance(event, t.StepProgress):
+        if isinstance(event, t.StepProgress):
             if self.quiet:
                 return
             now = time.monotonic()
             if not self.tty and now - self.last_print < 30 and event.step != event.steps_per_epoch:
                 return
             self.last_print = now
-            width = 20
-            filled = int(width * event.step / max(1, event.steps_per_epoch))
-            bar = "#" * filled + "-" * (width - filled)
-            losses = " ".join(f"{k} {v:.3f}" for k, v in event.losses.items() if k in ("g", "d", "jaccard", "bce"))
-            val = f" | val JSC {self.last_val:.3f}" if self.last_val is not None else ""
-            self._line(f"epoch {event.epoch}/{event.epochs} [{bar}] {event.step}/{event.steps_per_epoch} "
-                       f"{losses}{val} | {event.images_per_second:.1f} img/s | left {t.describe_eta(event.eta_seconds)}",
-                       True)
-        elif isinstance(event, t.EpochEnd):
-            if event.val is not None:
-                self.last_val = event.val.jsc
-                v = event.val
-                val = (f"val JSC {v.jsc:.4f} DSC {v.dsc:.4f} ACC {v.acc:.4f} SEN {v.sen:.4f} SPE {v.spe:.4f}"
-                       + (f", base val JSC {event.base_val.jsc:.4f}{'' if event.qualifies else ' (too low)'}"
-                          if event.base_val is not None else "")
-                       + f"{' (best)' if event.is_best else ''}")
-            else:
-                val = "no validation set"
-            g = event.train_losses.get("g", float("nan"))
-            speed = f", {event.images_per_second:.1f} img/s" if event.images_per_second else ""
-            self._line(f"epoch {event.epoch}/{event.epochs} done in {event.seconds:.0f}s{speed}: G loss {g:.4f}, {val}; "
-                       f"left {t.describe_eta(event.eta_seconds)}", False)
-        elif isinstance(event, t.CheckpointSaved):
-            if event.kind == "published":
-                self._line(f"best model so far (epoch {event.epoch}) -> {event.path}", False)
-        elif isinstance(event, t.TrainFinished):
-            best = f"best val JSC {event.best_jsc:.4f} at epoch {event.best_epoch}" if event.best_jsc is not None else "no validation"
-            if event.fell_back_to_base:
-                best = "no epoch kept the base-domain validation JSC: published the base model unchanged"
-            self._line(f"finished in {t.describe_eta(event.seconds)}: {best}; model {event.model_path}", False)
-        elif isinstance(event, t.TrainCancelled):
-            best = f"best val JSC {event.best_jsc:.4f} (epoch {event.best_epoch})" if event.best_jsc is not None else "no epoch finished"
-            self._line(f"stopped at epoch {event.epoch} step {event.step}: {best}; model {event.model_path}; "
-                       f"continue with --resume {event.checkpoint_path}", False)
+        elif isinstance(event, t.EpochEnd) and event.val is not None:
+            self.last_val = event.val.jsc
+        text = t.format_event(event, last_val=self.last_val, second_source=self.second_source)
+        if text:
+            self._line(text, transient=isinstance(event, t.StepProgress))
 
 
 def run_config(cfg: Any, quiet: bool = False, second_source: str = "replay") -> int:
@@ -268,28 +233,12 @@ def run_config(cfg: Any, quiet: bool = False, second_source: str = "replay") -> 
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from dermaseg_app.ml.training import TrainConfig, TrainError
+    from dermaseg_app.ml.training import TrainError
 
-    overrides: dict[str, Any] = {
-        "input_size": args.input_size,
-        "warmup_epochs": args.warmup,
-        "adversarial": not args.supervised,
-        "lr_d": args.lr_d,
-        "resume": args.resume,
-        "model_name": "slsnet",
-        "replay": list(args.mix),
-        "replay_share": args.mix_share if args.mix else 0.0,
-        "gan_bce_weight": args.gan_bce,
-        "adv_weight": args.adv_weight,
-    }
-    if args.init:
-        overrides.update(base_model=args.init, input_size_from_base=False)
     if not args.resume and (not args.data or not args.out):
         print("dermaseg: error: train needs --data DIR and --out MODEL (or --resume CKPT)", file=sys.stderr)
         return 2
-    if args.epochs is None:
-        args.epochs = TrainConfig.epochs  # for a resumed run: keep the checkpoint's epoch count
-    cfg = config_from_args(args, **overrides)
+    cfg = config_from_args(args)  # epochs None unless given: 50, or the checkpoint's when resuming
     try:
         cfg.check()
     except TrainError as exc:

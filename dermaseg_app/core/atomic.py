@@ -27,6 +27,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from dermaseg_app.core.errors import DermaSegError
+
 __all__ = [
     "TEMP_PREFIX",
     "AtomicWriteError",
@@ -56,20 +58,24 @@ if hasattr(errno, "EDQUOT"):
     _REASONS[errno.EDQUOT] = "the disk quota is exceeded"
 
 
-class AtomicWriteError(OSError):
+class AtomicWriteError(DermaSegError, OSError):
     """A write failed; the previous file (if any) is unchanged.
 
-    ``.path`` is the target, ``.reason`` a plain-words explanation, ``.errno`` the OS error code
-    (or None). ``str(err)`` reads ``cannot write <path>: <reason>``.
+    A :class:`~dermaseg_app.core.errors.DermaSegError` (``.path`` the target, ``.reason`` a
+    plain-words explanation) and an ``OSError`` (``.errno`` the OS error code, or None).
+    ``str(err)`` reads ``cannot write <path>: <reason>``.
     """
 
     def __init__(self, path: str | os.PathLike[str], reason: str, code: int | None = None) -> None:
-        super().__init__(code, reason, str(path))
+        OSError.__init__(self, code, reason, str(path))  # errno, strerror, filename
         self.path = Path(path)
         self.reason = reason
 
     def __str__(self) -> str:
         return f"cannot write {self.path}: {self.reason}"
+
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        return (type(self), (self.path, self.reason, self.errno))
 
 
 def _reason_for(err: OSError) -> str:

@@ -26,5 +26,5 @@ class DermaSegError(Exception):
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
 
-    def __reduce__(self) -> tuple[type, tuple[Path, str]]:  # picklable across processes
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:  # picklable across processes
         return (type(self), (self.path, self.reason))

@@ -10,7 +10,9 @@
                                           with coco_rle=True), bbox, area, category "lesion"
     <out>/manifest.csv                    image, status, note, corrected, mask source, model,
                                           agreement with the prediction, metrics against ground
-                                          truth where it exists
+                                          truth where it exists, then the lesion measurements of
+                                          core.measure (unit, mm_per_px, area, perimeter,
+                                          diameters, asymmetry, border irregularity, colours)
 
 Every image not marked excluded gets a mask: its saved correction when there is one, else the
 current model's mask (``ModelMasks``: the probability map from the prediction cache, predicted
@@ -37,6 +39,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from shapely.geometry import mapping
@@ -45,18 +48,23 @@ from shapely.geometry.polygon import orient
 from dermaseg_app import __version__
 from dermaseg_app.core.atomic import atomic_write_text
 from dermaseg_app.core.dataset import OUTPUT_MARKER, find_ground_truth, find_images, mark_output_folder
-from dermaseg_app.core.editing import BBox, polygons_of, rasterize_rings
-from dermaseg_app.core.geometry import mask_to_polygons
-from dermaseg_app.core.imageio import ImageReadError, read_mask, write_mask_png
+from dermaseg_app.core.edit import BBox
+from dermaseg_app.core.geometry import mask_to_polygons, polygons_of, rasterize_rings
+from dermaseg_app.core.imageio import ImageReadError, read_image, read_mask, write_mask_png
+from dermaseg_app.core.measure import MEASUREMENT_COLUMNS, Calibration, calibration_from_file, measure
 from dermaseg_app.core.metrics import MaskSizeMismatch, agreement, score
 from dermaseg_app.core.project import Project, ReviewStatus
 from dermaseg_app.core.store import CorrectionStore, GroundTruthProtected, StoreError, check_not_ground_truth
+
+if TYPE_CHECKING:
+    from dermaseg_app.core.prediction_cache import PredictionCache
 
 MANIFEST_COLUMNS = (
     "image", "stem", "status", "note", "updated", "corrected", "mask_source", "mask_file",
     "polygons_file", "model_name", "model_version", "threshold", "agreement_with_prediction",
     "lesion_pixels",
     "ground_truth", "dsc", "jsc", "acc", "sen", "spe", "hd95", "error",
+    *MEASUREMENT_COLUMNS,  # appended (issue 15): the columns above keep their order
 )
 CATEGORY = {"id": 1, "name": "lesion", "supercategory": "skin"}
 
@@ -91,7 +99,15 @@ def mask_at(prob: np.ndarray, threshold: float) -> np.ndarray:
     return prob >= float(threshold)
 
 
-def cached_probability(cache, get_predictor: Callable[[], object],
+class _Prediction(Protocol):
+    prob: np.ndarray
+
+
+class _Predictor(Protocol):
+    def predict(self, rgb: np.ndarray) -> _Prediction: ...
+
+
+def cached_probability(cache: PredictionCache | None, get_predictor: Callable[[], _Predictor],
                        on_predict: Callable[[Path], None] | None = None) -> Callable[[Path], np.ndarray]:
     """``probability(image)`` for ``ModelMasks``: the map from ``cache`` (a
     ``core.prediction_cache.PredictionCache`` of the model, or None), else predicted with
@@ -232,21 +248,37 @@ def _fmt(v: float | None) -> str:
     return f"{v:.6f}"
 
 
+def _measurement_cells(image: Path, mask: np.ndarray, calibration: Calibration | None) -> dict:
+    """The manifest's measurement columns for ``mask``; the image is read for the colours (none
+    when it cannot be read or differs in size)."""
+    try:
+        rgb = read_image(image)
+    except ImageReadError:
+        rgb = None
+    if rgb is not None and rgb.shape[:2] != mask.shape:
+        rgb = None
+    return measure(mask, rgb, calibration or calibration_from_file(image)).csv_fields()
+
+
 # -- the export ------------------------------------------------------------------------------
 def export_project(project: Project, out_dir: Path | str, *, coco_rle: bool = False,
                    masks_dir: Path | str | None = None, skip_excluded: bool = False,
                    with_hd95: bool = True, model: ModelMasks | None = None,
                    progress: Callable[[int, int, str], None] | None = None,
-                   cancelled: Callable[[], bool] | None = None) -> ExportSummary:
+                   cancelled: Callable[[], bool] | None = None,
+                   calibration: Calibration | None = None,
+                   with_measurements: bool = True) -> ExportSummary:
     """Export every image of ``project`` into ``out_dir`` (see the module docstring).
 
     ``model``: the current model's masks for the images without a saved correction (None: those
     get no mask). ``masks_dir``: where the ground truth is, when not found automatically.
     ``skip_excluded``: leave images whose status is "excluded" out of the manifest too.
     ``progress(i, n, image_key)`` is called per image; ``cancelled()`` is asked before each image
-    (True: ExportCancelled). Problems with single images (unreadable mask, a failed prediction,
-    size mismatch with the ground truth) are recorded in the manifest's ``error`` column and in
-    ``summary.errors``; write failures raise.
+    (True: ExportCancelled). ``calibration``: millimetres per pixel for the measurement columns
+    (e.g. the folder's, set in the window); None: each image file's TIFF/EXIF resolution when it
+    is trusted, else pixels. ``with_measurements=False`` leaves those columns empty. Problems with
+    single images (unreadable mask, a failed prediction, size mismatch with the ground truth) are
+    recorded in the manifest's ``error`` column and in ``summary.errors``; write failures raise.
     """
     out = Path(out_dir)
     check_not_ground_truth(out / "x")
@@ -340,6 +372,8 @@ def export_project(project: Project, out_dir: Path | str, *, coco_rle: bool = Fa
                      "coordinates": "pixel-edge (pixel (r, c) covers [c, c+1] x [r, r+1])"}
             atomic_write_text(out / poly_name, json.dumps(feature_collection(mask, props)) + "\n")
             row.update(mask_file=mask_name, polygons_file=poly_name, lesion_pixels=int(mask.sum()))
+            if with_measurements:
+                row.update(_measurement_cells(image, mask, calibration))
             if source == "correction" and prediction is not None and prediction.shape == mask.shape:
                 # with the model's mask the correction started from
                 row["agreement_with_prediction"] = _fmt(agreement(mask, prediction))

@@ -4,7 +4,7 @@ Coordinates are ``(x, y)`` floats in which pixel ``(row r, column c)`` is the un
 ``[c, c+1] x [r, r+1]``. ``mask_to_polygons`` traces the exact outline of the pixels (every
 vertex on a pixel corner, axis-parallel edges, collinear vertices dropped), so the polygon area
 equals the number of mask pixels, and ``polygons_to_mask`` (a pixel is inside when its centre
-``(c + 0.5, r + 0.5)`` is) gives the mask back exactly. Drawing the rings on a widget whose
+``(c + 0.5, r + 0.5)`` is strictly inside) gives the mask back exactly. Drawing the rings on a widget whose
 pixel ``(c, r)`` covers ``[c, c+1) x [r, r+1)`` lines them up with the pixel borders.
 
 Foreground is 8-connected (pixels touching at a corner belong to one region); where two
@@ -12,6 +12,12 @@ squares meet at a single corner, ``shapely.make_valid`` splits the pinched ring 
 parts, so results are always valid shapely geometry, ready for the editing operations of a later
 issue (union/difference with brush strokes, simplify, smooth, buffer), whose arbitrary float
 coordinates ``polygons_to_mask`` rasterises exactly by the same centre rule.
+
+One rasteriser serves the whole application: :func:`rasterize_rings` (a region, even-odd or
+non-zero) is what ``polygons_to_mask``, the editing operations (``core.edit``) and the COCO
+export's exactness check use, so they give the same pixels by construction. The ring helpers
+(:func:`polygons_of`, :func:`as_multipolygon`, :func:`polygon_rings`, :func:`ring_coords`) are
+shared the same way.
 
 How the exact outline is traced: the mask is drawn on a grid twice as fine plus one, where pixel
 ``(r, c)`` covers the 3x3 block of cells ``2r..2r+2, 2c..2c+2``; the cells on the outside of
@@ -25,18 +31,30 @@ polygons_to_mask ~15 ms on one core of the development machine.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
+from typing import NamedTuple, Protocol
+
 import cv2
 import numpy as np
 import shapely
+from numpy.typing import ArrayLike
 from shapely.geometry import MultiPolygon, Polygon
-from shapely.geometry.base import BaseGeometry
+from shapely.geometry.base import BaseGeometry, BaseMultipartGeometry
 
 __all__ = [
+    "RULES",
+    "PixelBox",
+    "as_multipolygon",
     "contours",
     "mask_to_polygons",
     "polygon_rings",
+    "polygons_of",
     "polygons_to_mask",
+    "rasterize_rings",
+    "ring_coords",
 ]
+
 
 def _fix_diagonals(pts: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """Insert the corner cell where the 8-connected trace cut a corner diagonally.
@@ -83,21 +101,6 @@ def _ring(contour: np.ndarray, grid: np.ndarray, offset: tuple[float, float]) ->
     if len(pts) < 3:
         return None
     return pts.astype(np.float64) / 2.0 + np.asarray(offset, dtype=np.float64)
-
-
-def _polygon_parts(geom: BaseGeometry) -> list[Polygon]:
-    if geom.is_empty:
-        return []
-    if isinstance(geom, Polygon):
-        return [geom]
-    if isinstance(geom, MultiPolygon):
-        return list(geom.geoms)
-    if hasattr(geom, "geoms"):  # GeometryCollection from make_valid: keep the areas
-        parts: list[Polygon] = []
-        for g in geom.geoms:
-            parts.extend(_polygon_parts(g))
-        return parts
-    return []  # lines / points carry no area
 
 
 def mask_to_polygons(mask: np.ndarray) -> MultiPolygon:
@@ -147,79 +150,217 @@ def mask_to_polygons(mask: np.ndarray) -> MultiPolygon:
         if poly.is_valid:
             polygons.append(poly)
         else:
-            polygons.extend(_polygon_parts(shapely.make_valid(poly)))
+            polygons.extend(polygons_of(shapely.make_valid(poly)))
     return MultiPolygon(polygons) if polygons else MultiPolygon()
 
 
-def polygon_rings(geom: BaseGeometry) -> list[np.ndarray]:
-    """All rings (exteriors and holes) of the polygons in ``geom`` as (N, 2) float x, y arrays
-    without the repeated closing point."""
+# ---------------------------------------------------------------------------------------------
+# ring helpers
+# ---------------------------------------------------------------------------------------------
+def polygons_of(geom: BaseGeometry | None) -> list[Polygon]:
+    """The non-empty polygons in any geometry (Polygon, MultiPolygon, GeometryCollection; lines
+    and points carry no area and are left out; ``None`` gives none)."""
+    if geom is None or geom.is_empty:
+        return []
+    if isinstance(geom, Polygon):
+        return [geom]
+    if isinstance(geom, BaseMultipartGeometry):
+        out: list[Polygon] = []
+        for g in geom.geoms:
+            out.extend(polygons_of(g))
+        return out
+    return []
+
+
+def as_multipolygon(geom: BaseGeometry | None) -> MultiPolygon:
+    """``geom`` made valid, as a MultiPolygon of its polygonal parts (empty when none)."""
+    if geom is None or geom.is_empty:
+        return MultiPolygon()
+    if not geom.is_valid:
+        geom = shapely.make_valid(geom)
+    return MultiPolygon(polygons_of(geom))
+
+
+def ring_coords(ring: ArrayLike) -> np.ndarray:
+    """A ring's (N, 2) float x, y array without the repeated closing point."""
+    pts = np.asarray(ring, dtype=np.float64).reshape(-1, 2)
+    if len(pts) > 1 and np.array_equal(pts[0], pts[-1]):
+        pts = pts[:-1]
+    return pts
+
+
+def polygon_rings(geom: BaseGeometry | None, *, closed: bool = False) -> list[np.ndarray]:
+    """All rings (exteriors and holes, polygon by polygon) of ``geom`` as (N, 2) float x, y
+    arrays: without the repeated closing point (rings of fewer than 3 vertices left out), or with
+    it, as shapely gives them, when ``closed``."""
     rings: list[np.ndarray] = []
-    for poly in _polygon_parts(geom):
+    for poly in polygons_of(geom):
         for ring in (poly.exterior, *poly.interiors):
-            coords = np.asarray(ring.coords, dtype=np.float64)
-            if len(coords) > 1 and np.array_equal(coords[0], coords[-1]):
-                coords = coords[:-1]
+            if closed:
+                rings.append(np.asarray(ring.coords, dtype=np.float64))
+                continue
+            coords = ring_coords(ring.coords)
             if len(coords) >= 3:
                 rings.append(coords)
     return rings
 
 
-def polygons_to_mask(geom: BaseGeometry, shape: tuple[int, int]) -> np.ndarray:
-    """Rasterise polygons (pixel-edge coordinates) to an HxW bool mask.
+# ---------------------------------------------------------------------------------------------
+# the rasteriser (one for the whole application: polygons_to_mask, the editing operations,
+# the COCO export's exactness check)
+# ---------------------------------------------------------------------------------------------
+class PixelBox(Protocol):
+    """A pixel rectangle: columns ``x0 <= c < x1``, rows ``y0 <= r < y1`` (``core.edit.BBox``)."""
 
-    A pixel is inside when its centre ``(c + 0.5, r + 0.5)`` is inside the geometry (even-odd
-    rule over all rings, so holes are subtracted); parts outside the image are clipped.
-    ``shape`` is (height, width) (a longer shape's first two values are used). Exact for any
-    float coordinates: a scanline fill at pixel-centre rows, done with NumPy (cv2.fillPoly rounds
-    edges outwards by up to half a pixel, which breaks round trips).
+    @property
+    def x0(self) -> int: ...
+    @property
+    def y0(self) -> int: ...
+    @property
+    def x1(self) -> int: ...
+    @property
+    def y1(self) -> int: ...
+
+
+class _Box(NamedTuple):
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+
+RULES = ("evenodd", "nonzero")
+
+
+def rasterize_rings(rings: Iterable[ArrayLike], region: PixelBox, rule: str = "evenodd") -> np.ndarray:
+    """bool array of ``region`` (height x width): the pixels whose centre is inside the rings.
+
+    The pixel rule (the one rule of the application): pixel ``(r, c)`` is inside when its centre
+    ``(c + 0.5, r + 0.5)`` is strictly inside the shape. A centre exactly on the outline is
+    outside: on a vertex always, on an edge unless the shape is inside on both sides of it (an
+    edge of a self-overlapping lasso that lies within another of its loops). So for valid
+    polygons the result is exactly ``shapely.contains_xy`` at the pixel centres. Pixel-edge
+    polygons (integer vertices, as ``mask_to_polygons`` gives) have no centre on their outline
+    and rasterise back to exactly their pixels. A centre counts as on the outline when the
+    computed crossing is exactly ``c + 0.5``: exact for coordinates on a binary grid (integers,
+    halves, quarters: mouse positions at integer zoom); elsewhere float rounding decides.
+
+    ``rings``: (N, 2) x, y arrays (or nested lists), closed or not; rings of fewer than 3 vertices
+    and edges with a non-finite coordinate are ignored. ``rule``: "evenodd" (a point is inside
+    when a ray crosses an odd number of edges: polygons with holes and islands in holes) or
+    "nonzero" (winding number: what a hand-drawn, self-crossing lasso expects).
+
+    How: every edge's crossings with the pixel-centre rows of ``region`` (half-open in y, so a
+    vertex on a centre row counts once), sorted along each row; the running parity (or winding)
+    between two crossings says whether that span of pixel centres is inside. Only the crossings
+    are computed, so the cost follows the outline's length, not the region's area.
     """
-    h, w = int(shape[0]), int(shape[1])
+    if rule not in RULES:
+        raise ValueError(f"rule is 'evenodd' or 'nonzero', got {rule!r}")
+    x0, y0 = int(region.x0), int(region.y0)
+    h, w = max(0, int(region.y1) - y0), max(0, int(region.x1) - x0)
     out = np.zeros((h, w), dtype=bool)
-    rings = polygon_rings(geom)
-    if not rings or h <= 0 or w <= 0:
+    if h == 0 or w == 0:
         return out
-    p = np.concatenate(rings)
-    q = np.concatenate([np.roll(r, -1, axis=0) for r in rings])
-    x1, y1, x2, y2 = p[:, 0], p[:, 1], q[:, 0], q[:, 1]
-    ok = (y1 != y2) & np.isfinite(p).all(axis=1) & np.isfinite(q).all(axis=1)
-    x1, y1, x2, y2 = x1[ok], y1[ok], x2[ok], y2[ok]
-    if len(x1) == 0:
+    edges = [(p, np.roll(p, -1, axis=0)) for p in map(ring_coords, rings) if len(p) >= 3]
+    if not edges:
         return out
-    # an edge crosses the centre row r when min(y) <= r + 0.5 < max(y) (half-open: a vertex on
-    # a centre row is counted once)
-    ylo, yhi = np.minimum(y1, y2), np.maximum(y1, y2)
-    r_start = np.clip(np.ceil(ylo - 0.5), 0, h).astype(np.int64)
-    r_end = np.clip(np.ceil(yhi - 0.5), 0, h).astype(np.int64)
+    p = np.concatenate([e[0] for e in edges])
+    q = np.concatenate([e[1] for e in edges])
+    ok = np.isfinite(p).all(axis=1) & np.isfinite(q).all(axis=1)
+    p, q = p[ok], q[ok]
+    _scan(out, p, q, x0, y0, rule, above=False)
+    # centres on a horizontal edge: inside only when the shape is also inside just above them
+    ya = p[:, 1]
+    flat = (ya == q[:, 1]) & (np.floor(ya - 0.5) == ya - 0.5) & (ya > y0) & (ya < y0 + h)
+    if flat.any():
+        above = np.zeros_like(out)
+        _scan(above, p, q, x0, y0, rule, above=True)
+        on_edge = np.zeros_like(out)
+        for yy, xa, xb in zip(ya[flat].tolist(), p[flat, 0].tolist(), q[flat, 0].tolist(), strict=True):
+            lo, hi = sorted((xa, xb))
+            on_edge[int(yy - 0.5) - y0, max(math.ceil(lo - 0.5) - x0, 0):max(math.floor(hi - 0.5) + 1 - x0, 0)] = True
+        out &= ~on_edge | above
+    # centres on a vertex: outside
+    vx, vy = p[:, 0] - 0.5 - x0, p[:, 1] - 0.5 - y0
+    at = (np.floor(vx) == vx) & (np.floor(vy) == vy) & (vx >= 0) & (vx < w) & (vy >= 0) & (vy < h)
+    if at.any():
+        out[vy[at].astype(np.int64), vx[at].astype(np.int64)] = False
+    return out
+
+
+def _scan(out: np.ndarray, p: np.ndarray, q: np.ndarray, x0: int, y0: int, rule: str,
+          above: bool) -> None:
+    """Fill ``out`` (the region's rows and columns from ``(x0, y0)``) by the crossings of the edges
+    ``p[i] -> q[i]`` with the centre rows: the state just below each centre row (``above``: just
+    above), and for centres exactly on a crossing, inside only when inside on both sides."""
+    h, w = out.shape
+    xa, ya, xb, yb = p[:, 0], p[:, 1], q[:, 0], q[:, 1]
+    keep = ya != yb
+    xa, ya, xb, yb = xa[keep], ya[keep], xb[keep], yb[keep]
+    lo, hi = np.minimum(ya, yb), np.maximum(ya, yb)
+    # centre rows y = r + 0.5 with lo <= y < hi (just above: lo < y <= hi), in region rows
+    if above:
+        r_start, r_end = np.floor(lo - 0.5) + 1, np.floor(hi - 0.5) + 1
+    else:
+        r_start, r_end = np.ceil(lo - 0.5), np.ceil(hi - 0.5)
+    r_start = np.clip(r_start, y0, y0 + h).astype(np.int64)
+    r_end = np.clip(r_end, y0, y0 + h).astype(np.int64)
     counts = np.maximum(r_end - r_start, 0)
     total = int(counts.sum())
     if total == 0:
-        return out
+        return
     edge = np.repeat(np.arange(len(counts)), counts)
-    first = np.repeat(np.cumsum(counts) - counts, counts)
-    rows = r_start[edge] + (np.arange(total) - first)
-    yc = rows + 0.5
-    x = x1[edge] + (yc - y1[edge]) * (x2[edge] - x1[edge]) / (y2[edge] - y1[edge])
-    # the crossing toggles inside/outside for every pixel whose centre lies right of it
-    cols = np.clip(np.ceil(x - 0.5), 0, w).astype(np.int64)
-    # a crossing counted an even number of times cancels out; the rest pair up left to right
-    # within each row (np.unique sorts by row, then column) into spans of inside pixels
-    width = w + 1
-    uniq, n = np.unique(rows * width + cols, return_counts=True)
-    odd = uniq[(n & 1) == 1]
-    span_rows = odd // width
-    span_cols = odd % width
-    if len(odd) % 2 == 0 and np.array_equal(span_rows[0::2], span_rows[1::2]):
-        for r, a, b in zip(
-            span_rows[0::2].tolist(), span_cols[0::2].tolist(), span_cols[1::2].tolist()
-        ):
+    rows = r_start[edge] + (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)) - y0
+    yc = rows + (y0 + 0.5)
+    x = xa[edge] + (yc - ya[edge]) * (xb[edge] - xa[edge]) / (yb[edge] - ya[edge])
+    if rule == "evenodd":
+        weight = np.ones(total, dtype=np.int64)
+    else:
+        weight = np.where(yb[edge] > ya[edge], 1, -1).astype(np.int64)
+    order = np.lexsort((x, rows))
+    rows, x, weight = rows[order], x[order], weight[order]
+    # a crossing at x sets the state of every pixel whose centre is at or right of it
+    cols = np.clip(np.ceil(x - 0.5) - x0, 0, w).astype(np.int64)
+    run = np.cumsum(weight)  # winding (or crossing count) just right of each crossing
+    inside = (run & 1) == 1 if rule == "evenodd" else run != 0
+    row_end = np.flatnonzero(np.diff(rows, append=-1) != 0)
+    if not inside[row_end].any():  # every row comes back outside: fill the spans
+        span = np.flatnonzero(inside[:-1] & (cols[:-1] < cols[1:]))
+        for r, a, b in zip(rows[span].tolist(), cols[span].tolist(), cols[span + 1].tolist(), strict=True):
             out[r, a:b] = True
-    else:  # degenerate input (e.g. an unclosed ring after clipping): parity scan per row
-        toggles = np.zeros((h, width), dtype=np.uint8)
-        toggles[span_rows, span_cols] = 1
-        out[:] = np.bitwise_xor.accumulate(toggles, axis=1)[:, :w].astype(bool)
-    return out
+    else:  # an unbalanced row (an edge dropped as non-finite): count per pixel
+        acc = np.zeros((h, w + 1), dtype=np.int64)
+        np.add.at(acc, (rows, cols), weight)
+        acc = np.cumsum(acc[:, :w], axis=1)
+        out[:] = (acc & 1) == 1 if rule == "evenodd" else acc != 0
+    # centres exactly on a crossing: inside only when inside on both sides (left of the first
+    # crossing through that centre, right of the last)
+    tie = np.flatnonzero((np.floor(x - 0.5) == x - 0.5) & (cols < w) & (np.ceil(x - 0.5) >= x0))
+    if tie.size:
+        key = rows[tie] * (w + 1) + cols[tie]
+        starts = np.flatnonzero(np.diff(key, prepend=-1) != 0)
+        first = tie[starts]
+        last = tie[np.append(starts[1:], tie.size) - 1]
+        before = run[first] - weight[first]
+        after = run[last]
+        if rule == "evenodd":
+            both = ((before & 1) == 1) & ((after & 1) == 1)
+        else:
+            both = (before != 0) & (after != 0)
+        out[rows[first], cols[first]] = both
 
+
+def polygons_to_mask(geom: BaseGeometry | None, shape: tuple[int, ...]) -> np.ndarray:
+    """Rasterise polygons (pixel-edge coordinates) to an HxW bool mask.
+
+    The pixel rule of :func:`rasterize_rings` (a pixel is inside when its centre is; even-odd over
+    all rings, so holes are subtracted); parts outside the image are clipped. ``shape`` is
+    (height, width) (a longer shape's first two values are used). Exact for any float coordinates
+    (cv2.fillPoly rounds edges outwards by up to half a pixel, which breaks round trips).
+    """
+    h, w = max(0, int(shape[0])), max(0, int(shape[1]))
+    return rasterize_rings(polygon_rings(geom), _Box(0, 0, w, h), "evenodd")
 
 def contours(mask: np.ndarray) -> list[np.ndarray]:
     """Outline rings of ``mask`` for drawing: (N, 2) float (x, y) arrays in pixel-edge

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dermaseg_app.core.editing import BBox, BrushStroke, EditOp, EditResult, diff_bbox
+from dermaseg_app.core.edit import BBox, BrushStroke, EditOp, EditResult, diff_bbox
 
 JournalSink = Callable[[dict], None]
 
@@ -101,7 +101,7 @@ class History:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self._mask.shape  # type: ignore[return-value]
+        return self._mask.shape
 
     def can_undo(self) -> bool:
         return bool(self._undo) and self._stroke is None

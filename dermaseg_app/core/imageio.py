@@ -169,12 +169,12 @@ def _header(data: bytes, fmt: str) -> tuple[int, int, int]:
 
     cls = {"JPEG": JpegImagePlugin.JpegImageFile, "PNG": PngImagePlugin.PngImageFile,
            "BMP": BmpImagePlugin.BmpImageFile, "TIFF": TiffImagePlugin.TiffImageFile}[fmt]
-    im = cls(io.BytesIO(data))
+    im = cls(io.BytesIO(data))  # type: ignore[abstract]  # the stubs' ImageFile; each plugin is concrete
     try:
         w, h = im.size
         try:
             orientation = int(im.getexif().get(_EXIF_ORIENTATION, 1))
-        except Exception:  # a broken EXIF block must not make a readable image unreadable
+        except Exception:  # noqa: BLE001 - a broken EXIF block must not make a readable image unreadable
             orientation = 1
     finally:
         im.close()
@@ -204,7 +204,7 @@ def _pil_orientation(data: bytes) -> int:
         with Image.open(io.BytesIO(data)) as im:
             value = im.getexif().get(_EXIF_ORIENTATION, 1)
         value = int(value)
-    except Exception:  # a broken EXIF block must not make a readable image unreadable
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not make a readable image unreadable
         return 1
     return value if 1 <= value <= 8 else 1
 
@@ -245,7 +245,7 @@ def _jpeg_is_truncated(data: bytes) -> bool:
             return True
         with Image.open(io.BytesIO(data)) as im:
             im.load()
-    except Exception:
+    except Exception:  # noqa: BLE001 - any decode failure: the data is truncated or damaged
         return True
     return False
 
@@ -262,13 +262,14 @@ def _decode(path: Path, data: bytes) -> np.ndarray:
         raise ImageReadError(
             path, "not an image: the content is not JPEG, PNG, BMP or TIFF data"
         )
+    size: tuple[int, int] | None
     try:
         w, h, orientation = _header(data, fmt)
+        size = (w, h)
     except Exception:  # noqa: BLE001 - Pillow cannot parse it: the decoder gives the reason
-        w = h = None
-        orientation = 1
-    if w is not None:
-        _check_pixels(path, w, h)
+        size, orientation = None, 1
+    if size is not None:
+        _check_pixels(path, *size)
     _sync_pillow_limit()
     if fmt == "JPEG" and _jpeg_is_truncated(data):
         raise ImageReadError(path, "the JPEG file is truncated (incomplete download or copy?)")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ __all__ = ["LOCK_FILENAME", "LockHandle", "acquire", "holder"]
 LOCK_FILENAME = "project.lock"
 
 _mutex = threading.Lock()
-_held: dict[str, "_Held"] = {}
+_held: dict[str, _Held] = {}
 
 
 @dataclass
@@ -35,7 +36,7 @@ class _Held:
 
 
 def _try_lock(fd: int) -> bool:
-    if os.name == "nt":
+    if sys.platform == "win32":
         import msvcrt
 
         try:
@@ -55,7 +56,7 @@ def _try_lock(fd: int) -> bool:
 
 def _unlock(fd: int) -> None:
     try:
-        if os.name == "nt":
+        if sys.platform == "win32":
             import msvcrt
 
             os.lseek(fd, 0, os.SEEK_SET)
@@ -114,7 +115,7 @@ def acquire(folder: str | os.PathLike[str]) -> LockHandle | None:
             return None
         try:  # who holds it, for the message another process shows
             text = f"{os.getpid()} {socket.gethostname()}\n".encode()
-            if os.name == "nt":  # byte 0 is locked; keep the note after it
+            if sys.platform == "win32":  # byte 0 is locked; keep the note after it
                 os.lseek(fd, 1, os.SEEK_SET)
             else:
                 os.ftruncate(fd, 0)

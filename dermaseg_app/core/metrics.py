@@ -285,7 +285,7 @@ def border_uncertainty(prob_u8: np.ndarray, threshold: float = 0.5, low: float =
     image counts.
     Computed on a copy at most ``work_size`` pixels on its long side.
     """
-    prob = np.asarray(prob_u8, dtype=np.uint8)
+    prob: np.ndarray = np.asarray(prob_u8, dtype=np.uint8)  # (cv2.resize below returns an untyped array)
     h, w = prob.shape
     scale = min(1.0, work_size / max(h, w))
     if scale < 1.0:

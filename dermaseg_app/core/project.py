@@ -47,10 +47,13 @@ import os
 import shutil
 import tempfile
 import weakref
+from collections.abc import Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
 from dermaseg_app.core import locking
 from dermaseg_app.core.atomic import TEMP_PREFIX, atomic_write_text, cleanup_stale_temp_files
@@ -106,7 +109,7 @@ class ImageRecord:
                 "edited": self.edited}
 
     @classmethod
-    def from_json(cls, data: dict) -> "ImageRecord":
+    def from_json(cls, data: object) -> ImageRecord:
         """The record stored as ``data``; raises ValueError when a field has the wrong type."""
         if not isinstance(data, dict):
             raise ValueError(f"a record is an object, not {type(data).__name__}")
@@ -297,12 +300,12 @@ class Project:
         self._pending_renames: list[tuple[str, str]] = []  # (old stem, new stem) to move
         self._stamp: tuple[int, int] | None = None  # project.json as last read or written
         self._lock: locking.LockHandle | None = None
-        self._finalizer = None
+        self._finalizer: weakref.finalize[[], Project] | None = None
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
     def open_for(cls, image_folder: Path | str, project_dir: Path | str | None = None,
-                 read_only: bool = False) -> "Project":
+                 read_only: bool = False) -> Project:
         """Open (or create) the project of ``image_folder``.
 
         ``project_dir`` defaults to ``<image_folder>/dermaseg-project``. Raises ProjectNotWritable
@@ -351,7 +354,7 @@ class Project:
         return project
 
     @classmethod
-    def open_existing(cls, path: Path | str, read_only: bool = False) -> "Project":
+    def open_existing(cls, path: Path | str, read_only: bool = False) -> Project:
         """Open a project from either its image folder or its project folder (for ``dermaseg export``).
 
         A project folder given directly reads the image folder from project.json (falls back to
@@ -676,7 +679,7 @@ class Project:
                     return k
         return None
 
-    def planned_stems(self, images) -> dict[str, str]:
+    def planned_stems(self, images: Iterable[Path | str]) -> dict[str, str]:
         """key -> stem for ``images``: the recorded stems, and for the others the stems they would
         be given in this order -- unique among themselves too, without recording anything (for a
         read-only export)."""
@@ -703,7 +706,7 @@ class Project:
         """Recorded stems by key (a copy)."""
         return dict(self._stems)
 
-    def _propose_stem(self, key: str, reserved: set[str] = frozenset()) -> str:
+    def _propose_stem(self, key: str, reserved: AbstractSet[str] = frozenset()) -> str:
         def free(stem: str) -> bool:
             low = stem.lower()
             owner = self._owners.get(low)
@@ -754,7 +757,7 @@ class Project:
         """Mark whether the image has a saved correction, and save at once."""
         return self._update(image_path, edited=bool(edited))
 
-    def _update(self, image_path: Path | str, **changes) -> ImageRecord:
+    def _update(self, image_path: Path | str, **changes: Any) -> ImageRecord:
         key = self.key(image_path)
         self.check_writable()
         self._merge_from_disk()

@@ -42,6 +42,7 @@ import stat
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -145,7 +146,7 @@ class CorrectionInfo:
         return data
 
     @classmethod
-    def from_json(cls, data: dict) -> "CorrectionInfo":
+    def from_json(cls, data: object) -> CorrectionInfo:
         """The sidecar stored as ``data``; ValueError when a field is missing or of the wrong type."""
         if not isinstance(data, dict):
             raise ValueError("the sidecar is not a JSON object")
@@ -160,37 +161,41 @@ class CorrectionInfo:
         if not _is_int(version):
             raise ValueError("'schema_version' is not a whole number")
         return cls(stem=_text(data, "stem"), image=_text(data, "image"), saved=_text(data, "saved"),
-                   model_name=_text(data, "model_name", optional=True),
-                   model_version=_text(data, "model_version", optional=True),
+                   model_name=_optional_text(data, "model_name"),
+                   model_version=_optional_text(data, "model_version"),
                    shape=[int(v) for v in shape], area=_count(data, "area"),
-                   changed_pixels=_count(data, "changed_pixels", optional=True),
+                   changed_pixels=_optional_count(data, "changed_pixels"),
                    dsc_vs_prediction=_fraction(data, "dsc_vs_prediction"),
                    revisions=revs, schema_version=int(version))
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _text(data: dict, key: str, optional: bool = False) -> str | None:
+def _optional_text(data: dict[str, Any], key: str) -> str | None:
+    return None if data.get(key) is None else _text(data, key)
+
+
+def _text(data: dict[str, Any], key: str) -> str:
     value = data.get(key)
-    if value is None and optional:
-        return None
     if not isinstance(value, str):
         raise ValueError(f"{key!r} is not text")
     return value
 
 
-def _count(data: dict, key: str, optional: bool = False) -> int | None:
+def _optional_count(data: dict[str, Any], key: str) -> int | None:
+    return None if data.get(key) is None else _count(data, key)
+
+
+def _count(data: dict[str, Any], key: str) -> int:
     value = data.get(key)
-    if value is None and optional:
-        return None
     if not _is_int(value) or value < 0:
         raise ValueError(f"{key!r} is not a pixel count")
     return int(value)
 
 
-def _fraction(data: dict, key: str) -> float | None:
+def _fraction(data: dict[str, Any], key: str) -> float | None:
     value = data.get(key)
     if value is None:
         return None
@@ -206,7 +211,7 @@ def _revision_from_json(data: object) -> Revision:
     if not _is_int(n) or n < 1:
         raise ValueError("a revision number is not a whole number of at least 1")
     return Revision(n=int(n), file=_text(data, "file"), saved=_text(data, "saved"),
-                    area=_count(data, "area"), changed_pixels=_count(data, "changed_pixels", optional=True),
+                    area=_count(data, "area"), changed_pixels=_optional_count(data, "changed_pixels"),
                     dsc_vs_prediction=_fraction(data, "dsc_vs_prediction"))
 
 
@@ -391,8 +396,8 @@ class CorrectionStore:
             data = _read_json(path)
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
-            info = PredictionInfo(model_name=_text(data, "model_name", optional=True),
-                                  model_version=_text(data, "model_version", optional=True),
+            info = PredictionInfo(model_name=_optional_text(data, "model_name"),
+                                  model_version=_optional_text(data, "model_version"),
                                   saved=_text(data, "saved"), shape=list(data.get("shape") or []),
                                   area=_count(data, "area"))
             return info
@@ -714,7 +719,7 @@ class CorrectionStore:
                 break
         return mask
 
-    def history(self, image: Path | str, mask: np.ndarray, **kwargs) -> History:
+    def history(self, image: Path | str, mask: np.ndarray, **kwargs: Any) -> History:
         """An undo History for ``image`` starting at ``mask``, journalling every change here."""
         return History(mask, journal=lambda entry: self.append_journal(image, entry), **kwargs)
 

@@ -97,14 +97,14 @@ def _scan(project: Project) -> tuple[list[Case], list[Case], list[CaseProblem]]:
     left_out: list[Case] = []
     unknown: list[CaseProblem] = []
     for stem, mask in _corrections(project):
-        key = _image_key_for(project, stem, mask.with_name(f"{stem}.json"), keys_by_stem)
-        if key is None:
+        image_key = _image_key_for(project, stem, mask.with_name(f"{stem}.json"), keys_by_stem)
+        if image_key is None:
             unknown.append(CaseProblem(stem, None, f"the correction {mask} belongs to no known image "
                                                    "(its sidecar and the project record are missing)"))
             continue
-        image = project.image_path(key)
+        image = project.image_path(image_key)
         case = Case(image=image, ground_truth=mask, stem=stem)
-        if project.record(key).status in LEFT_OUT_STATUSES:
+        if project.record(image_key).status in LEFT_OUT_STATUSES:
             left_out.append(case)
         else:
             kept.append(case)

@@ -142,7 +142,7 @@ def _start_importing_torch() -> None:
     def _import() -> None:
         try:
             importlib.import_module("torch")
-        except Exception:  # the model loader reports a missing or broken torch in the window
+        except Exception:  # noqa: BLE001 - a missing or broken torch fails in any way; the model loader reports it
             pass
 
     threading.Thread(target=_import, name="dermaseg-import-torch", daemon=True).start()

@@ -28,6 +28,8 @@ STATUS_COLOURS: dict[ReviewStatus, QColor] = {
     ReviewStatus.EXCLUDED: QColor(90, 90, 160),
 }
 STATUS_ORDER = {s: i for i, s in enumerate(ReviewStatus)}
+# the invalid index, Qt's default `parent` (a table's rows have no parent); never modified
+_NO_PARENT = QModelIndex()
 UNREADABLE_FILTER = "unreadable"
 CORRECTED_FILTER = "corrected"  # images with a correction (saved or not)
 EDITED_MARKS = {"saved": " ✎", "unsaved": " ✎*"}  # extras["edited"]: the mask was corrected (gui.editing)
@@ -111,10 +113,10 @@ class CaseTableModel(QAbstractTableModel):
         self._icons.pop(row, None)
         self.dataChanged.emit(self.index(row, 0), self.index(row, len(Column) - 1))
 
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = _NO_PARENT) -> int:  # noqa: N802
         return 0 if parent.isValid() else len(self.entries)
 
-    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = _NO_PARENT) -> int:  # noqa: N802
         return 0 if parent.isValid() else len(Column)
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: N802

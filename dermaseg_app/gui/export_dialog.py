@@ -33,7 +33,6 @@ from PySide6.QtWidgets import (
 from dermaseg_app.core.project import Project
 from dermaseg_app.gui.workers import Worker, describe_error
 
-
 ModelFactory = Callable[[threading.Event, Callable[[Path], None]], object]  # -> core.export.ModelMasks
 
 

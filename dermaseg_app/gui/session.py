@@ -162,7 +162,7 @@ class ReviewSession(QObject):
         self.probs.clear()
         for images in self.images.values():
             images.prob = images.prob_preview = None
-        for row, entry in enumerate(self.entries):
+        for entry in self.entries:
             entry.predicted, entry.scores, entry.confusion, entry.uncertainty = False, None, None, None
             entry.prediction_error = ""
         self.table.all_changed()  # not a reset: the list keeps its current image and selection

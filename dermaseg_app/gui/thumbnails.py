@@ -32,9 +32,9 @@ def read_thumbnail(path: Path, size: int = THUMB_SIZE) -> np.ndarray:
             im.thumbnail((size, size))
             return np.asarray(im, dtype=np.uint8).copy()
     except Exception:  # noqa: BLE001 - let the core reader say why, in its words
-        from dermaseg_app.core.imageio import read_image
-
         import cv2
+
+        from dermaseg_app.core.imageio import read_image
 
         rgb = read_image(path)  # raises ImageReadError with the reason
         scale = size / max(rgb.shape[:2])

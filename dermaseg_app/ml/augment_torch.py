@@ -62,12 +62,12 @@ class AugmentParams:
     def __len__(self) -> int:
         return int(self.hflip.shape[0])
 
-    def to(self, device: torch.device | str) -> "AugmentParams":
+    def to(self, device: torch.device | str) -> AugmentParams:
         return AugmentParams(*(t.to(device, non_blocking=True) for t in
                                (self.hflip, self.vflip, self.gamma, self.clahe, self.clip)))
 
     @staticmethod
-    def identity(n: int) -> "AugmentParams":
+    def identity(n: int) -> AugmentParams:
         """Parameters that change nothing."""
         no = torch.zeros(n, dtype=torch.bool)
         return AugmentParams(no, no.clone(), torch.ones(n, dtype=torch.float64), no.clone(),

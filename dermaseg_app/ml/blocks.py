@@ -242,7 +242,7 @@ class MultiscaleBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         total: torch.Tensor | None = None
-        for scale, conv, cam in zip(self.scales, self.convs, self.cams):
+        for scale, conv, cam in zip(self.scales, self.convs, self.cams, strict=True):
             if scale == 1:
                 xs = x
             else:

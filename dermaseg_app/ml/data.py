@@ -36,18 +36,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from dermaseg_app.core.errors import DermaSegError
 from dermaseg_app.ml.augment import AugmentConfig, augment_pair
 
 PACK_FORMAT = 1
 
 
-class DataError(ValueError):
+class DataError(DermaSegError, ValueError):
     """A training folder or pack cannot be used; the message names the path and the reason."""
-
-    def __init__(self, path: Path | str, reason: str) -> None:
-        self.path = Path(path)
-        self.reason = reason
-        super().__init__(f"{path}: {reason}")
 
 
 @dataclass
@@ -86,7 +82,7 @@ class Pack:
     def nbytes(self) -> int:
         return int(self.images.nbytes + self.masks.nbytes)
 
-    def subset(self, indices: Sequence[int]) -> "Pack":
+    def subset(self, indices: Sequence[int]) -> Pack:
         idx = np.asarray(list(indices), dtype=np.int64)
         return Pack(
             images=self.images[idx],
@@ -99,7 +95,7 @@ class Pack:
         )
 
     @staticmethod
-    def concat(packs: Sequence["Pack"]) -> "Pack":
+    def concat(packs: Sequence[Pack]) -> Pack:
         if not packs:
             raise ValueError("nothing to concatenate")
         size = packs[0].size

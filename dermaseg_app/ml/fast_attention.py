@@ -127,7 +127,8 @@ def build() -> Any | None:
 def ready() -> bool:
     """Whether PAM can use the kernel now: built already (in this process or cached on disk),
     enabled, and not inside TorchScript tracing or an ONNX export (those see the portable SDPA
-    path; ``torch.compile`` traces the kernel as an operator). Never starts a compiler: a window's first prediction is not held up by it."""
+    path; ``torch.compile`` traces the kernel as an operator). Never starts a compiler: a window's
+    first prediction is not held up by it."""
     if torch.jit.is_scripting() or torch.jit.is_tracing():
         return False
     if torch.onnx.is_in_onnx_export():

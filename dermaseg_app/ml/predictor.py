@@ -236,7 +236,7 @@ class Predictor:
         rgbs = [as_rgb_uint8(image) for image in images]
         batch = np.stack([preprocess(rgb, self.input_size) for rgb in rgbs])
         probs = self._probabilities(batch)
-        return [self._finish(p, rgb.shape[:2], t) for p, rgb in zip(probs, rgbs)]
+        return [self._finish(p, rgb.shape[:2], t) for p, rgb in zip(probs, rgbs, strict=True)]
 
     # ------------------------------------------------------------ files, streamed
 

@@ -77,7 +77,7 @@ class SLSNetConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "SLSNetConfig":
+    def from_dict(cls, data: dict[str, Any] | None) -> SLSNetConfig:
         """Build from a dict such as ``to_dict()`` gives; missing keys take the defaults."""
         if data is None:
             return cls()
