@@ -111,10 +111,10 @@ def common_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "train", help="train SLSNet on images with masks",
-        description="Train SLSNet (conditional GAN: adversarial BCE + lambda L1 + alpha soft Jaccard) "
-                    "on folders of images/<stem>.jpg + masks/<stem>.png; publishes the best model by "
-                    "validation JSC to --out.")
+        "train", help="train SLSNet (or --arch: a seed network) on images with masks",
+        description="Train SLSNet (conditional GAN: adversarial BCE + lambda L1 + alpha soft Jaccard), or with "
+                    "--arch a seed network (supervised, its paper's loss), on folders of images/<stem>.jpg + "
+                    "masks/<stem>.png; publishes the best model by validation JSC to --out.")
     parser.add_argument("--data", action="append", metavar="DIR",
                         help="training folder or pack (.npz) (repeatable; required unless resuming)")
     parser.add_argument("--epochs", type=positive_int, default=None, metavar="N",
