@@ -97,10 +97,16 @@ def run_finetune(args: argparse.Namespace) -> int:
         print("dermaseg: error: finetune needs --out MODEL (or --resume CKPT)", file=sys.stderr)
         return 2
     try:
-        read_model_info(args.base)
+        info = read_model_info(args.base)
     except WeightsError as exc:
         print(f"dermaseg: error: {exc}", file=sys.stderr)
         return 2
+    from dermaseg_app.ml import registry
+
+    if args.adversarial and info.arch in registry.ARCHITECTURES and not registry.has_discriminator(info.arch):
+        print(f"note: {registry.title(info.arch)} has no discriminator: --adversarial ignored, it fine-tunes "
+              f"supervised with the {args.loss or registry.paper_loss(info.arch)} loss", file=sys.stderr)
+        args.adversarial = False
     cfg = config_from_args(args)
     replay = cfg.replay
     if not replay and not args.resume:

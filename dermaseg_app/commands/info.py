@@ -5,7 +5,9 @@ size (convolutions only, as the SLSNet paper counts, and with the attention prod
 weights file's name, version, training data, stored metrics and model-card summary. The file is
 loaded as the predictor loads it (every tensor checked: shape, type, finite values), and a file
 that fails exits 1 with the reason. Without a
-weights file it still describes the default architecture and says where no file was found.
+weights file it still describes the default architecture and says where no file was found;
+``--arch NAME`` (slsnet, mobile_deeplab, slsdeep, dual_attention_unet: ml.registry) describes
+that architecture's default configuration without a weights file.
 """
 
 from __future__ import annotations
@@ -22,9 +24,15 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "info",
         help="show the network architecture, its size and the model weights",
-        description="Describe the SLSNet network (stages, parameters, MACs) and the model weights file.",
+        description="Describe the network (stages, parameters, MACs) and the model weights file; "
+                    "--arch describes a registered architecture without weights.",
     )
     parser.add_argument("--model", metavar="FILE", help="model weights (.safetensors; default: the bundled model)")
+    parser.add_argument("--arch", metavar="NAME",
+                        help="describe this architecture's default configuration, without weights "
+                             "(slsnet, mobile_deeplab, slsdeep, dual_attention_unet)")
+    parser.add_argument("--size", metavar="PX", type=int,
+                        help="with --arch: the input size to count the MACs at (default: the architecture's)")
     parser.add_argument("--device", metavar="DEVICE", help="also report the device that would run the model")
     parser.set_defaults(func=run)
 
@@ -48,10 +56,37 @@ def _describe_network(network: Any, size: int) -> str:
                 f"MACs at {size}x{size}: {_human(conv)} (convolutions), {_human(total)} (with attention products)")
 
 
+def _run_arch(args: argparse.Namespace) -> int:
+    from dermaseg_app.ml.registry import ARCHITECTURES, build_generator, default_config, has_discriminator, title
+
+    if args.model:
+        fail("--arch describes an architecture without weights; give --arch or --model, not both")
+        return 2
+    if args.arch not in ARCHITECTURES:
+        fail(f"unknown architecture {args.arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+        return 2
+    config = default_config(args.arch)
+    size = int(args.size or config.get("input_size", 128))
+    if size < 8 or size % 8 or size > 2048:
+        fail(f"--size must be a multiple of 8 between 8 and 2048, got {size}")
+        return 2
+    network = build_generator(args.arch, config)
+    print(f"architecture: {args.arch}, {title(args.arch)} (default configuration, input "
+          f"{int(config.get('input_size', 128))}px; counted at {size}x{size})")
+    print("training: " + ("conditional GAN (has a discriminator)" if has_discriminator(args.arch)
+                          else "supervised, no discriminator"))
+    print()
+    print(_describe_network(network, size))
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from dermaseg_app import paths
-    from dermaseg_app.ml.registry import build_generator, default_config
+    from dermaseg_app.ml.registry import build_generator, default_config, title
     from dermaseg_app.ml.weights import WeightsError, load_model
+
+    if getattr(args, "arch", None):
+        return _run_arch(args)
 
     path = Path(args.model) if args.model else paths.default_model_path()
     info = None
@@ -82,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"architecture: slsnet (default configuration, input {size}x{size})")
     else:
         size = int(info.input_size)
-        print(f"architecture: {info.arch} (input {size}x{size})")
+        print(f"architecture: {info.arch}, {title(info.arch)} (input {size}x{size})")
     print()
     print(_describe_network(network, size))
     print()

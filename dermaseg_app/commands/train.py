@@ -1,4 +1,5 @@
-"""``dermaseg train --data DIR --out MODEL``: train SLSNet (the paper's conditional GAN).
+"""``dermaseg train --data DIR --out MODEL``: train SLSNet (the paper's conditional GAN), or with
+``--arch NAME`` a seed network (docs/seed-networks.md: supervised, its paper's loss or ``--loss``).
 
 Prints one progress line (epoch, step, losses, last validation JSC, time left) that is
 rewritten in place on a terminal, and a summary line per epoch. The run folder (``--run-dir``,
@@ -77,6 +78,9 @@ def add_common_arguments(parser: argparse.ArgumentParser, command: str = "train"
                              "and it measured faster, else fp32 (default auto)")
     parser.add_argument("--channels-last", action="store_true",
                         help="NHWC memory format for the networks and batches (measure: often faster on the CPU)")
+    parser.add_argument("--loss", metavar="NAME",
+                        help="G's loss, a seed paper's: soft_dice, nll_epe or dice_focal (default: the "
+                             "architecture's own; SLSNet's L1 + soft Jaccard, with the adversarial term)")
     parser.add_argument("--name", help="model name stored in the file")
     parser.add_argument("--version", dest="model_version", help="model version stored in the file")
     parser.add_argument("--quiet", action="store_true", help="print only the epoch lines")
@@ -94,7 +98,7 @@ def common_settings(args: argparse.Namespace) -> dict[str, Any]:
         "checkpoint_every": args.checkpoint_every, "pack_dir": args.pack_dir,
         "device_data": bool(args.device_data), "compile": args.compile is not None,
         "compile_mode": args.compile or "default", "amp": bool(args.amp), "precision": args.precision,
-        "channels_last": bool(args.channels_last),
+        "channels_last": bool(args.channels_last), "loss": args.loss,
         "command": "dermaseg " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
     }
     if args.no_augment:
@@ -107,14 +111,18 @@ def common_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
-        "train", help="train SLSNet on images with masks",
-        description="Train SLSNet (conditional GAN: adversarial BCE + lambda L1 + alpha soft Jaccard) "
-                    "on folders of images/<stem>.jpg + masks/<stem>.png; publishes the best model by "
-                    "validation JSC to --out.")
+        "train", help="train SLSNet (or --arch: a seed network) on images with masks",
+        description="Train SLSNet (conditional GAN: adversarial BCE + lambda L1 + alpha soft Jaccard), or with "
+                    "--arch a seed network (supervised, its paper's loss), on folders of images/<stem>.jpg + "
+                    "masks/<stem>.png; publishes the best model by validation JSC to --out.")
     parser.add_argument("--data", action="append", metavar="DIR",
                         help="training folder or pack (.npz) (repeatable; required unless resuming)")
     parser.add_argument("--epochs", type=positive_int, default=None, metavar="N",
                         help="default 50 (when resuming: the checkpoint's)")
+    parser.add_argument("--arch", default=None, metavar="NAME",
+                        help="the network: slsnet (default; the conditional GAN), mobile_deeplab, slsdeep or "
+                             "dual_attention_unet (no discriminator: supervised with the paper's loss; "
+                             "docs/seed-networks.md); with --init or --resume: the model's")
     parser.add_argument("--input-size", type=positive_int, default=128, metavar="PX",
                         help="network input size, a multiple of 8 (default 128, as the paper)")
     parser.add_argument("--resume", metavar="CKPT", help="continue a run from its last.pt")
@@ -150,6 +158,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
         "resume": args.resume, "replay": list(args.mix), "replay_share": args.mix_share if args.mix else 0.0,
         "gan_bce_weight": args.gan_bce, "adv_weight": args.adv_weight,
     }
+    if args.arch:
+        settings["arch"] = args.arch
     if args.init:
         settings.update(base_model=args.init, input_size_from_base=False)
     return TrainConfig(**(settings | common_settings(args)))

@@ -89,13 +89,20 @@ def _example_input(model: nn.Module, size: int | tuple[int, int], batch: int = 1
 
 
 def mac_breakdown(model: nn.Module, size: int | tuple[int, int] = 128) -> MacCount:
-    """Convolution and attention MACs of one forward pass on a batch-1 ``size`` input."""
+    """Convolution and attention MACs of one forward pass on a batch-1 ``size`` input.
+
+    ``conv``: every convolution (grouped and depthwise ones at ``in / groups`` per output,
+    dilated ones like plain ones), transposed convolution and linear layer; ``attention``: the
+    matrix products of PAM and CAM. Pooling, interpolation, the element-wise products of the
+    seed networks' gating attentions (ml.networks) and the activations are not MACs."""
     counts = {"conv": 0, "attention": 0}
     handles = []
 
     def conv_hook(m: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
         if isinstance(m, nn.ConvTranspose2d):
             counts["conv"] += _deconv_macs(m, inputs[0])
+        elif isinstance(m, nn.Linear):
+            counts["conv"] += out.numel() * m.in_features
         else:
             counts["conv"] += _conv_macs(m, out)  # type: ignore[arg-type]
 
@@ -106,7 +113,7 @@ def mac_breakdown(model: nn.Module, size: int | tuple[int, int] = 128) -> MacCou
         counts["attention"] += _cam_macs(inputs[0])
 
     for m in model.modules():
-        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
             handles.append(m.register_forward_hook(conv_hook))
         elif isinstance(m, PAM):
             handles.append(m.register_forward_hook(pam_hook))
@@ -144,10 +151,18 @@ class StageInfo:
 
 
 def stage_table(model: nn.Module, size: int | tuple[int, int] = 128) -> list[StageInfo]:
-    """Top-level children in execution order with their batch-1 output shapes at ``size``."""
+    """Top-level children (the members of a top-level ModuleList or ModuleDict, which is never
+    called itself) in execution order with their batch-1 output shapes at ``size``; a child
+    that runs twice has two rows."""
     rows: list[StageInfo] = []
     handles = []
+    stages: list[tuple[str, nn.Module]] = []
     for name, child in model.named_children():
+        if isinstance(child, (nn.ModuleList, nn.ModuleDict)):  # not called itself: its members are
+            stages.extend((f"{name}.{k}", m) for k, m in child.named_children())
+        else:
+            stages.append((name, child))
+    for name, child in stages:
 
         def hook(
             m: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor, name: str = name

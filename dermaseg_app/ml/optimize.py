@@ -15,6 +15,7 @@ from torch import nn
 
 from . import fast_attention
 from .blocks import PAM, ConvBNReLU, Downsampler, FactorizedBlock, Upsampler
+from .networks.slsdeep import Bottleneck
 from .slsnet import SLSNetDiscriminator
 
 __all__ = [
@@ -136,7 +137,20 @@ class FusedPAM(nn.Module):
         return out.reshape(b, h, w, c).permute(0, 3, 1, 2) + x
 
 
+def _fold_sequential(seq: nn.Sequential) -> None:
+    """Fold each BatchNorm that directly follows a convolution inside an ``nn.Sequential`` (the
+    seed networks' conv-BN-activation layers, ml.networks)."""
+    for i in range(len(seq) - 1):
+        conv, bn = seq[i], seq[i + 1]
+        if (type(conv) is nn.Conv2d and isinstance(bn, nn.BatchNorm2d) and bn.track_running_stats
+                and bn.num_features == conv.out_channels):
+            seq[i] = fold_conv_bn(conv, bn)
+            seq[i + 1] = nn.Identity()
+
+
 def _fold_in_place(model: nn.Module) -> None:
+    if isinstance(model, nn.Sequential):
+        _fold_sequential(model)
     for name, child in list(model.named_children()):
         if isinstance(child, PAM):
             setattr(model, name, FusedPAM(child))
@@ -150,6 +164,13 @@ def _fold_in_place(model: nn.Module) -> None:
             child.conv1x3_2 = fold_conv_bn(child.conv1x3_2, child.bn2)
             child.bn2 = nn.Identity()
             child.dropout = nn.Identity()
+            continue
+        if isinstance(child, Bottleneck):
+            for k in ("1", "2", "3"):
+                setattr(child, f"conv{k}", fold_conv_bn(getattr(child, f"conv{k}"), getattr(child, f"bn{k}")))
+                setattr(child, f"bn{k}", nn.Identity())
+            if child.downsample is not None:
+                _fold_in_place(child.downsample)
             continue
         if isinstance(child, Upsampler):
             child.conv = fold_deconv_bn(child.conv, child.bn)

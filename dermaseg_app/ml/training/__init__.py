@@ -1,5 +1,10 @@
 """The training engine: SLSNet's conditional GAN, fine-tuning, checkpoints and progress events.
 
+Every architecture of ``ml.registry`` trains here (``TrainConfig.arch``): one without a
+discriminator (the seed networks, docs/seed-networks.md) has no D, no D optimizer and no
+adversarial term (``adversarial`` is turned off) and trains supervised with its paper's loss
+(``registry.paper_loss``) or ``TrainConfig.loss``; its checkpoints have no D and resume the same.
+
 No Qt here: the CLI prints the events and the GUI draws them (``format_event`` gives the text).
 
 One step (the paper's schema, pix2pix style): G predicts the batch once; D is updated on a half

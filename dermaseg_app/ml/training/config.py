@@ -32,7 +32,9 @@ class TrainConfig:
     val: list[str] = field(default_factory=list)       # validation folders; empty: hold out val_fraction
     out: str | None = None                             # publish the best model here (.safetensors)
     run_dir: str | None = None                         # work folder (default: runs/<time> beside out)
-    arch: str = "slsnet"
+    arch: str = "slsnet"                               # ml.registry name; a base model's when fine-tuning
+    loss: str | None = None                            # None: the arch's paper loss (SLSNet: the GAN/supervised
+                                                       # loss below); else a name in ml.losses_seeds.LOSSES
     model_config: dict[str, Any] = field(default_factory=dict)  # overrides of the arch's config
     input_size: int = 128
     epochs: int | None = None                          # None: not given (DEFAULT_EPOCHS for a new run,
@@ -134,7 +136,14 @@ class TrainConfig:
             raise TrainError("L2-SP (--l2sp) needs a base model to stay near")
         if self.out is not None and not str(self.out).endswith(".safetensors"):
             raise TrainError(f"{self.out}: model files must end in .safetensors")
+        from dermaseg_app.ml import registry
         from dermaseg_app.ml.cpu_speed import PRECISIONS
+        from dermaseg_app.ml.losses_seeds import LOSSES
+
+        if not self.base_model and self.arch not in registry.ARCHITECTURES:
+            raise TrainError(f"unknown architecture {self.arch!r} ({', '.join(registry.ARCHITECTURES)})")
+        if self.loss is not None and self.loss not in LOSSES:
+            raise TrainError(f"unknown loss {self.loss!r} ({', '.join(LOSSES)})")
 
         if self.precision not in PRECISIONS:
             raise TrainError(f"unknown precision {self.precision!r} ({', '.join(PRECISIONS)})")
@@ -236,3 +245,30 @@ def run_config(given: TrainConfig, checkpoint: dict[str, Any] | None) -> TrainCo
         cfg.epochs = DEFAULT_EPOCHS
     cfg.check()
     return cfg
+
+
+def resolve_arch(cfg: TrainConfig) -> str | None:
+    """Set ``cfg.arch`` from the base model (when there is one) and turn the adversarial loss off
+    for an architecture without a discriminator; returns a notice when that overrode a GAN that
+    ``cfg`` asked for beyond the default (a warm-up, D's learning rate, an adversarial weight or
+    pixel BCE of the adversarial phase), else None."""
+    from dermaseg_app.ml import registry
+
+    if cfg.base_model and Path(cfg.base_model).exists():
+        from dermaseg_app.ml.weights import read_model_info
+
+        cfg.arch = read_model_info(cfg.base_model).arch
+    if cfg.model_name == TrainConfig.model_name and cfg.arch != "slsnet":
+        cfg.model_name = cfg.arch  # not "slsnet" in another network's file
+    if registry.has_discriminator(cfg.arch) or not cfg.adversarial:
+        return None
+    cfg.adversarial = False
+    asked = [name for name, value, default in (
+        ("a supervised warm-up", cfg.warmup_epochs, 0.0), ("a discriminator learning rate", cfg.lr_d, None),
+        ("an adversarial weight", cfg.adv_weight, 1.0), ("pixel BCE in the adversarial phase", cfg.gan_bce_weight, 0.0),
+    ) if value != default]
+    if not asked:
+        return None
+    loss = cfg.loss or registry.paper_loss(cfg.arch)
+    return (f"{registry.title(cfg.arch)} has no discriminator: it trains supervised with the {loss} loss "
+            f"({', '.join(asked)} ignored)")

@@ -54,8 +54,9 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
                 state.sums = {}
             t_epoch = time.perf_counter()
             epoch_images, epoch_step_seconds = 0, 0.0
-            set_train_mode(step.g, bool(cfg.freeze_encoder), cfg.freeze_bn_stats)
-            step.d.train()
+            set_train_mode(step.g, bool(cfg.freeze_encoder), cfg.freeze_bn_stats, cfg.arch)
+            if step.d is not None:
+                step.d.train()
             batches.start(epoch, plan, first)
             for i in range(first, len(plan)):
                 t_step = time.perf_counter()

@@ -1,4 +1,5 @@
-"""G and D of a run: built (fresh or from a base model), frozen in part, averaged (EMA)."""
+"""G and D of a run: built (fresh or from a base model; D only for an architecture that has one),
+frozen in part (the architecture's encoder, ``registry.encoder_module_names``), averaged (EMA)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from torch import nn
 
 from dermaseg_app.ml.training.config import TrainConfig, TrainError
 
-ENCODER_MODULES: tuple[str, ...] = ("multiscale", "down1", "down2", "stage1", "down3", "stage2")
+ENCODER_MODULES: tuple[str, ...] = ("multiscale", "down1", "down2", "stage1", "down3", "stage2")  # SLSNet's
 COMPILED_PREFIX = "_orig_mod."
 
 
@@ -34,18 +35,22 @@ class EMA:
         torch._foreach_copy_(list(self.module.buffers()), list(module.buffers()))
 
 
-def encoder_modules(generator: nn.Module) -> list[nn.Module]:
-    """SLSNet's encoder (multiscale block, downsamplers, FAM stages) of a generator."""
-    missing = [n for n in ENCODER_MODULES if not hasattr(generator, n)]
+def encoder_modules(generator: nn.Module, arch: str = "slsnet") -> list[nn.Module]:
+    """The encoder of an ``arch`` generator (``registry.encoder_module_names``; SLSNet's: the
+    multiscale block, downsamplers and FAM stages)."""
+    from dermaseg_app.ml import registry
+
+    names = ENCODER_MODULES if arch == "slsnet" else registry.encoder_module_names(arch)
+    missing = [n for n in names if not hasattr(generator, n)]
     if missing:
         raise TrainError(f"cannot freeze the encoder: the generator has no {', '.join(missing)}")
-    return [getattr(generator, n) for n in ENCODER_MODULES]
+    return [getattr(generator, n) for n in names]
 
 
-def freeze_encoder(generator: nn.Module) -> int:
+def freeze_encoder(generator: nn.Module, arch: str = "slsnet") -> int:
     """Stop training the encoder (no gradients, batch-norm statistics fixed); returns its size."""
     n = 0
-    for m in encoder_modules(generator):
+    for m in encoder_modules(generator, arch):
         m.eval()
         for p in m.parameters():
             p.requires_grad_(False)
@@ -53,11 +58,11 @@ def freeze_encoder(generator: nn.Module) -> int:
     return n
 
 
-def set_train_mode(generator: nn.Module, frozen: bool, bn_stats_fixed: bool = False) -> None:
+def set_train_mode(generator: nn.Module, frozen: bool, bn_stats_fixed: bool = False, arch: str = "slsnet") -> None:
     """G in training mode, but for a frozen encoder and (``bn_stats_fixed``) batch norm."""
     generator.train()
     if frozen:
-        for m in encoder_modules(generator):
+        for m in encoder_modules(generator, arch):
             m.eval()
     if bn_stats_fixed:  # batch norm normalises with the base model's running statistics, never updates them
         for m in generator.modules():
@@ -71,8 +76,9 @@ def plain_state_dict(state: dict[str, Any]) -> dict[str, Any]:
     return {(k[len(COMPILED_PREFIX):] if k.startswith(COMPILED_PREFIX) else k): v for k, v in state.items()}
 
 
-def build_networks(cfg: TrainConfig) -> tuple[nn.Module, nn.Module, dict[str, Any], str]:
-    """G, D, the architecture's config and what the base model was trained on ("" for a fresh G).
+def build_networks(cfg: TrainConfig) -> tuple[nn.Module, nn.Module | None, dict[str, Any], str]:
+    """G, D (None for an architecture without one), the architecture's config and what the base
+    model was trained on ("" for a fresh G).
     Sets the run's ``cfg.arch`` (and ``cfg.input_size`` from a base model kept at its size):
     ``cfg`` is the run's own copy."""
     from dermaseg_app.ml import registry
@@ -94,6 +100,6 @@ def build_networks(cfg: TrainConfig) -> tuple[nn.Module, nn.Module, dict[str, An
         model_cfg["input_size"] = cfg.input_size
         g = registry.build_generator(arch, model_cfg)
         trained_on = ""
-    d = registry.build_discriminator(arch, model_cfg)
+    d = registry.build_discriminator(arch, model_cfg) if registry.has_discriminator(arch) else None
     cfg.arch = arch
     return g, d, model_cfg, trained_on

@@ -62,9 +62,37 @@ def _figure(row: dict[str, Any], key: str) -> str:
     return f"{v:.4f}" if isinstance(v, (int, float)) else "-"
 
 
+def _loss_text(cfg: TrainConfig) -> str:
+    """G's loss as the model card states it."""
+    from dermaseg_app.ml import registry
+
+    known = cfg.arch in registry.ARCHITECTURES
+    named = cfg.loss or (registry.paper_loss(cfg.arch) if known else None)
+    adversarial = ""
+    if cfg.adversarial:
+        adversarial = ("" if cfg.adv_weight == 1 else f"{cfg.adv_weight} ") + "adversarial BCE + "
+    if named is not None:
+        whose = "" if cfg.loss else f", the {registry.title(cfg.arch)} paper's"
+        return (adversarial or "supervised: ") + f"{named} ({_LOSS_TEXTS.get(named, named)}{whose})"
+    if cfg.adversarial:
+        return (adversarial + f"{cfg.lambda_l1} L1 + {cfg.alpha_jaccard} soft Jaccard"
+                + (f" (+ {cfg.gan_bce_weight} pixel BCE)" if cfg.gan_bce_weight else ""))
+    return f"supervised: {cfg.bce_weight} pixel BCE + {cfg.lambda_l1} L1 + {cfg.alpha_jaccard} soft Jaccard"
+
+
+_LOSS_TEXTS = {
+    "soft_dice": "1 - soft Dice",
+    "nll_epe": "pixel NLL + 0.5 end-point error of the edges",
+    "dice_focal": "Dice + focal, gamma 2",
+}
+
+
 def model_card(cfg: TrainConfig, history: list[dict[str, Any]], best_epoch: int | None, hardware: str,
                base_scores: dict[str, float] | None = None) -> str:
     """A Markdown model card of a run: what it was trained on, how, and its validation curve."""
+    from dermaseg_app.ml import registry
+
+    with_gan = cfg.arch not in registry.ARCHITECTURES or registry.has_discriminator(cfg.arch)
     best = next((r for r in history if r["epoch"] == best_epoch), None)
     lines = [f"# {cfg.model_name} {cfg.model_version}", ""]
     summary = (f"{cfg.arch} lesion segmentation model "
@@ -80,12 +108,8 @@ def model_card(cfg: TrainConfig, history: list[dict[str, Any]], best_epoch: int 
         "base model": cfg.base_model,
         "epochs": cfg.epochs, "batch size": cfg.batch_size, "input size": cfg.input_size,
         "optimizer": f"Adam lr {cfg.lr} betas ({cfg.beta1}, {cfg.beta2}), schedule {cfg.lr_schedule}",
-        "loss": (("" if cfg.adv_weight == 1 else f"{cfg.adv_weight} ")
-                 + f"adversarial BCE + {cfg.lambda_l1} L1 + {cfg.alpha_jaccard} soft Jaccard"
-                 + (f" (+ {cfg.gan_bce_weight} pixel BCE)" if cfg.gan_bce_weight else "")
-                 if cfg.adversarial else
-                 f"supervised: {cfg.bce_weight} pixel BCE + {cfg.lambda_l1} L1 + {cfg.alpha_jaccard} soft Jaccard"),
-        "supervised warm-up epochs": cfg.warmup_epochs if cfg.adversarial else "all",
+        "loss": _loss_text(cfg),
+        "supervised warm-up epochs": (cfg.warmup_epochs if cfg.adversarial else "all") if with_gan else None,
         "EMA decay": cfg.ema_decay or "off", "frozen encoder": cfg.freeze_encoder,
         "batch-norm statistics fixed": cfg.freeze_bn_stats or None,
         "augmentation": dataclasses.asdict(cfg.augment), "seed": cfg.seed,
@@ -147,11 +171,15 @@ def _started(e: ev.TrainStarted, second_source: str) -> str:
     return "\n".join(lines)
 
 
+# the losses a step line shows (SLSNet's G, D, Jaccard, BCE; the seed losses' parts)
+STEP_LOSSES = ("g", "d", "jaccard", "bce", "dice", "nll", "epe", "focal")
+
+
 def _step(e: ev.StepProgress, last_val: float | None) -> str:
     width = 20
     filled = int(width * e.step / max(1, e.steps_per_epoch))
     bar = "#" * filled + "-" * (width - filled)
-    losses = " ".join(f"{k} {v:.3f}" for k, v in e.losses.items() if k in ("g", "d", "jaccard", "bce"))
+    losses = " ".join(f"{k} {v:.3f}" for k, v in e.losses.items() if k in STEP_LOSSES)
     val = f" | val JSC {last_val:.3f}" if last_val is not None else ""
     return (f"epoch {e.epoch}/{e.epochs} [{bar}] {e.step}/{e.steps_per_epoch} "
             f"{losses}{val} | {e.images_per_second:.1f} img/s | left {describe_eta(e.eta_seconds)}")

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from dermaseg_app.ml.training.batches import DeviceBatches, RunData
-from dermaseg_app.ml.training.config import TrainConfig, run_config
+from dermaseg_app.ml.training.config import TrainConfig, resolve_arch, run_config
 from dermaseg_app.ml.training.events import CheckpointSaved
 from dermaseg_app.ml.training.networks import EMA, build_networks, freeze_encoder
 from dermaseg_app.ml.training.selection import Publisher, base_reference
@@ -95,10 +95,11 @@ def _networks(cfg: TrainConfig, ckpt: dict[str, Any] | None, device: torch.devic
     if ckpt is not None:
         load_networks(ckpt, g, d)
     if cfg.freeze_encoder:
-        freeze_encoder(g)
+        freeze_encoder(g, cfg.arch)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     g.to(device, memory_format=memory_format)
-    d.to(device, memory_format=memory_format)
+    if d is not None:
+        d.to(device, memory_format=memory_format)
     l2sp_pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
     if cfg.l2sp_weight and base_g is not None:
         base_g.to(device)
@@ -116,7 +117,10 @@ def set_up(config: TrainConfig) -> Run:
     resuming), device, networks, optimizers, data, run folder (config.json) and state."""
     ckpt = load_checkpoint(config.resume) if config.resume else None
     cfg = run_config(config, ckpt)  # the run's own copy: the caller's config is never changed
+    arch_notice = resolve_arch(cfg)  # the base model's arch; no GAN for an arch without a discriminator
     device, notice, autocast = _device(cfg)
+    if arch_notice:
+        notice = "; ".join(([notice] if notice else []) + [arch_notice])
     step, model_cfg, base_trained_on, base_g = _networks(cfg, ckpt, device, autocast)
     data = RunData.load(cfg)
     steps_per_epoch = len(data.epoch_plan(0))

@@ -1,6 +1,7 @@
 """The run state that round-trips to the resumable checkpoint (``last.pt``).
 
-``last.pt`` holds G, D, EMA, both optimizers, the epoch and step, the global step, the torch
+``last.pt`` holds G, D, EMA, both optimizers (D and its optimizer None for an architecture
+without a discriminator), the epoch and step, the global step, the torch
 RNG, the best so far, the history, the partial epoch's loss sums and the base model's scores;
 it loads with ``torch.load(weights_only=True)``. The format (``CHECKPOINT_FORMAT``) is the one
 that the single-module engine wrote, so its checkpoints (e.g. models/resume/b.pt) resume.
@@ -58,10 +59,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def load_networks(ckpt: dict[str, Any], g: torch.nn.Module, d: torch.nn.Module) -> None:
+def load_networks(ckpt: dict[str, Any], g: torch.nn.Module, d: torch.nn.Module | None) -> None:
     """G's and D's weights from a checkpoint (before they go to the device)."""
     g.load_state_dict(plain_state_dict(ckpt["generator"]))
-    d.load_state_dict(plain_state_dict(ckpt["discriminator"]))
+    if d is not None:
+        if ckpt.get("discriminator") is None:
+            raise TrainError("the checkpoint has no discriminator, the run's architecture needs one")
+        d.load_state_dict(plain_state_dict(ckpt["discriminator"]))
 
 
 def load_training(ckpt: dict[str, Any], step: Step) -> None:
@@ -69,7 +73,8 @@ def load_training(ckpt: dict[str, Any], step: Step) -> None:
     if step.ema is not None and ckpt.get("ema") is not None:
         step.ema.module.load_state_dict(plain_state_dict(ckpt["ema"]))
     step.opt_g.load_state_dict(ckpt["opt_g"])
-    step.opt_d.load_state_dict(ckpt["opt_d"])
+    if step.opt_d is not None:
+        step.opt_d.load_state_dict(ckpt["opt_d"])
 
 
 @dataclass
@@ -110,10 +115,10 @@ class RunState:
             "config": json.loads(json.dumps(cfg.to_dict(), default=str)),
             "model_config": json.loads(json.dumps(model_cfg)),
             "generator": step.g.state_dict(),
-            "discriminator": step.d.state_dict(),
+            "discriminator": step.d.state_dict() if step.d is not None else None,
             "ema": step.ema.module.state_dict() if step.ema is not None else None,
             "opt_g": step.opt_g.state_dict(),
-            "opt_d": step.opt_d.state_dict(),
+            "opt_d": step.opt_d.state_dict() if step.opt_d is not None else None,
             "epoch": epoch,
             "step": done_steps,
             "global_step": self.global_step,
