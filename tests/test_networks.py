@@ -27,7 +27,6 @@ from dermaseg_app.ml.networks import (
     MobileDeepLab,
     MobileDeepLabConfig,
     SLSDeep,
-    SLSDeepConfig,
 )
 
 SEEDS = ("mobile_deeplab", "slsdeep", "dual_attention_unet")
@@ -151,7 +150,7 @@ def test_depthwise_convolution_macs():
     from dermaseg_app.ml.complexity import mac_breakdown
 
     conv = torch.nn.Conv2d(8, 8, 3, padding=2, dilation=2, groups=8)
-    conv.config = None  # noqa: B010 - _example_input reads it
+    conv.config = None
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 1), conv, torch.nn.Flatten(), torch.nn.LazyLinear(4))
     model(torch.zeros(1, 3, 4, 4))
     counts = mac_breakdown(model, 4)

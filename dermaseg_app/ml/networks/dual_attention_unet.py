@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .common import check_input, check_size, ConfigDict
+from .common import ConfigDict, check_input, check_size
 
 __all__ = ["DualAttentionUNetConfig", "DualAttentionUNet", "RMSM", "DFRAM", "EFRAM"]
 
@@ -65,7 +65,8 @@ class RMSM(nn.Module):
     def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
         super().__init__()
         self.branches = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+            nn.Sequential(nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout),
+                          nn.ReLU(inplace=True))
             for k in (1, 3, 5))
         self.bottleneck = nn.Conv2d(3 * cout, cout, 1, stride=stride)
         self.shortcut: nn.Module = (nn.Conv2d(cin, cout, 1, stride=stride) if cin != cout or stride != 1
@@ -153,10 +154,10 @@ class DualAttentionUNet(nn.Module):
         self.encoder3 = RMSM(w2, w3, stride=2)
         self.bridge = RMSM(w3, w4, stride=2)
         skips, below = (w3, w2, w1), (w4, w3, w2)
-        self.ups = nn.ModuleList(_UpConv(d, s) for s, d in zip(skips, below))
+        self.ups = nn.ModuleList(_UpConv(d, s) for s, d in zip(skips, below, strict=True))
         self.decoders = nn.ModuleList(RMSM(2 * s, s) for s in skips)
         if cfg.dual_attention:
-            self.dframs = nn.ModuleList(DFRAM(s, d, r, ks) for s, d in zip(skips, below))
+            self.dframs = nn.ModuleList(DFRAM(s, d, r, ks) for s, d in zip(skips, below, strict=True))
             self.eframs = nn.ModuleList(EFRAM(s, r, ks) for s in skips)
         self.output = nn.Conv2d(w1, 1, 1)
 

@@ -146,7 +146,7 @@ class SLSDeep(nn.Module):
         strides = (1, 2, 1, 1)
         cin, previous = cfg.stem_channels, 1
         layers = []
-        for i, (n, d) in enumerate(zip(cfg.layers, cfg.dilations)):
+        for i, (n, d) in enumerate(zip(cfg.layers, cfg.dilations, strict=True)):
             width = cfg.base_width * 2**i
             stride = strides[i]
             layers.append(_layer(cin, width, n, stride, d, previous))
