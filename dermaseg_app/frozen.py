@@ -78,8 +78,18 @@ def missing_library(plugin: Path) -> str | None:
     try:
         ctypes.CDLL(str(plugin), mode=getattr(os, "RTLD_LAZY", 1))
     except OSError as exc:
-        match = _MISSING.search(str(exc))
-        return match.group(1) if match else None
+        # PyInstaller's ctypes wrapper replaces the loader's words with its own ("Failed to load
+        # dynlib/dll ..."), keeping them as the cause: read the whole chain
+        chain: list[BaseException] = []
+        error: BaseException | None = exc
+        while error is not None and error not in chain:
+            chain.append(error)
+            error = error.__cause__ or error.__context__
+        for error in chain:
+            match = _MISSING.search(str(error))
+            if match:
+                return match.group(1)
+        return None
     return None
 
 
@@ -136,6 +146,14 @@ def report_startup_problem(message: str) -> None:
             return
 
 
+def main() -> int:
+    """``DermaSeg -m dermaseg_app.frozen`` (or ``python -m dermaseg_app.frozen``): say whether the
+    window can start here, and why not."""
+    problem = check_qt_platform()
+    print(problem or f"the window can start here (Qt platform {_platform_in_use()}, plugin {xcb_plugin_path()})")
+    return 1 if problem else 0
+
+
 def default_paths(argv: list[str]) -> list[str]:
     """The window's arguments with the bundled samples added when no image or folder is named
     (a double-click opens the samples with the bundled model)."""
@@ -151,3 +169,7 @@ def default_paths(argv: list[str]) -> list[str]:
         if not arg.startswith("-"):
             return argv
     return [str(paths.samples_dir()), *argv]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

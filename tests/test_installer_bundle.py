@@ -167,3 +167,22 @@ def test_the_frozen_apps_xcb_plugin_is_found_under_meipass(monkeypatch, tmp_path
     plugin.write_bytes(b"")
     monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path), raising=False)
     assert frozen.xcb_plugin_path() == plugin
+
+
+def test_a_missing_library_is_read_through_pyinstallers_wrapper(monkeypatch, tmp_path):
+    """The frozen app's ctypes raises its own OSError with the loader's as the cause."""
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setenv("DISPLAY", ":99")
+
+    def refuse(path, mode=0):
+        try:
+            raise OSError("/lib/x86_64-linux-gnu/libxcb-cursor.so.0: file too short")
+        except OSError as base:
+            raise OSError(f"Failed to load dynlib/dll {path!r}. Most likely this dynlib/dll was not found") from base
+
+    monkeypatch.setattr(ctypes, "CDLL", refuse)
+    plugin = tmp_path / "libqxcb.so"
+    plugin.write_bytes(b"")
+    assert "apt-get install libxcb-cursor0" in frozen.check_qt_platform(plugin)
