@@ -129,3 +129,72 @@ def test_sharded_prediction_writes_what_one_process_writes(model, images, tmp_pa
     assert "rank 1: [2/2]" in again.stdout and "rank 0: [1/" not in again.stdout
     assert _outputs(two) == masks
     assert _rows(two / "predictions.csv") == _rows(one / "predictions.csv")
+
+
+# -- training -----------------------------------------------------------------------------------
+
+
+def _worker(out: Path, *extra: str) -> list[dict[str, dict[str, torch.Tensor]]]:
+    out.mkdir()
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+               str(ROOT / "tests" / "ddp_worker.py"), str(out), *extra]
+    done = subprocess.run(command, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    assert a.keys() == b.keys() and a
+    differ = [k for k in a if not torch.equal(a[k], b[k])]
+    print("differ:", differ)
+    return not differ
+
+
+def test_ddp_averages_the_gradients_of_g_and_d(tmp_path):
+    # two ranks on different data end a few (adversarial) steps with the same G and D ...
+    zero, one = _worker(tmp_path / "ddp")
+    assert _same(zero["g"], one["g"]) and _same(zero["d"], one["d"])
+    # ... which without the averaging they do not
+    zero, one = _worker(tmp_path / "alone", "--no-ddp")
+    assert not _same(zero["g"], one["g"]) and not _same(zero["d"], one["d"])
+
+
+def test_shard_plan_is_distributed_sampler_like():
+    from dermaseg_app.ml.training.distributed import rescale_resume, seed_step, shard_plan
+
+    plan = list(range(7))
+    assert shard_plan(plan, World()) == plan
+    parts = [shard_plan(plan, World(rank=r, size=3)) for r in range(3)]
+    assert parts == [[0, 3, 6], [1, 4, 0], [2, 5, 1]]  # padded by wrapping: equal steps per rank
+    assert [seed_step(s, World(rank=1, size=3)) for s in range(3)] == [1, 4, 7]
+    assert [seed_step(s, World()) for s in range(3)] == [0, 1, 2]
+    # a checkpoint of 2 ranks, 2 of 4 steps of epoch 1 done, resumed by 1 rank: 4 of its 7 steps
+    ckpt = {"epoch": 1, "step": 2, "global_step": 6, "world_size": 2, "sums": {"g": 1.0}}
+    rescale_resume(ckpt, World(), 7)
+    assert (ckpt["epoch"], ckpt["step"], ckpt["global_step"]) == (1, 4, 11)
+    ckpt = {"epoch": 0, "step": 7, "global_step": 7, "sums": {}}  # 1 rank, epoch done: 2 ranks next epoch
+    rescale_resume(ckpt, World(rank=0, size=2), 7)
+    assert (ckpt["epoch"], ckpt["step"], ckpt["global_step"]) == (1, 0, 4)
+
+
+def test_torchrun_trains_one_model_and_resumes_at_another_world_size(tmp_path):
+    from test_data import write_folder
+
+    from dermaseg_app.ml.training import load_checkpoint
+
+    train_dir, val_dir = write_folder(tmp_path / "train", 12, seed=0), write_folder(tmp_path / "val", 4, seed=1)
+    out, run_dir = tmp_path / "ddp.safetensors", tmp_path / "run"
+    common = ["--input-size", "32", "--threads", "1", "--pack-dir", str(tmp_path / "pack"), "--batch-size", "2"]
+    done = torchrun("train", "--data", str(train_dir), "--val", str(val_dir), "--out", str(out),
+                    "--run-dir", str(run_dir), "--epochs", "1", "--supervised", *common)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "world size 2" in done.stdout and "epoch 1/1" in done.stdout
+    assert done.stdout.count("epoch 1/1 done") == 1  # rank 0 reports, once
+    assert out.exists()
+    ckpt = load_checkpoint(run_dir / "last.pt")
+    assert ckpt["world_size"] == 2 and ckpt["step"] == 3  # 6 batches of 2, 3 steps per rank
+    again = single("train", "--resume", str(run_dir / "last.pt"), "--epochs", "2")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "world size" not in again.stdout and "epoch 2/2 done" in again.stdout
+    ckpt = load_checkpoint(run_dir / "last.pt")
+    assert ckpt["world_size"] == 1 and ckpt["step"] == 6 and ckpt["global_step"] == 12
