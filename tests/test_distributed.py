@@ -145,9 +145,7 @@ def _worker(out: Path, *extra: str) -> list[dict[str, dict[str, torch.Tensor]]]:
 
 def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     assert a.keys() == b.keys() and a
-    differ = [k for k in a if not torch.equal(a[k], b[k])]
-    print("differ:", differ)
-    return not differ
+    return all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_ddp_averages_the_gradients_of_g_and_d(tmp_path):
@@ -198,3 +196,11 @@ def test_torchrun_trains_one_model_and_resumes_at_another_world_size(tmp_path):
     assert "world size" not in again.stdout and "epoch 2/2 done" in again.stdout
     ckpt = load_checkpoint(run_dir / "last.pt")
     assert ckpt["world_size"] == 1 and ckpt["step"] == 6 and ckpt["global_step"] == 12
+    # finetune, the same engine
+    new_dir = write_folder(tmp_path / "new", 6, size=(48, 40), seed=2)
+    tuned = torchrun("finetune", "--base", str(out), "--data", str(new_dir), "--replay", str(train_dir),
+                     "--out", str(tmp_path / "ft.safetensors"), "--run-dir", str(tmp_path / "ftrun"),
+                     "--epochs", "1", "--max-steps-per-epoch", "2", *common[2:])  # at the base's size
+    assert tuned.returncode == 0, tuned.stdout + tuned.stderr
+    assert "world size 2" in tuned.stdout and (tmp_path / "ft.safetensors").exists()
+    assert load_checkpoint(tmp_path / "ftrun" / "last.pt")["step"] == 1  # 2 batches, 1 step per rank

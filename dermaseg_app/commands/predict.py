@@ -370,8 +370,9 @@ def _run(args: argparse.Namespace) -> int:
         return _merge_and_report(out, images, world_size=None)
 
     if world.distributed:
-        # gloo for the barriers, also when the network runs on a GPU
-        init_process_group(world)
+        # gloo for the barriers, also when the network runs on a GPU; the last barrier waits for
+        # the slowest rank's share (hours for an archive), hence the long timeout
+        init_process_group(world, timeout_s=7 * 24 * 3600.0)
     try:
         return _predict(args, world, images, planned, out)
     finally:

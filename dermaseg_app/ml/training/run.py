@@ -123,7 +123,7 @@ def set_up(config: TrainConfig) -> Run:
     cfg = run_config(config, ckpt)  # the run's own copy: the caller's config is never changed
     device, notice, autocast = _device(cfg, world)
     if world.distributed:
-        init_process_group(world, device)
+        init_process_group(world, device, timeout_s=4 * 3600.0)  # the others wait while rank 0 validates
         backend = "nccl" if device.type == "cuda" else "gloo"
         notice = "; ".join(([notice] if notice else []) + [f"world size {world.size} ({backend}, {world.label()})"])
     step, model_cfg, base_trained_on, base_g = _networks(cfg, ckpt, device, autocast)
