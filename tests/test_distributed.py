@@ -204,3 +204,30 @@ def test_torchrun_trains_one_model_and_resumes_at_another_world_size(tmp_path):
     assert tuned.returncode == 0, tuned.stdout + tuned.stderr
     assert "world size 2" in tuned.stdout and (tmp_path / "ft.safetensors").exists()
     assert load_checkpoint(tmp_path / "ftrun" / "last.pt")["step"] == 1  # 2 batches, 1 step per rank
+
+
+def test_one_process_interrupted_keeps_its_csv_and_skip_existing_finishes(model, images, tmp_path, monkeypatch,
+                                                                          capsys):
+    from dermaseg_app import cli
+    from dermaseg_app.core import imageio
+
+    out = tmp_path / "out"
+    args = ["predict", str(images / "images"), "--out", str(out), "--model", str(model), "--device", "cpu",
+            "--backend", "torch", "--no-measurements"]
+    real, calls = imageio.write_mask_png, []
+
+    def write_then_interrupt(path, mask):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real(path, mask)
+
+    monkeypatch.setattr(imageio, "write_mask_png", write_then_interrupt)
+    assert cli.main(args) == 130
+    assert len(_rows(out / "predictions.csv")) == 2  # the CSV of what was done, as before
+    monkeypatch.setattr(imageio, "write_mask_png", real)
+    capsys.readouterr()
+    assert cli.main([*args, "--skip-existing"]) == 0
+    assert "2 image(s) already done (--skip-existing); 4 to do" in capsys.readouterr().out
+    assert [r["image"] for r in _rows(out / "predictions.csv")] == sorted(
+        str(p) for p in (images / "images").glob("*.jpg"))

@@ -480,6 +480,14 @@ def _predict(args: argparse.Namespace, world: Any, images: list[Path], planned: 
     elapsed = time.perf_counter() - started
     per_image = elapsed / max(1, len(new_rows))
     done = written + len(reused)
+    if not world.distributed:  # one process writes predictions.csv itself, also when interrupted
+        rows = [reused.get(str(image)) or new_rows[str(image)] for image in images
+                if str(image) in reused or str(image) in new_rows]
+        try:
+            atomic_write_text(out / CSV_NAME, csv_text(rows))
+        except OSError as exc:
+            fail(f"cannot write {out / CSV_NAME}: {exc.strerror or exc}")
+            return 1
     print(f"{written} mask(s) written to {out} ({per_image:.3f} s per image; {len(new_rows) - written} skipped)")
     if interrupted:
         fail(f"interrupted after {len(new_rows)} of {len(todo)} image(s)")
@@ -491,11 +499,4 @@ def _predict(args: argparse.Namespace, world: Any, images: list[Path], planned: 
             if code:
                 return code
         return 0 if done or not mine else 1
-    rows = [reused.get(str(image)) or new_rows[str(image)] for image in images
-            if str(image) in reused or str(image) in new_rows]
-    try:
-        atomic_write_text(out / CSV_NAME, csv_text(rows))
-    except OSError as exc:
-        fail(f"cannot write {out / CSV_NAME}: {exc.strerror or exc}")
-        return 1
     return 0 if done else 1
