@@ -211,14 +211,106 @@ def measurement_cells(image: Path, mask: np.ndarray, calibration: Any = None) ->
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
+    """predictions.csv's text; csv_safe is idempotent, so rows read back from a CSV may pass again."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     from dermaseg_app.core.export import csv_safe
 
     for row in rows:
         writer.writerow({k: csv_safe(v) for k, v in row.items()})
     return buffer.getvalue()
+
+
+# -- torchrun: each rank's CSV part, the merge, and what a later --skip-existing run reuses --------
+
+PART_PREFIX = "predictions.part-"
+
+
+def part_path(out: Path, rank: int, size: int) -> Path:
+    return out / f"{PART_PREFIX}{rank}-of-{size}.csv"
+
+
+def part_files(out: Path) -> list[Path]:
+    """Every rank's CSV part in ``out``, oldest first (a later one wins in a merge)."""
+    try:
+        found = [p for p in out.iterdir() if p.name.startswith(PART_PREFIX) and p.suffix == ".csv"]
+    except OSError:
+        return []
+    return sorted(found, key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+
+class PartWriter:
+    """A rank's CSV part, one flushed line per image: what a rank that dies had done survives
+    (a torn last line is dropped when read)."""
+
+    def __init__(self, path: Path) -> None:
+        from dermaseg_app.core.export import csv_safe
+
+        self._safe = csv_safe
+        self._handle = open(path, "w", newline="", encoding="utf-8")  # closed in close()
+        self._writer = csv.DictWriter(self._handle, fieldnames=CSV_COLUMNS, lineterminator="\n",
+                                      extrasaction="ignore")
+        self._writer.writeheader()
+        self._handle.flush()
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._writer.writerow({k: self._safe(v) for k, v in row.items()})
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if reader.fieldnames is None or "image" not in reader.fieldnames:
+                return []
+            # a torn line (a rank killed mid-write) has too few cells: None where they lack
+            return [row for row in reader if row.get("image") and None not in row.values()
+                    and None not in row]
+    except (OSError, csv.Error, UnicodeDecodeError):
+        return []
+
+
+def read_previous_rows(out: Path) -> dict[str, dict[str, Any]]:
+    """Image -> its latest row in predictions.csv and the rank parts of ``out``."""
+    rows: dict[str, dict[str, Any]] = {}
+    for source in [out / CSV_NAME, *part_files(out)]:
+        for row in _read_rows(source):
+            rows[row["image"]] = row
+    return rows
+
+
+def _merge_and_report(out: Path, images: list[Path], world_size: int | None) -> int:
+    """One predictions.csv in the single-process order from the parts (and an earlier CSV), each
+    image once; the images without a row are named, and --skip-existing does only those."""
+    from dermaseg_app.core.atomic import atomic_write_text
+
+    found = read_previous_rows(out)
+    rows = [found[str(image)] for image in images if str(image) in found]
+    missing = [image for image in images if str(image) not in found]
+    try:
+        atomic_write_text(out / CSV_NAME, csv_text(rows))
+    except OSError as exc:
+        fail(f"cannot write {out / CSV_NAME}: {exc.strerror or exc}")
+        return 1
+    ranks = f" from {world_size} rank(s)" if world_size else ""
+    print(f"{out / CSV_NAME}: {len(rows)} of {len(images)} image(s){ranks}")
+    if missing:
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        shown = ", ".join(str(p) for p in missing[:10]) + more
+        fail(f"{len(missing)} image(s) have no result (a rank stopped before them?): {shown}; "
+             "run the same command again with --skip-existing to do only those")
+        return 1
+    for part in part_files(out):
+        try:
+            part.unlink()
+        except OSError:
+            pass
+    return 0
 
 
 def register(subparsers: Any) -> None:
@@ -246,6 +338,12 @@ def register(subparsers: Any) -> None:
                         "openvino-bf16 (faster "
                         "on CPUs with bfloat16, probabilities up to ~0.1 off); "
                         "the default can be set as inference_backend in settings.json or DERMASEG_BACKEND")
+    parser.add_argument("--skip-existing", action="store_true",
+                        help="leave out the images whose mask (and --save-prob map) is already in DIR with "
+                        "a row in its predictions.csv or a rank's part (after an interrupted or failed run)")
+    parser.add_argument("--merge", action="store_true",
+                        help="predict nothing: merge the rank parts left in DIR by a torchrun run into "
+                        "predictions.csv and name the images still missing")
     parser.set_defaults(func=run)
 
 
@@ -254,36 +352,85 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from dermaseg_app.ml.distributed import init_process_group, shut_down, world_from_env
+
+    apply_input_limits(args)
+    world = world_from_env()
+    cases = find_input_cases(args.paths)
+    images = [case.image for case in cases]  # the single-process order: every rank sees the same
+    protected = {_key(c.image) for c in cases} | {_key(c.ground_truth) for c in cases if c.ground_truth}
+    out = prepare_output_dir(Path(args.out))
+    # every image's output names up front, in the single-process order: a rank's names are the
+    # ones one process would give, and a later --skip-existing run finds them again
+    names = OutputNames(out, protected)
+    planned = {str(image): names.for_image(image) for image in images}
+    if getattr(args, "merge", False):
+        if world.distributed and not world.is_main:
+            return 0
+        return _merge_and_report(out, images, world_size=None)
+
+    if world.distributed:
+        # gloo for the barriers, also when the network runs on a GPU; the last barrier waits for
+        # the slowest rank's share (hours for an archive), hence the long timeout
+        init_process_group(world, timeout_s=7 * 24 * 3600.0)
+    try:
+        return _predict(args, world, images, planned, out)
+    finally:
+        shut_down(world)
+
+
+def _predict(args: argparse.Namespace, world: Any, images: list[Path], planned: dict[str, tuple[Path, Path]],
+             out: Path) -> int:
+    """One process's predictions (all images, or under torchrun this rank's share)."""
     from dermaseg_app.core.atomic import atomic_write_bytes, atomic_write_text
     from dermaseg_app.core.dataset import mark_output_folder
     from dermaseg_app.core.imageio import write_mask_png
     from dermaseg_app.core.measure import Calibration
+    from dermaseg_app.ml.distributed import barrier, rank_device, shard
 
-    apply_input_limits(args)
-    cases = find_input_cases(args.paths)
-    images = [case.image for case in cases]
-    protected = {_key(c.image) for c in cases} | {_key(c.ground_truth) for c in cases if c.ground_truth}
-    out = prepare_output_dir(Path(args.out))
+    mine = shard(images, world)
+    previous = read_previous_rows(out) if getattr(args, "skip_existing", False) else {}
+    reused: dict[str, dict[str, Any]] = {}
+    for image in mine:
+        row = previous.get(str(image))
+        mask_path, prob_path = planned[str(image)]
+        if (row is not None and not row.get("error") and row.get("mask") == str(mask_path)
+                and mask_path.is_file() and (not args.save_prob or prob_path.is_file())):
+            reused[str(image)] = row
+    todo = [image for image in mine if str(image) not in reused]
+    if world.distributed:
+        args.device = rank_device(args.device, world)
     predictor = load_predictor(args)
-    if not _holds_any(out, images):  # so that a later folder search never takes our masks as images
+    if world.is_main and not _holds_any(out, images):  # a later folder search never takes our masks as images
         try:
             mark_output_folder(out)
         except OSError:
             pass
-    print(f"{len(images)} image(s); model {predictor.info.label()} ({predictor.info.path}); "
-          f"{predictor.device_label}, {predictor.backend_label}; threshold {predictor.threshold:g}")
+    if world.is_main:
+        print(f"{len(images)} image(s); model {predictor.info.label()} ({predictor.info.path}); "
+              f"{predictor.device_label}, {predictor.backend_label}; threshold {predictor.threshold:g}")
+    if world.distributed:
+        print(f"{world.label()}: {len(mine)} images", flush=True)
+    if reused:
+        print(f"{len(reused)} image(s) already done (--skip-existing); {len(todo)} to do", flush=True)
+    part = None
+    if world.distributed:
+        barrier(world)  # every rank has read the previous parts before any is rewritten
+        part = PartWriter(part_path(out, world.rank, world.size))
+        for image in mine:
+            if str(image) in reused:
+                part.write(reused[str(image)])
 
-    names = OutputNames(out, protected)
     mm_per_px = getattr(args, "mm_per_px", None)
     cli_cal = Calibration(mm_per_px, "cli") if mm_per_px else None
     with_measurements = not getattr(args, "no_measurements", False)
-    rows: list[dict[str, Any]] = []
+    new_rows: dict[str, dict[str, Any]] = {}
     written = 0
     started = time.perf_counter()
     cancel = threading.Event()
     interactive = sys.stdout.isatty()
     interrupted = False
-    results = predictor.predict_files(images, cancel=cancel, batch_size=args.batch_size)
+    results = predictor.predict_files(todo, cancel=cancel, batch_size=args.batch_size)
     try:
         for index, result in enumerate(results, start=1):
             row: dict[str, Any] = {"image": str(result.path), "mask": "", "width": "", "height": "",
@@ -293,7 +440,7 @@ def _run(args: argparse.Namespace) -> int:
                 prediction = result.prediction
                 h, w = prediction.shape
                 row.update(width=w, height=h, lesion_fraction=f"{prediction.lesion_fraction:.6f}")
-                mask_path, prob_path = names.for_image(result.path)
+                mask_path, prob_path = planned[str(result.path)]
                 try:
                     t0 = time.perf_counter()
                     write_mask_png(mask_path, prediction.mask)
@@ -311,8 +458,12 @@ def _run(args: argparse.Namespace) -> int:
                 if interactive:
                     print(file=sys.stdout)
                 print(f"dermaseg: skipped {result.path}: {error}", file=sys.stderr)
-            rows.append(row)
-            line = f"[{index}/{len(images)}] {result.path.name}"
+            new_rows[str(result.path)] = row
+            if part is not None:
+                part.write(row)
+            line = f"[{index}/{len(todo)}] {result.path.name}"
+            if world.distributed:
+                line = f"rank {world.rank}: {line}"
             if interactive:
                 print(f"\r{line:<70}", end="", flush=True)
             else:
@@ -322,17 +473,30 @@ def _run(args: argparse.Namespace) -> int:
         interrupted = True
     finally:
         results.close()
+        if part is not None:
+            part.close()
     if interactive:
         print()
     elapsed = time.perf_counter() - started
-    try:
-        atomic_write_text(out / CSV_NAME, csv_text(rows))
-    except OSError as exc:
-        fail(f"cannot write {out / CSV_NAME}: {exc.strerror or exc}")
-        return 1
-    per_image = elapsed / max(1, len(rows))
-    print(f"{written} mask(s) written to {out} ({per_image:.3f} s per image; {len(rows) - written} skipped)")
+    per_image = elapsed / max(1, len(new_rows))
+    done = written + len(reused)
+    if not world.distributed:  # one process writes predictions.csv itself, also when interrupted
+        rows = [reused.get(str(image)) or new_rows[str(image)] for image in images
+                if str(image) in reused or str(image) in new_rows]
+        try:
+            atomic_write_text(out / CSV_NAME, csv_text(rows))
+        except OSError as exc:
+            fail(f"cannot write {out / CSV_NAME}: {exc.strerror or exc}")
+            return 1
+    print(f"{written} mask(s) written to {out} ({per_image:.3f} s per image; {len(new_rows) - written} skipped)")
     if interrupted:
-        fail(f"interrupted after {len(rows)} of {len(images)} image(s)")
+        fail(f"interrupted after {len(new_rows)} of {len(todo)} image(s)")
         return 130
-    return 0 if written else 1
+    if world.distributed:
+        barrier(world)  # every part is complete
+        if world.is_main:
+            code = _merge_and_report(out, images, world_size=world.size)
+            if code:
+                return code
+        return 0 if done or not mine else 1
+    return 0 if done else 1

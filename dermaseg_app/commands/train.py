@@ -211,7 +211,9 @@ def run_config(cfg: Any, quiet: bool = False, second_source: str = "replay") -> 
     import signal
 
     from dermaseg_app.ml import training as t
+    from dermaseg_app.ml.distributed import shut_down, world_from_env
 
+    world = world_from_env()  # under torchrun rank 0 prints the progress, the others only errors
     cancel = threading.Event()
     printer = ProgressPrinter(quiet=quiet, second_source=second_source)
     previous = None
@@ -227,7 +229,8 @@ def run_config(cfg: Any, quiet: bool = False, second_source: str = "replay") -> 
     cancelled = False
     try:
         for event in t.train(cfg, cancel):
-            printer(event)
+            if world.is_main:
+                printer(event)
             if isinstance(event, t.TrainCancelled):
                 cancelled = True
     except (t.TrainError, ValueError, OSError) as exc:
@@ -239,6 +242,7 @@ def run_config(cfg: Any, quiet: bool = False, second_source: str = "replay") -> 
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+        shut_down(world)
     return EXIT_INTERRUPTED if cancelled else 0
 
 

@@ -20,7 +20,9 @@ import numpy as np
 import torch
 
 from dermaseg_app.ml.data import BatchItem, Pack, cached_pack, make_batch, plan_epoch
+from dermaseg_app.ml.distributed import SINGLE, World
 from dermaseg_app.ml.training.config import TrainConfig, TrainError, holdout_indices
+from dermaseg_app.ml.training.distributed import seed_step
 
 
 def load_packs(paths: list[str], size: int, cfg: TrainConfig, full_masks: bool) -> Pack | None:
@@ -87,6 +89,7 @@ class Batches:
         self.cfg, self.sources, self.device = cfg, sources, device
         self.epoch = 0
         self.plan: list[list[BatchItem]] = []
+        self.world = SINGLE  # under torchrun the plan is this rank's share (ml.training.distributed)
 
     def start(self, epoch: int, plan: list[list[BatchItem]], first: int) -> None:
         self.epoch, self.plan = epoch, plan
@@ -98,7 +101,7 @@ class Batches:
         pass
 
     def _rng(self, step: int) -> np.random.Generator:
-        return np.random.default_rng([self.cfg.seed, 2, self.epoch, step])
+        return np.random.default_rng([self.cfg.seed, 2, self.epoch, seed_step(step, self.world)])
 
 
 class CpuBatches(Batches):
@@ -110,7 +113,7 @@ class CpuBatches(Batches):
         self.pending: Future | None = None
 
     def _prepare(self, epoch: int, step: int, items: list[BatchItem]) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = np.random.default_rng([self.cfg.seed, 2, epoch, step])
+        rng = np.random.default_rng([self.cfg.seed, 2, epoch, seed_step(step, self.world)])
         x, y = make_batch(items, self.sources, rng, self.cfg.augment)
         xt, yt = torch.from_numpy(x), torch.from_numpy(y)
         if self.device.type == "cuda":
@@ -181,6 +184,8 @@ class DeviceBatches(Batches):
             return augment_batch(xb, yb, params, aug)
 
 
-def make_batches(cfg: TrainConfig, data: RunData, device: torch.device) -> Batches:
+def make_batches(cfg: TrainConfig, data: RunData, device: torch.device, world: World = SINGLE) -> Batches:
     """The batch path of ``cfg``: on the device with ``device_data``, else prepared on the CPU."""
-    return (DeviceBatches if cfg.device_data else CpuBatches)(cfg, data.sources, device)
+    batches = (DeviceBatches if cfg.device_data else CpuBatches)(cfg, data.sources, device)
+    batches.world = world
+    return batches

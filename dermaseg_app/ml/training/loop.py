@@ -7,8 +7,10 @@ import threading
 import time
 from collections.abc import Generator, Iterator
 
+from dermaseg_app.ml.distributed import barrier
 from dermaseg_app.ml.training.batches import make_batches
 from dermaseg_app.ml.training.config import TrainConfig
+from dermaseg_app.ml.training.distributed import any_rank, shard_plan
 from dermaseg_app.ml.training.events import (
     EpochEnd,
     StepProgress,
@@ -45,10 +47,11 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
     warmup_steps = int(round(cfg.warmup_epochs * run.steps_per_epoch))
     step_time_avg: float | None = None
     val_seconds = 0.0
-    batches = make_batches(cfg, data, run.device)
+    world = run.world
+    batches = make_batches(cfg, data, run.device, world)
     try:
         for epoch in range(start_epoch, epochs):
-            plan = data.epoch_plan(epoch)
+            plan = shard_plan(data.epoch_plan(epoch), world)  # this rank's share (all of it alone)
             first = start_step if epoch == start_epoch else 0
             if first == 0:
                 state.sums = {}
@@ -81,13 +84,18 @@ def train(config: TrainConfig, cancel: threading.Event | None = None) -> Iterato
                                    global_step=state.global_step, losses=losses, lr=cfg.lr * lr_f,
                                    images_per_second=x.shape[0] / max(step_time_avg, 1e-9),
                                    eta_seconds=eta, adversarial=adversarial)
-                if cancel is not None and cancel.is_set():
+                if any_rank(cancel is not None and cancel.is_set(), world, run.device):
                     yield from _cancelled(run, epoch, i + 1)
                     return
-                if cfg.checkpoint_every and state.global_step % cfg.checkpoint_every == 0 and i + 1 < len(plan):
+                if (cfg.checkpoint_every and state.global_step % cfg.checkpoint_every == 0 and i + 1 < len(plan)
+                        and world.is_main):
                     yield run.save(epoch, i + 1)
             ips = epoch_images / epoch_step_seconds if epoch_step_seconds > 0 else None
-            val_seconds = yield from _end_epoch(run, epoch, len(plan), t_epoch, ips)
+            if world.is_main:  # validation, the best model, logs and the checkpoint: rank 0's
+                val_seconds = yield from _end_epoch(run, epoch, len(plan), t_epoch, ips)
+            else:
+                state.sums = {}
+            barrier(world)
     finally:
         batches.close()
     yield from _finished(run)
@@ -124,11 +132,15 @@ def _end_epoch(run: Run, epoch: int, n_steps: int, t_epoch: float, images_per_s:
 
 
 def _cancelled(run: Run, epoch: int, done_steps: int) -> Iterator[TrainEvent]:
-    saved = run.save(epoch, done_steps)
-    yield saved
+    path = run.run_dir / "last.pt"
+    if run.world.is_main:
+        saved = run.save(epoch, done_steps)
+        path = saved.path
+        yield saved
+    barrier(run.world)
     state = run.state
     yield TrainCancelled(epoch=epoch + 1, step=done_steps, best_jsc=state.best_jsc, best_epoch=state.best_epoch,
-                         model_path=run.publisher.model_path(state.best_jsc), checkpoint_path=saved.path,
+                         model_path=run.publisher.model_path(state.best_jsc), checkpoint_path=path,
                          run_dir=run.run_dir)
 
 
@@ -136,7 +148,9 @@ def _finished(run: Run) -> Iterator[TrainEvent]:
     cfg, state = run.cfg, run.state
     fell_back = bool(run.data.base_val is not None and state.best_epoch is None and state.history
                      and run.base_g is not None)
-    if fell_back:
+    if not run.world.is_main:
+        pass  # rank 0 publishes
+    elif fell_back:
         assert run.base_g is not None
         yield from run.publisher.fall_back(run.base_g, state)
     elif cfg.out and state.best_jsc is not None:

@@ -13,8 +13,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from dermaseg_app.ml.distributed import SINGLE, World, init_process_group, rank_device, world_from_env
 from dermaseg_app.ml.training.batches import DeviceBatches, RunData
 from dermaseg_app.ml.training.config import TrainConfig, resolve_arch, run_config
+from dermaseg_app.ml.training.distributed import broadcast_text, rescale_resume, shard_plan, wrap_step
 from dermaseg_app.ml.training.events import CheckpointSaved
 from dermaseg_app.ml.training.networks import EMA, build_networks, freeze_encoder
 from dermaseg_app.ml.training.selection import Publisher, base_reference
@@ -38,6 +40,7 @@ class Run:
     publisher: Publisher
     steps_per_epoch: int
     t_start: float = field(default_factory=time.perf_counter)
+    world: World = SINGLE  # under torchrun: this process's rank (ml.training.distributed)
 
     @property
     def total_steps(self) -> int:
@@ -60,13 +63,14 @@ def _default_run_dir(cfg: TrainConfig) -> Path:
     return base / f"{name}-{stamp}"
 
 
-def _device(cfg: TrainConfig) -> tuple[torch.device, str | None, torch.dtype | None]:
-    """The device, a notice about it (or the speed paths missing), and the autocast dtype."""
+def _device(cfg: TrainConfig, world: World = SINGLE) -> tuple[torch.device, str | None, torch.dtype | None]:
+    """The device (under torchrun a CUDA request is the rank's own GPU), a notice about it (or the
+    speed paths missing), and the autocast dtype."""
     from dermaseg_app.ml.device import choose_device
 
     if cfg.num_threads:
         torch.set_num_threads(int(cfg.num_threads))
-    device, notice = choose_device(cfg.device)
+    device, notice = choose_device(rank_device(cfg.device, world))
     speed_notes: list[str] = []
     cpu_autocast: torch.dtype | None = None
     if device.type == "cpu":
@@ -115,24 +119,36 @@ def _networks(cfg: TrainConfig, ckpt: dict[str, Any] | None, device: torch.devic
 def set_up(config: TrainConfig) -> Run:
     """Everything before the first step: the run's config (a copy; from the checkpoint when
     resuming), device, networks, optimizers, data, run folder (config.json) and state."""
+    world = world_from_env()
     ckpt = load_checkpoint(config.resume) if config.resume else None
     cfg = run_config(config, ckpt)  # the run's own copy: the caller's config is never changed
     arch_notice = resolve_arch(cfg)  # the base model's arch; no GAN for an arch without a discriminator
-    device, notice, autocast = _device(cfg)
+    device, notice, autocast = _device(cfg, world)
     if arch_notice:
         notice = "; ".join(([notice] if notice else []) + [arch_notice])
+    if world.distributed:
+        init_process_group(world, device, timeout_s=4 * 3600.0)  # the others wait while rank 0 validates
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        notice = "; ".join(([notice] if notice else []) + [f"world size {world.size} ({backend}, {world.label()})"])
     step, model_cfg, base_trained_on, base_g = _networks(cfg, ckpt, device, autocast)
+    wrap_step(step, world, device, cfg.compile_mode if cfg.compile else None)
     data = RunData.load(cfg)
-    steps_per_epoch = len(data.epoch_plan(0))
+    plan_batches = len(data.epoch_plan(0))
+    steps_per_epoch = len(shard_plan(data.epoch_plan(0), world))
     run_dir = Path(cfg.run_dir) if cfg.run_dir else (
         Path(cfg.resume).resolve().parent if cfg.resume else _default_run_dir(cfg))
+    run_dir = Path(broadcast_text(str(run_dir), world))  # one run folder, rank 0's
     cfg.run_dir = str(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    from dermaseg_app.core.atomic import atomic_write_text
+    if world.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        from dermaseg_app.core.atomic import atomic_write_text
 
-    atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2, default=str))
+        atomic_write_text(run_dir / "config.json", json.dumps(cfg.to_dict(), indent=2, default=str))
+    if ckpt is not None:
+        rescale_resume(ckpt, world, plan_batches)
     state = RunState.from_checkpoint(ckpt, steps_per_epoch) if ckpt is not None else RunState()
+    state.world_size = world.size
     if data.base_val is not None and state.base_scores is None:
         state.base_scores = base_reference(base_g, data, device, cfg.threshold)
     return Run(cfg, device, notice, step, model_cfg, base_g, data, run_dir, state,
-                Publisher(cfg, run_dir, model_cfg, base_trained_on), steps_per_epoch)
+                Publisher(cfg, run_dir, model_cfg, base_trained_on), steps_per_epoch, world=world)

@@ -92,6 +92,7 @@ class RunState:
     sums: dict[str, float] = field(default_factory=dict)
     base_scores: dict[str, float] | None = None
     seconds: float = 0.0
+    world_size: int = 1  # the processes training the run (torchrun), recorded for a resume
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any], steps_per_epoch: int) -> RunState:
@@ -129,6 +130,7 @@ class RunState:
             "base_scores": self.base_scores,
             "rng": _rng_state(),
             "seconds": elapsed,
+            "world_size": self.world_size,
         }
 
     def save(self, path: Path, cfg: TrainConfig, model_cfg: dict[str, Any], step: Step, epoch: int,
