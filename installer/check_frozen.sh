@@ -55,18 +55,20 @@ echo "== nothing written into the installation"
 diff "$before" "$after" >/dev/null || { diff "$before" "$after" | head; fail "the app wrote into its installation"; }
 echo "user data went to: $(cd "$out/home" && find . -maxdepth 4 -type d | grep -c .) folders under the fresh home"
 
-echo "== a missing system library (libxcb-cursor.so.0 hidden from the loader in a private mount namespace)"
-lib="$(ldconfig -p | sed -n 's/.*libxcb-cursor.so.0 (libc6,x86-64) => //p' | head -1)"
+# The app carries Qt's xcb libraries (libxcb-cursor & co.) itself; what it takes from the system
+# is the GL stack (libGL.so.1, libEGL.so.1), libxcb.so.1 and libc: hide libGL.so.1.
+echo "== a missing system library (libGL.so.1 hidden from the loader in a private mount namespace)"
+lib="$(ldconfig -p | sed -n 's/.*libGL.so.1 (libc6,x86-64) => //p' | head -1)"
 if [ -n "$lib" ] && [ "$(id -u)" = 0 ] && command -v unshare >/dev/null; then
   set +e
   msg="$(unshare -m sh -c "mount --bind /dev/null '$lib' && exec env -u QT_QPA_PLATFORM DISPLAY=:99 '$app'" 2>&1 </dev/null)"; rc=$?
   set -e
-  echo "$msg" | tail -1
-  [ $rc -ne 0 ] && echo "$msg" | grep -q "libxcb-cursor.so.0.*apt-get install libxcb-cursor0" \
+  echo "$msg" | grep "DermaSeg:" | tail -1
+  [ $rc -ne 0 ] && echo "$msg" | grep -q "libGL.so.1.*apt-get install libgl1" \
     || fail "no message for a missing library (rc $rc)"
   [ -s "$XDG_DATA_HOME/dermaseg/startup-problem.txt" ] || fail "the problem was not written to the user's folder"
 else
-  echo "skipped: needs root, unshare and libxcb-cursor.so.0 installed"
+  echo "skipped: needs root, unshare and libGL.so.1 installed"
 fi
 
 echo "== size and start-up time"
