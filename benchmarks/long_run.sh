@@ -34,7 +34,7 @@ case "$stage" in
   # Stage b: 128 px (the paper's size), G started from stage a's best model, same data and loss,
   # a lower learning rate; continued over sessions until its validation curve flattens.
   #    (started in session 3 from stage a's epoch-20 model, val JSC 0.758, copied to
-  #    runs/long-b/init-a-e20.safetensors; later pieces resume from last.pt / models/resume/b.pt)
+  #    runs/long-b/init-a-e20.safetensors; later pieces resumed from last.pt / models/resume/b.pt, removed when stage c replaced it)
   b) init="${DERMASEG_STAGE_B_INIT:-runs/long-b/init-a-e20.safetensors}"
      [ -f "$init" ] || [ -f "$run/last.pt" ] || [ -f "$saved" ] \
        || { echo "stage b starts from a stage a model ($init)" >&2; exit 2; }

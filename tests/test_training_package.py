@@ -1,6 +1,6 @@
 """The training package's seams (issue 13): the caller's config is left alone, a resumed run takes
 --epochs whenever it is given, `dermaseg finetune` is `finetune_config`, one event formatter, and a
-checkpoint written by the single-module engine (models/resume/b.pt) still loads."""
+checkpoint written by the single-module engine (models/resume/c.pt) still loads."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from dermaseg_app.ml import training as t
 from dermaseg_app.ml.training import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMITTED_CHECKPOINT = ROOT / "models" / "resume" / "b.pt"
+COMMITTED_CHECKPOINT = ROOT / "models" / "resume" / "c.pt"
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 
 
@@ -138,9 +138,9 @@ def test_format_event_lines() -> None:
     assert t.format_event(done) == "finished in 1:02:05: no validation; model None"
 
 
-@pytest.mark.skipif(not COMMITTED_CHECKPOINT.exists(), reason="models/resume/b.pt is not in this checkout")
+@pytest.mark.skipif(not COMMITTED_CHECKPOINT.exists(), reason="models/resume/c.pt is not in this checkout")
 def test_a_checkpoint_of_the_single_module_engine_resumes() -> None:
-    """models/resume/b.pt (a last.pt of the engine before it became a package) loads into the run
+    """models/resume/c.pt (a last.pt of the engine before it became a package) loads into the run
     state, the networks, the EMA and the optimizers, and writes back the same state (read only)."""
     ckpt = t.load_checkpoint(COMMITTED_CHECKPOINT)
     cfg = t.run_config(TrainConfig(resume=str(COMMITTED_CHECKPOINT), run_dir="elsewhere"), ckpt)
