@@ -116,10 +116,19 @@ def build_corpus(root: Path) -> tuple[Path, dict[str, str], dict[str, tuple[int,
 
 
 # The command runs under a wrapper that prints its own peak memory at exit: RUSAGE_CHILDREN of
-# the test process would be the largest of every child the whole test session has reaped.
+# the test process would be the largest of every child the whole test session has reaped, and on
+# Linux even the child's RUSAGE_SELF carries the test process's peak over from before its exec;
+# /proc/self/status's VmHWM is the peak of the command's own address space.
 _WITH_PEAK = ("import atexit, resource, runpy, sys\n"
-              "atexit.register(lambda: sys.stderr.write("
-              "'\\nPEAK_RSS_KB %d\\n' % resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))\n"
+              "def peak_kb():\n"
+              "    try:\n"
+              "        for line in open('/proc/self/status'):\n"
+              "            if line.startswith('VmHWM:'):\n"
+              "                return int(line.split()[1])\n"
+              "    except OSError:\n"
+              "        pass\n"
+              "    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+              "atexit.register(lambda: sys.stderr.write('\\nPEAK_RSS_KB %d\\n' % peak_kb()))\n"
               "sys.argv = ['dermaseg', *sys.argv[1:]]\n"
               "runpy.run_module('dermaseg_app', run_name='__main__', alter_sys=True)\n")
 
