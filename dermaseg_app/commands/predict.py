@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from dermaseg_app.commands.argtypes import positive_float, positive_int, threshold
-from dermaseg_app.core.measure import MEASUREMENT_COLUMNS
+from dermaseg_app.core.measure import MEASUREMENT_COLUMNS, measure_file
 
 CSV_NAME = "predictions.csv"
 # the measurement columns come after the original ones (their order kept)
@@ -193,21 +193,6 @@ def encode_probability_png(prob: np.ndarray) -> bytes:
     if not ok:
         raise OSError("PNG encoding failed")
     return buffer.tobytes()
-
-
-def measurement_cells(image: Path, mask: np.ndarray, calibration: Any = None) -> dict[str, Any]:
-    """The measurement columns for ``mask`` of ``image`` (read again for its colours; without
-    colours when it cannot be): ``calibration``, else the file's resolution (core.measure)."""
-    from dermaseg_app.core.imageio import ImageReadError, read_image
-    from dermaseg_app.core.measure import calibration_from_file, measure
-
-    try:
-        rgb = read_image(image)
-    except ImageReadError:
-        rgb = None
-    if rgb is not None and rgb.shape[:2] != mask.shape:
-        rgb = None
-    return measure(mask, rgb, calibration or calibration_from_file(image)).csv_fields()
 
 
 def csv_text(rows: list[dict[str, Any]]) -> str:
@@ -452,7 +437,7 @@ def _predict(args: argparse.Namespace, world: Any, images: list[Path], planned: 
                 except OSError as exc:
                     error = f"cannot write {mask_path}: {exc.strerror or exc}"
                 if with_measurements:
-                    row.update(measurement_cells(result.path, prediction.mask, cli_cal))
+                    row.update(measure_file(result.path, prediction.mask, cli_cal))
             if error:
                 row["error"] = error
                 if interactive:

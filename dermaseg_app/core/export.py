@@ -50,8 +50,8 @@ from dermaseg_app.core.atomic import atomic_write_text
 from dermaseg_app.core.dataset import OUTPUT_MARKER, find_ground_truth, find_images, mark_output_folder
 from dermaseg_app.core.edit import BBox
 from dermaseg_app.core.geometry import mask_to_polygons, polygons_of, rasterize_rings
-from dermaseg_app.core.imageio import ImageReadError, read_image, read_mask, write_mask_png
-from dermaseg_app.core.measure import MEASUREMENT_COLUMNS, Calibration, calibration_from_file, measure
+from dermaseg_app.core.imageio import ImageReadError, read_mask, write_mask_png
+from dermaseg_app.core.measure import MEASUREMENT_COLUMNS, Calibration, measure_file
 from dermaseg_app.core.metrics import MaskSizeMismatch, agreement, score
 from dermaseg_app.core.project import Project, ReviewStatus
 from dermaseg_app.core.store import CorrectionStore, GroundTruthProtected, StoreError, check_not_ground_truth
@@ -248,16 +248,71 @@ def _fmt(v: float | None) -> str:
     return f"{v:.6f}"
 
 
-def _measurement_cells(image: Path, mask: np.ndarray, calibration: Calibration | None) -> dict:
-    """The manifest's measurement columns for ``mask``; the image is read for the colours (none
-    when it cannot be read or differs in size)."""
+def _open_output(out: Path) -> Path:
+    """``out`` made ready for an export (masks/, polygons/, the DermaSeg marker); refused when it
+    holds a masks folder DermaSeg did not write (it may be ground truth)."""
+    check_not_ground_truth(out / "x")
+    if (out / "masks").is_dir() and not (out / OUTPUT_MARKER).exists():
+        raise GroundTruthProtected(out / "masks", "exists and was not written by DermaSeg (it may be "
+                                   "ground truth); choose an empty or new output folder")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "masks").mkdir(exist_ok=True)
+    (out / "polygons").mkdir(exist_ok=True)
+    mark_output_folder(out)
+    return out
+
+
+def _project_images(project: Project) -> list[Path]:
+    """The folder's images, and the recorded ones find_images might not list (e.g. renamed rules)."""
+    images = find_images([project.image_folder])
+    known = {project.key(p) for p in images}
+    for key in project.records():
+        path = project.image_path(key)
+        if key not in known and path.is_file():
+            images.append(path)
+            known.add(key)
+    return images
+
+
+def _coco_annotation(mask: np.ndarray, annotation_id: int, image_id: int, coco_rle: bool) -> dict:
+    """The COCO annotation of a non-empty mask: polygons, or RLE when asked or when the polygons
+    would not be exact."""
+    segs, exact = coco_polygons(mask)
+    use_rle = coco_rle or not exact
+    return {"id": annotation_id, "image_id": image_id, "category_id": CATEGORY["id"],
+            "segmentation": rle_encode(mask) if use_rle else segs,
+            "area": int(mask.sum()), "bbox": _bbox_xywh(mask), "iscrowd": 0}
+
+
+def _score_row(row: dict, mask: np.ndarray, gt_path: Path, with_hd95: bool) -> str | None:
+    """The manifest row's metrics against the ground truth at ``gt_path``; the problem, or None."""
     try:
-        rgb = read_image(image)
-    except ImageReadError:
-        rgb = None
-    if rgb is not None and rgb.shape[:2] != mask.shape:
-        rgb = None
-    return measure(mask, rgb, calibration or calibration_from_file(image)).csv_fields()
+        gt = read_mask(gt_path)
+        s = score(mask, gt, with_hd95=with_hd95)
+    except (ImageReadError, MaskSizeMismatch) as exc:
+        return str(exc)
+    row.update(dsc=_fmt(s.dsc), jsc=_fmt(s.jsc), acc=_fmt(s.acc), sen=_fmt(s.sen), spe=_fmt(s.spe),
+               hd95=_fmt(s.hd95))
+    return None
+
+
+def _write_coco(path: Path, project: Project, images: list[dict], annotations: list[dict]) -> None:
+    coco = {
+        "info": {"description": f"DermaSeg export of {project.image_folder}",
+                 "version": __version__, "coordinates": "pixel-edge"},
+        "images": images,
+        "annotations": annotations,
+        "categories": [CATEGORY],
+    }
+    atomic_write_text(path, json.dumps(coco) + "\n")
+
+
+def _write_manifest(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(MANIFEST_COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: csv_safe(v) for k, v in row.items()} for row in rows)
+    atomic_write_text(path, buf.getvalue())
 
 
 # -- the export ------------------------------------------------------------------------------
@@ -280,26 +335,10 @@ def export_project(project: Project, out_dir: Path | str, *, coco_rle: bool = Fa
     single images (unreadable mask, a failed prediction, size mismatch with the ground truth) are
     recorded in the manifest's ``error`` column and in ``summary.errors``; write failures raise.
     """
-    out = Path(out_dir)
-    check_not_ground_truth(out / "x")
-    if (out / "masks").is_dir() and not (out / OUTPUT_MARKER).exists():
-        raise GroundTruthProtected(out / "masks", "exists and was not written by DermaSeg (it may be "
-                                   "ground truth); choose an empty or new output folder")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "masks").mkdir(exist_ok=True)
-    (out / "polygons").mkdir(exist_ok=True)
-    mark_output_folder(out)
+    out = _open_output(Path(out_dir))
     store = CorrectionStore(project)
     summary = ExportSummary(out)
-
-    images = find_images([project.image_folder])
-    known = {project.key(p) for p in images}
-    for key in project.records():  # recorded images find_images might not list (e.g. renamed rules)
-        path = project.image_path(key)
-        if key not in known and path.is_file():
-            images.append(path)
-            known.add(key)
-
+    images = _project_images(project)
     stems = project.planned_stems(images)  # unique even for images the project has no stem for yet
     coco_images: list[dict] = []
     annotations: list[dict] = []
@@ -373,7 +412,7 @@ def export_project(project: Project, out_dir: Path | str, *, coco_rle: bool = Fa
             atomic_write_text(out / poly_name, json.dumps(feature_collection(mask, props)) + "\n")
             row.update(mask_file=mask_name, polygons_file=poly_name, lesion_pixels=int(mask.sum()))
             if with_measurements:
-                row.update(_measurement_cells(image, mask, calibration))
+                row.update(measure_file(image, mask, calibration))
             if source == "correction" and prediction is not None and prediction.shape == mask.shape:
                 # with the model's mask the correction started from
                 row["agreement_with_prediction"] = _fmt(agreement(mask, prediction))
@@ -381,42 +420,23 @@ def export_project(project: Project, out_dir: Path | str, *, coco_rle: bool = Fa
             coco_images.append({"id": image_id, "file_name": key, "width": int(mask.shape[1]),
                                 "height": int(mask.shape[0])})
             if mask.any():
-                segs, exact = coco_polygons(mask)
-                use_rle = coco_rle or not exact
-                annotations.append({
-                    "id": len(annotations) + 1, "image_id": image_id, "category_id": CATEGORY["id"],
-                    "segmentation": rle_encode(mask) if use_rle else segs,
-                    "area": int(mask.sum()), "bbox": _bbox_xywh(mask), "iscrowd": 0,
-                })
-                summary.rle_annotations += int(use_rle)
+                annotation = _coco_annotation(mask, len(annotations) + 1, image_id, coco_rle)
+                annotations.append(annotation)
+                summary.rle_annotations += int(isinstance(annotation["segmentation"], dict))
             if gt_path is not None:
                 row["ground_truth"] = str(gt_path)
-                try:
-                    gt = read_mask(gt_path)
-                    s = score(mask, gt, with_hd95=with_hd95)
-                    row.update(dsc=_fmt(s.dsc), jsc=_fmt(s.jsc), acc=_fmt(s.acc), sen=_fmt(s.sen),
-                               spe=_fmt(s.spe), hd95=_fmt(s.hd95))
+                problem = _score_row(row, mask, gt_path, with_hd95)
+                if problem is None:
                     summary.with_ground_truth += 1
-                except (ImageReadError, MaskSizeMismatch) as exc:
-                    errors.append(str(exc))
+                else:
+                    errors.append(problem)
         if errors:
             row["error"] = "; ".join(errors)
             summary.errors.extend(f"{key}: {e}" for e in errors)
         rows.append(row)
 
-    coco = {
-        "info": {"description": f"DermaSeg export of {project.image_folder}",
-                 "version": __version__, "coordinates": "pixel-edge"},
-        "images": coco_images,
-        "annotations": annotations,
-        "categories": [CATEGORY],
-    }
-    atomic_write_text(summary.coco_path, json.dumps(coco) + "\n")
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(MANIFEST_COLUMNS), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: csv_safe(v) for k, v in row.items()} for row in rows)
-    atomic_write_text(summary.manifest_path, buf.getvalue())
+    _write_coco(summary.coco_path, project, coco_images, annotations)
+    _write_manifest(summary.manifest_path, rows)
     if progress is not None:
         progress(n, n, "")
     return summary

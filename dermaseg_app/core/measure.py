@@ -648,3 +648,20 @@ def follow_up(before: Measurements, after: Measurements) -> dict[str, Any]:
         fields[name] = {"before": a, "after": b, "change_percent": change}
     return {"unit": before.unit if before.unit == after.unit else None, "comparable": comparable,
             "note": note, "fields": fields}
+
+
+def measure_file(image: str | os.PathLike[str], mask: np.ndarray,
+                 calibration: Calibration | None = None) -> dict[str, Any]:
+    """The CSV measurement columns (``Measurements.csv_fields``) of ``mask`` drawn on the file
+    ``image``: the image is read again for its colours (measured without colours when it cannot
+    be read or differs from the mask in size); ``calibration``, else the file's resolution."""
+    from dermaseg_app.core.imageio import ImageReadError, read_image
+
+    rgb: np.ndarray | None
+    try:
+        rgb = read_image(image)
+    except ImageReadError:
+        rgb = None
+    if rgb is not None and rgb.shape[:2] != mask.shape:
+        rgb = None
+    return measure(mask, rgb, calibration or calibration_from_file(image)).csv_fields()
