@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["cpu_flags", "bf16_units", "autocast_dtype", "describe", "PRECISIONS"]
+__all__ = ["cpu_flags", "bf16_units", "autocast_dtype", "compiled_autocast", "describe", "PRECISIONS"]
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -55,6 +55,27 @@ def autocast_dtype(precision: str = "auto") -> torch.dtype | None:
     if precision == "bf16":
         return torch.bfloat16
     return torch.bfloat16 if bf16_units() else None
+
+
+COMPILE_BF16_AMX = (
+    "torch.compile with bf16 autocast gives non-finite gradients on this CPU's AMX units (seen with "
+    "torch 2.13; docs/training-notes.md, \"torch.compile + bf16\")"
+)
+
+
+def compiled_autocast(precision: str, compile_requested: bool) -> tuple[torch.dtype | None, bool, str | None]:
+    """The autocast dtype and whether to compile, for ``precision`` and a ``torch.compile``
+    request, with a notice when the combination was changed.
+
+    On an AMX CPU a compiled step under bf16 autocast produced nan gradients at the first backward
+    (float32 compiled and bf16 eager were finite), so the two are not combined there: ``auto``
+    keeps the compile and trains in float32; an explicit ``bf16`` keeps bf16 and runs eagerly."""
+    dtype = autocast_dtype(precision)
+    if not compile_requested or dtype is None or bf16_units() != "AMX":
+        return dtype, compile_requested, None
+    if precision == "auto":
+        return None, True, f"{COMPILE_BF16_AMX}: compiled in float32 (--precision bf16 runs eagerly in bf16)"
+    return dtype, False, f"{COMPILE_BF16_AMX}: --compile ignored, bf16 runs eagerly (--precision fp32 compiles)"
 
 
 def describe() -> str:

@@ -65,7 +65,8 @@ def _default_run_dir(cfg: TrainConfig) -> Path:
 
 def _device(cfg: TrainConfig, world: World = SINGLE) -> tuple[torch.device, str | None, torch.dtype | None]:
     """The device (under torchrun a CUDA request is the rank's own GPU), a notice about it (or the
-    speed paths missing), and the autocast dtype."""
+    speed paths missing), and the autocast dtype. On an AMX CPU, compile and bf16 autocast are not
+    combined (``cpu_speed.compiled_autocast``): ``cfg.compile`` (the run's own copy) may be turned off."""
     from dermaseg_app.ml.device import choose_device
 
     if cfg.num_threads:
@@ -78,7 +79,9 @@ def _device(cfg: TrainConfig, world: World = SINGLE) -> tuple[torch.device, str 
 
         if fast_attention.build() is None:
             speed_notes.append(f"{fast_attention.problem()}; position attention uses scaled_dot_product_attention")
-        cpu_autocast = cpu_speed.autocast_dtype(cfg.precision)
+        cpu_autocast, cfg.compile, compile_notice = cpu_speed.compiled_autocast(cfg.precision, cfg.compile)
+        if compile_notice:
+            speed_notes.append(compile_notice)
     if speed_notes:
         notice = "; ".join(([notice] if notice else []) + speed_notes)
     if cfg.device_data:
