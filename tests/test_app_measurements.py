@@ -29,7 +29,7 @@ from dermaseg_app.app.measurements import (
     panel_rows,
     set_folder_calibration,
 )
-from dermaseg_app.core.measure import Calibration, measure
+from dermaseg_app.core.measure import REFERENCE_COLOURS_RGB, Calibration, measure
 from dermaseg_app.core.project import Project
 
 
@@ -82,7 +82,7 @@ def test_rows_say_pixels_when_uncalibrated_and_mm_when_calibrated() -> None:
     assert rows["max_diameter"].text.endswith(" mm")
     assert rows["source"].text == "the correction being edited"
     assert rows["colours"].text == "black"
-    assert colour_swatches(m) == [("black", (30, 30, 30))]
+    assert colour_swatches(m) == [("black", REFERENCE_COLOURS_RGB["black"])]
     assert rows["asymmetry"].text.startswith("0 of 2 axes")
     assert DISCLAIMER == "Research aid, not a diagnosis."
 

@@ -131,6 +131,38 @@ def test_every_reference_colour_is_recognised():
         assert measure(mask, img).colours == (name,)
 
 
+@pytest.mark.parametrize("name", COLOUR_NAMES)
+def test_each_reference_colour_painted_as_a_lesion_is_itself(name):
+    """A lesion painted in one reference colour (with +-4 of noise) on skin is that colour only,
+    measured from the image and from its ColourMap (the table lookup)."""
+    mask = ellipse((120, 120), 60, 60, 40, 30, 20)
+    img = lesion_image(mask, lambda im: im.__setitem__(mask, REFERENCE_COLOURS_RGB[name]))
+    rng = np.random.default_rng(3)
+    img = np.clip(img.astype(int) + rng.integers(-4, 5, img.shape), 0, 255).astype(np.uint8)
+    for m in (measure(mask, img), measure(mask, colour_map(img))):
+        assert m.colours == (name,)
+        assert m.colour_shares[name] > 0.9
+
+
+def test_reference_colours_are_the_cited_table_in_cielab():
+    """The cited RGB table (Kasmi & Mokrani 2016, see docs/measurements.md), and its CIELAB
+    values as skimage.color.rgb2lab gives them (sRGB, D65) within 0.5."""
+    from skimage.color import rgb2lab
+
+    from dermaseg_app.core.measure import REFERENCE_COLOURS_LAB
+
+    assert REFERENCE_COLOURS_RGB == {
+        "white": (197, 188, 217), "red": (118, 21, 17), "light brown": (163, 82, 16),
+        "dark brown": (135, 44, 5), "blue-grey": (113, 108, 139), "black": (41, 31, 30)}
+    rgb = np.array([[REFERENCE_COLOURS_RGB[n] for n in COLOUR_NAMES]], np.uint8)
+    assert np.abs(REFERENCE_COLOURS_LAB - rgb2lab(rgb)[0]).max() < 0.5
+    documented = {"white": (77.8, 8.7, -13.4), "red": (25.0, 40.8, 29.3),
+                  "light brown": (44.0, 29.5, 49.0), "dark brown": (31.7, 37.4, 41.6),
+                  "blue-grey": (47.1, 8.8, -16.3), "black": (12.9, 4.6, 2.5)}  # the docs' table
+    for i, n in enumerate(COLOUR_NAMES):
+        assert np.allclose(rgb2lab(rgb)[0][i], documented[n], atol=0.06)
+
+
 def test_lab_conversion_matches_scikit_image():
     from skimage.color import rgb2lab
 

@@ -44,7 +44,8 @@ Definitions (summary; the lesion is every mask pixel, all components, holes excl
   reference colours (white, red, light brown, dark brown, blue-grey, black) when within
   ``COLOUR_MAX_DISTANCE`` (Delta E 1976), otherwise none; a colour is reported when it covers
   more than ``colour_min_share`` (default 5 %) of the lesion's pixels. The reference values are
-  approximate (see ``REFERENCE_COLOURS_RGB``).
+  Kasmi & Mokrani's (2016) RGB table, taken second-hand (see ``REFERENCE_COLOURS_RGB``); the
+  distance cut-off and the share are this tool's choices.
 """
 
 from __future__ import annotations
@@ -74,9 +75,10 @@ __all__ = [
     "measure",
 ]
 
-ASYMMETRY_THRESHOLD = 0.15
-COLOUR_MIN_SHARE = 0.05
-COLOUR_MAX_DISTANCE = 30.0  # Delta E 1976 in CIELAB
+# Choices of this tool, not published cut-offs (docs/measurements.md says what was looked for):
+ASYMMETRY_THRESHOLD = 0.15  # share of the lesion outside its mirror image, per principal axis
+COLOUR_MIN_SHARE = 0.05  # a colour is reported when it covers more than this share of the lesion
+COLOUR_MAX_DISTANCE = 30.0  # Delta E 1976 in CIELAB to the nearest reference colour
 
 # -- calibration ------------------------------------------------------------------------------
 
@@ -216,18 +218,22 @@ def calibration_from_file(path: str | os.PathLike[str]) -> Calibration:
 # -- colours ----------------------------------------------------------------------------------
 
 COLOUR_NAMES = ("white", "red", "light brown", "dark brown", "blue-grey", "black")
-# Approximate sRGB appearances of the six colours of the ABCD rule (Stolz et al. 1994) in
-# dermoscopy images, taken as the middle of the RGB ranges that Kasmi & Mokrani (2016) give for
-# them and rounded; the approach (nearest reference colour in CIELAB) follows Seidenari et al.
-# and Celebi & Zornberg (2014). NOT the centroids of either paper, which were not available to
-# check: tune these with annotated images before relying on the colour count.
+# The six colours of the ABCD rule of dermoscopy (Stolz et al. 1994) as 8-bit RGB triples, the
+# table of Kasmi R, Mokrani K, "Classification of malignant melanoma and benign skin lesions:
+# implementation of automatic ABCD rule", IET Image Processing 10(6):448-455, 2016,
+# doi:10.1049/iet-ipr.2015.0385. NOT read in the paper itself: taken from public code that cites
+# that paper (with its DOI) and reproduces the same table in several files; see
+# docs/measurements.md ("Reference colours") for what was checked. The reproductions give 0-255
+# RGB without naming a colour space; they are taken as sRGB (D65) and converted to CIELAB with
+# the pixels' conversion (REFERENCE_COLOURS_LAB). The assignment rule (nearest reference within
+# COLOUR_MAX_DISTANCE Delta E 1976, share > COLOUR_MIN_SHARE) is this tool's, not the paper's.
 REFERENCE_COLOURS_RGB: dict[str, tuple[int, int, int]] = {
-    "white": (235, 235, 235),
-    "red": (200, 40, 40),
-    "light brown": (195, 110, 50),
-    "dark brown": (100, 50, 40),
-    "blue-grey": (75, 125, 140),
-    "black": (30, 30, 30),
+    "white": (197, 188, 217),
+    "red": (118, 21, 17),
+    "light brown": (163, 82, 16),
+    "dark brown": (135, 44, 5),
+    "blue-grey": (113, 108, 139),
+    "black": (41, 31, 30),
 }
 _NONE = 255
 
