@@ -144,21 +144,21 @@ def test_each_reference_colour_painted_as_a_lesion_is_itself(name):
         assert m.colour_shares[name] > 0.9
 
 
-def test_reference_colours_are_the_cited_table_in_cielab():
-    """The cited RGB table (Kasmi & Mokrani 2016, see docs/measurements.md), and its CIELAB
-    values as skimage.color.rgb2lab gives them (sRGB, D65) within 0.5."""
+def test_reference_colours_are_the_documented_table_in_cielab():
+    """The documented RGB table (docs/measurements.md) and its CIELAB values as
+    skimage.color.rgb2lab gives them (sRGB, D65) within 0.5."""
     from skimage.color import rgb2lab
 
     from dermaseg_app.core.measure import REFERENCE_COLOURS_LAB
 
     assert REFERENCE_COLOURS_RGB == {
-        "white": (197, 188, 217), "red": (118, 21, 17), "light brown": (163, 82, 16),
-        "dark brown": (135, 44, 5), "blue-grey": (113, 108, 139), "black": (41, 31, 30)}
+        "white": (235, 235, 235), "red": (200, 40, 40), "light brown": (195, 110, 50),
+        "dark brown": (100, 50, 40), "blue-grey": (75, 125, 140), "black": (30, 30, 30)}
     rgb = np.array([[REFERENCE_COLOURS_RGB[n] for n in COLOUR_NAMES]], np.uint8)
     assert np.abs(REFERENCE_COLOURS_LAB - rgb2lab(rgb)[0]).max() < 0.5
-    documented = {"white": (77.8, 8.7, -13.4), "red": (25.0, 40.8, 29.3),
-                  "light brown": (44.0, 29.5, 49.0), "dark brown": (31.7, 37.4, 41.6),
-                  "blue-grey": (47.1, 8.8, -16.3), "black": (12.9, 4.6, 2.5)}  # the docs' table
+    documented = {"white": (93.1, 0.0, 0.0), "red": (44.2, 60.9, 40.8),
+                  "light brown": (55.1, 29.0, 46.6), "dark brown": (27.1, 21.4, 16.5),
+                  "blue-grey": (49.6, -12.6, -13.4), "black": (11.3, 0.0, 0.0)}  # the docs' table
     for i, n in enumerate(COLOUR_NAMES):
         assert np.allclose(rgb2lab(rgb)[0][i], documented[n], atol=0.06)
 

@@ -217,9 +217,8 @@ def panel_rows(m: Measurements | None, source: str | None = None, pending_colour
             "Compactness P² / (4πA): 1 for a disc, larger for ragged or elongated borders"),
         Row("colours", "Colours", "computing…" if pending_colours and m is not None and not m.empty
             else val(colours_text),
-            "Dermoscopic reference colours covering more than 5% of the lesion (reference values "
-            "after Kasmi & Mokrani 2016, not yet checked against the paper; see "
-            "docs/measurements.md)"),
+            "Dermoscopic reference colours covering more than 5% of the lesion (approximate "
+            "reference values of this tool, not a published table; see docs/measurements.md)"),
     ]
     if m is not None and not m.empty and m.components > 1:
         rows.insert(2, Row("components", "Parts", f"{m.components} separate parts"))

@@ -44,8 +44,8 @@ Definitions (summary; the lesion is every mask pixel, all components, holes excl
   reference colours (white, red, light brown, dark brown, blue-grey, black) when within
   ``COLOUR_MAX_DISTANCE`` (Delta E 1976), otherwise none; a colour is reported when it covers
   more than ``colour_min_share`` (default 5 %) of the lesion's pixels. The reference values are
-  Kasmi & Mokrani's (2016) RGB table, taken second-hand (see ``REFERENCE_COLOURS_RGB``); the
-  distance cut-off and the share are this tool's choices.
+  approximate and this tool's own, not a published table (see ``REFERENCE_COLOURS_RGB``); so
+  are the distance cut-off and the share.
 """
 
 from __future__ import annotations
@@ -218,22 +218,21 @@ def calibration_from_file(path: str | os.PathLike[str]) -> Calibration:
 # -- colours ----------------------------------------------------------------------------------
 
 COLOUR_NAMES = ("white", "red", "light brown", "dark brown", "blue-grey", "black")
-# The six colours of the ABCD rule of dermoscopy (Stolz et al. 1994) as 8-bit RGB triples, the
-# table of Kasmi R, Mokrani K, "Classification of malignant melanoma and benign skin lesions:
-# implementation of automatic ABCD rule", IET Image Processing 10(6):448-455, 2016,
-# doi:10.1049/iet-ipr.2015.0385. NOT read in the paper itself: taken from public code that cites
-# that paper (with its DOI) and reproduces the same table in several files; see
-# docs/measurements.md ("Reference colours") for what was checked. The reproductions give 0-255
-# RGB without naming a colour space; they are taken as sRGB (D65) and converted to CIELAB with
-# the pixels' conversion (REFERENCE_COLOURS_LAB). The assignment rule (nearest reference within
-# COLOUR_MAX_DISTANCE Delta E 1976, share > COLOUR_MIN_SHARE) is this tool's, not the paper's.
+# Approximate sRGB appearances of the six colours of the ABCD rule (Stolz et al. 1994) in
+# dermoscopy images, chosen for this tool (NOT a published table: none could be read; see
+# docs/measurements.md, "Reference colours"). The table that public code attributes to Kasmi &
+# Mokrani (IET Image Processing 10(6):448-455, 2016) was tried and not adopted: its "red"
+# (118, 21, 17) is darker than its "dark brown" (135, 44, 5) and 14.5 Delta E from it, so the
+# dark brown of pigmented naevi is counted as red (7 of the 8 bundled samples). Converted to
+# CIELAB with the pixels' conversion (REFERENCE_COLOURS_LAB); the assignment rule (nearest
+# reference within COLOUR_MAX_DISTANCE Delta E 1976, share > COLOUR_MIN_SHARE) is this tool's.
 REFERENCE_COLOURS_RGB: dict[str, tuple[int, int, int]] = {
-    "white": (197, 188, 217),
-    "red": (118, 21, 17),
-    "light brown": (163, 82, 16),
-    "dark brown": (135, 44, 5),
-    "blue-grey": (113, 108, 139),
-    "black": (41, 31, 30),
+    "white": (235, 235, 235),
+    "red": (200, 40, 40),
+    "light brown": (195, 110, 50),
+    "dark brown": (100, 50, 40),
+    "blue-grey": (75, 125, 140),
+    "black": (30, 30, 30),
 }
 _NONE = 255
 
