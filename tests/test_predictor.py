@@ -282,3 +282,49 @@ def test_a_failing_batch_is_retried_one_image_at_a_time(predictor, samples_dir, 
     monkeypatch.setattr(predictor, "_probabilities", always_fails)
     results = list(predictor.predict_files(files, batch_size=2))
     assert [r.error for r in results] == ["the network failed: broken kernel"] * 3
+
+
+def test_flip_mean_is_the_mean_of_the_four_flips_flipped_back() -> None:
+    from dermaseg_app.ml.predictor import flip_mean
+
+    rng = np.random.default_rng(0)
+    batch = rng.random((2, 3, 8, 8), dtype=np.float32)
+    calls: list[int] = []
+
+    def run(x: np.ndarray) -> np.ndarray:  # a position-dependent "network": not flip-invariant
+        calls.append(x.shape[0])
+        ramp = np.arange(64, dtype=np.float32).reshape(8, 8) / 64
+        return x.mean(axis=1) * ramp
+
+    got = flip_mean(batch, run)
+    assert calls == [8]  # one run on the four flips stacked
+    ramp = np.arange(64, dtype=np.float32).reshape(8, 8) / 64
+    image = batch.mean(axis=1)
+    expected = image * (ramp + ramp[:, ::-1] + ramp[::-1, :] + ramp[::-1, ::-1]) / 4
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+    assert got.dtype == np.float32 and got.shape == (2, 8, 8)
+
+
+def test_tta_follows_the_model_file_unless_given(tmp_path) -> None:
+    import dataclasses
+
+    from dermaseg_app.ml import weights
+    from dermaseg_app.ml.slsnet import SLSNetGenerator
+
+    torch.manual_seed(0)
+    g = SLSNetGenerator().eval()
+    base = weights.ModelInfo(name="t", version="1", arch="slsnet", input_size=32)
+    plain, flipped = tmp_path / "plain.safetensors", tmp_path / "tta.safetensors"
+    weights.save_model(plain, g, base)
+    weights.save_model(flipped, g, dataclasses.replace(base, tta=True))
+    assert weights.read_model_info(flipped).tta is True and weights.read_model_info(plain).tta is False
+    rgb = (np.random.default_rng(1).random((40, 56, 3)) * 255).astype(np.uint8)
+    off = Predictor(plain, device="cpu", backend="torch")
+    on = Predictor(flipped, device="cpu", backend="torch")
+    assert (off.tta, on.tta) == (False, True)
+    assert Predictor(flipped, device="cpu", backend="torch", tta=False).tta is False
+    p_off, p_on = off.predict(rgb).prob, on.predict(rgb).prob
+    x = rgb[:, ::-1].copy()
+    mirrored = on.predict(x).prob[:, ::-1]
+    np.testing.assert_allclose(p_on, mirrored, atol=1e-5)  # the flip mean is flip-equivariant
+    assert not np.allclose(p_off, p_on, atol=1e-4)

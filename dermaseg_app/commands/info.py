@@ -130,6 +130,7 @@ def run(args: argparse.Namespace) -> int:
         if info.trained_on:
             print(f"  trained on: {info.trained_on}")
         print(f"  threshold: {info.threshold:g}")
+        print(f"  test-time flips: {'on (the mean of 4 flips)' if info.tta else 'off'} by default")
         if info.metrics:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(info.metrics.items()))
             print(f"  metrics: {shown}")

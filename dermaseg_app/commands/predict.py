@@ -66,6 +66,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="probability threshold between 0 and 1 (default: the model's, usually 0.5)")
     parser.add_argument("--batch-size", type=positive_int, default=8, metavar="N",
                         help="images per network run (default 8)")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="test-time flips: the mean of the image's and its three flips' probabilities "
+                        "(four times the network's work; default: the model file's setting)")
     parser.add_argument("--max-megapixels", type=positive_float, metavar="MP",
                         help="refuse images larger than this, before decoding (default 200, or the "
                         "max_image_pixels setting)")
@@ -94,7 +97,7 @@ def load_predictor(args: argparse.Namespace) -> Any:
         print(f"dermaseg: {notice}", file=sys.stderr)
     try:
         predictor = Predictor(model_path=args.model, device=device, threshold=args.threshold,
-                              backend=getattr(args, "backend", None))
+                              backend=getattr(args, "backend", None), tta=getattr(args, "tta", None))
     except WeightsError as exc:
         raise UserError(f"cannot load the model: {exc}") from None
     if predictor.device_notice:  # the device is chosen above: this is the backend's (ml.backends)

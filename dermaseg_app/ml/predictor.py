@@ -109,6 +109,17 @@ def probability_to_size(prob_small: np.ndarray, shape: tuple[int, int]) -> np.nd
     return np.clip(prob, 0.0, 1.0, out=prob)
 
 
+def flip_mean(batch: np.ndarray, run: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Flip test-time augmentation: ``run`` (B, 3, s, s) -> (B, s, s) on the batch with its
+    horizontal, vertical and double flips stacked (4B images, one call), each result flipped back,
+    and the mean of the four."""
+    n = batch.shape[0]
+    stacked = np.concatenate([batch, batch[..., ::-1], batch[..., ::-1, :], batch[..., ::-1, ::-1]])
+    probs = run(np.ascontiguousarray(stacked))
+    mean = (probs[:n] + probs[n:2 * n, :, ::-1] + probs[2 * n:3 * n, ::-1, :] + probs[3 * n:, ::-1, ::-1]) / 4
+    return np.ascontiguousarray(mean, dtype=np.float32)
+
+
 def _inference_network(network: nn.Module) -> nn.Module:
     """The network's inference form: BatchNorm folded, dropout removed (ml.optimize), when
     that module is present and handles the network; otherwise the network itself."""
@@ -132,6 +143,7 @@ class Predictor:
         threshold: float | None = None,
         backend: str | None = None,
         backend_defer: bool = False,
+        tta: bool | None = None,
     ) -> None:
         from dermaseg_app import paths
 
@@ -151,6 +163,9 @@ class Predictor:
         self.info: ModelInfo = info
         self.input_size: int = int(info.input_size)
         self.threshold: float = _check_threshold(info.threshold if threshold is None else threshold)
+        # Test-time augmentation: the mean of the probabilities of the image and its three flips
+        # (horizontal, vertical, both), each flipped back; the model file's default unless given.
+        self.tta: bool = bool(info.tta if tta is None else tta)
         from dermaseg_app.ml.backends import open_backend
 
         self._backend_lock = threading.Lock()
@@ -182,7 +197,13 @@ class Predictor:
     # ------------------------------------------------------------ the network
 
     def _probabilities(self, batch: np.ndarray) -> np.ndarray:
-        """(B, 3, s, s) float32 in [0, 1] -> (B, s, s) float32 probabilities."""
+        """(B, 3, s, s) float32 in [0, 1] -> (B, s, s) float32 probabilities; with ``tta`` the mean
+        over the four flips (one network run on a batch four times as large)."""
+        if not self.tta:
+            return self._network_probabilities(batch)
+        return flip_mean(batch, self._network_probabilities)
+
+    def _network_probabilities(self, batch: np.ndarray) -> np.ndarray:
         runtime = self.runtime
         if runtime is not None:
             try:

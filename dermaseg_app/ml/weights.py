@@ -54,6 +54,7 @@ class ModelInfo:
     threshold: float = 0.5
     trained_on: str = ""
     metrics: dict[str, float] = field(default_factory=dict)
+    tta: bool = False  # the predictor averages the four flips (test-time augmentation) by default
     card_summary: str = ""
     path: Path | None = None
 
@@ -227,6 +228,8 @@ def _check_types(path: Path, info: ModelInfo) -> None:
             raise WeightsError(path, f"the stored metric {str(key)[:60]!r} is not a finite number")
     if isinstance(info.threshold, bool) or not isinstance(info.threshold, (int, float)):
         raise WeightsError(path, f"threshold {info.threshold!r} is not a number")
+    if not isinstance(info.tta, bool):
+        raise WeightsError(path, f"tta {info.tta!r} is not true or false")
 
 
 def _info_from_metadata(path: Path, metadata: dict[str, str] | None) -> ModelInfo:
