@@ -43,12 +43,11 @@ def test_compile_with_bf16_is_kept_where_there_is_no_amx(units) -> None:
     assert cpu_speed.compiled_autocast("auto", True) == (None, True, None)
 
 
-def test_amx_compiles_in_float32_or_runs_bf16_eagerly(units) -> None:
+def test_amx_runs_bf16_eagerly_and_compiles_float32_only_when_asked(units) -> None:
     units("AMX")
-    dtype, compile_, notice = cpu_speed.compiled_autocast("auto", True)
-    assert (dtype, compile_) == (None, True) and "float32" in notice and "AMX" in notice
-    dtype, compile_, notice = cpu_speed.compiled_autocast("bf16", True)
-    assert (dtype, compile_) == (torch.bfloat16, False) and "--compile ignored" in notice
+    for precision in ("auto", "bf16"):
+        dtype, compile_, notice = cpu_speed.compiled_autocast(precision, True)
+        assert (dtype, compile_) == (torch.bfloat16, False) and "--compile ignored" in notice and "AMX" in notice
     assert cpu_speed.compiled_autocast("fp32", True) == (None, True, None)
 
 
@@ -57,6 +56,6 @@ def test_the_engine_applies_the_rule_and_says_so(units) -> None:
     cfg = TrainConfig(device="cpu", compile=True, precision="bf16")
     _, notice, autocast = _device(cfg)
     assert autocast is torch.bfloat16 and cfg.compile is False and "AMX" in notice
-    cfg = TrainConfig(device="cpu", compile=True, precision="auto")
+    cfg = TrainConfig(device="cpu", compile=True, precision="fp32")
     _, notice, autocast = _device(cfg)
-    assert autocast is None and cfg.compile is True and "float32" in notice
+    assert autocast is None and cfg.compile is True and not notice
