@@ -45,7 +45,8 @@ class SecondModel(QObject):
         self._queue: FocusQueue | None = None
         self._worker: Worker | None = None
         self._loader: Worker | None = None
-        self._generation = 0
+        self._generation = 0  # bumped when the model or the folder changes: older results are dropped
+        self._model_generation = 0  # bumped when the model changes: an older loader's result is dropped
 
     # ------------------------------------------------------------------ state
     @property
@@ -60,11 +61,11 @@ class SecondModel(QObject):
     def label(self) -> str:
         return self.header.label if self.header is not None else ""
 
-    def _guard(self, slot):
-        generation = self._generation
+    def _guard(self, slot, model_only: bool = False):
+        generation, model_generation = self._generation, self._model_generation
 
         def guarded(*args):
-            if generation == self._generation:
+            if model_generation == self._model_generation and (model_only or generation == self._generation):
                 slot(*args)
 
         return guarded
@@ -82,9 +83,9 @@ class SecondModel(QObject):
         self.path, self.header = Path(path), header
         self.cache = PredictionCache(header.cache_key(), root=self.session.cache_root)
         worker = Worker(load_predictor, self.path, self.session.device)
-        worker.result.connect(self._guard(self._loaded))
+        worker.result.connect(self._guard(self._loaded, model_only=True))
         worker.errored.connect(self._guard(lambda exc: self._failed(f"The model to compare with cannot be "
-                                                                    f"loaded: {describe_error(exc)}")))
+                                                                    f"loaded: {describe_error(exc)}"), model_only=True))
         self._loader = worker.start_daemon("dermaseg-second-model-loader")  # not cancellable (torch)
         self.changed.emit()
         self.start_predictions()
@@ -94,6 +95,7 @@ class SecondModel(QObject):
         """Stop comparing: the second contour and the disagreements go."""
         self.cancel()
         self._generation += 1
+        self._model_generation += 1
         self.slot.fail("no longer compared")
         self.slot = ModelSlot()
         self.path = self.header = self.cache = None

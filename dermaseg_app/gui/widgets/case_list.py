@@ -133,7 +133,11 @@ class CaseListWidget(QWidget):
             self.table.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
 
     def show_disagreement(self, shown: bool) -> None:
-        """The Disagreement column, while a second model is compared."""
+        """The Disagreement column, while a second model is compared: beside the status, so that
+        it is in view in a narrow list."""
+        header = self.table.horizontalHeader()
+        if shown and header.visualIndex(Column.DISAGREEMENT) != Column.JSC:
+            header.moveSection(header.visualIndex(Column.DISAGREEMENT), Column.JSC)
         self.table.setColumnHidden(Column.DISAGREEMENT, not shown)
 
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
