@@ -195,3 +195,15 @@ def test_the_ensemble_is_offered_only_when_it_scores_higher(qtbot, random_model,
         menu.ensemble_action.trigger()
     assert s.ensemble_with is None and not isinstance(s.header, EnsembleHeader)
     _close(w)
+
+
+def test_a_comparison_chosen_before_the_folder_opens(qtbot, random_model, deeplab_model, folder) -> None:
+    """``dermaseg PATH --compare-with MODEL``: the second model is chosen first, then the folder opens."""
+    w = _window(qtbot, random_model)
+    assert w.model_menu.compare_with(deeplab_model)
+    _open(qtbot, w, folder)
+    s = w.session
+    qtbot.waitUntil(lambda: s.second.loaded and all(e.disagreement is not None for e in s.entries),
+                    timeout=WAIT_MS)
+    assert "loading" not in w.model_menu.status_label.text()
+    _close(w)
