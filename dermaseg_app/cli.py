@@ -68,6 +68,8 @@ def _gui_parser() -> argparse.ArgumentParser:
                         help="save a PNG of the window once the first image and its mask are drawn, then exit")
     parser.add_argument("--compare", action="store_true",
                         help="with --screenshot: show the ground-truth comparison")
+    parser.add_argument("--compare-with", metavar="MODEL",
+                        help="draw a second model's contour over the first's (Model > Compare With Model…)")
     parser.add_argument("--version", action="version", version=f"dermaseg {__version__}")
     return parser
 

@@ -220,3 +220,21 @@ def test_border_uncertainty_sure_vs_unsure() -> None:
     soft = np.clip(255 * (1 - (dist - 15) / 30), 0, 255).astype(np.uint8)  # a wide soft edge
     assert border_uncertainty(soft) > 0.3
     assert border_uncertainty(np.full((50, 50), 128, np.uint8)) == 1.0
+
+
+def test_disagreement_is_xor_over_union() -> None:
+    from dermaseg_app.core.metrics import MaskSizeMismatch, disagreement
+
+    a = np.zeros((4, 5), bool)
+    b = np.zeros((4, 5), bool)
+    assert disagreement(a, b) == 0.0  # both empty: nothing to disagree on
+    a[0, :4] = True  # 4 pixels
+    b[0, 2:] = True  # 3 pixels, 2 shared
+    # xor: columns 0, 1 (a only) and 4 (b only) = 3; union = 5
+    assert disagreement(a, b) == pytest.approx(3 / 5)
+    assert disagreement(b, a) == disagreement(a, b)
+    assert disagreement(a, a) == 0.0
+    assert disagreement(a, np.zeros_like(a)) == 1.0  # one empty, the other not: all differ
+    assert disagreement(a.astype(np.uint8) * 255, b) == pytest.approx(3 / 5)  # 0/255 masks too
+    with pytest.raises(MaskSizeMismatch):
+        disagreement(a, np.zeros((5, 4), bool))

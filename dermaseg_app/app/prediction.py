@@ -36,6 +36,7 @@ class PredictionResult:
     uncertainty: float | None = None
     gt_problem: str = ""
     final: bool = True  # False: the map only, its scores follow in a second result
+    disagreement: float | None = None  # predict_second: with the primary model's mask (core.metrics)
 
 
 class FocusQueue:
@@ -166,3 +167,42 @@ def predict_cases(
         job.progress(done, queue.total)
         yield result
     return done
+
+
+def map_disagreement(prob_a: np.ndarray, threshold_a: float, prob_b: np.ndarray, threshold_b: float) -> float | None:
+    """``core.metrics.disagreement`` of two 8-bit maps, each cut at its model's threshold (None
+    when their sizes differ)."""
+    from dermaseg_app.core.metrics import disagreement
+
+    if prob_a.shape != prob_b.shape:
+        return None
+    return disagreement(threshold_u8(prob_a, threshold_a), threshold_u8(prob_b, threshold_b))
+
+
+def predict_second(job: Any, cases: Sequence[Case], queue: FocusQueue, cache: PredictionCache,
+                   get_predictor: Callable[[], Any], threshold: float,
+                   primary: Callable[[], tuple[PredictionCache | None, float]]) -> Iterator[PredictionResult]:
+    """``predict_cases`` for a second (compared) model; each finished result also carries the
+    disagreement with the primary model's mask (``primary()``: its cache and threshold now) when
+    that map is cached already (else None: ``disagreements`` fills it in later)."""
+    for result in predict_cases(job, cases, queue, cache, get_predictor, threshold):
+        primary_cache, primary_threshold = primary()
+        if result.final and result.prob is not None and primary_cache is not None:
+            prob_a = primary_cache.load_u8(cases[result.row].image)
+            if prob_a is not None:
+                result.disagreement = map_disagreement(prob_a, primary_threshold, result.prob, threshold)
+        yield result
+
+
+def disagreements(job: Any, rows: Sequence[int], cases: Sequence[Case], cache_a: PredictionCache, threshold_a: float,
+                  cache_b: PredictionCache, threshold_b: float) -> Iterator[tuple[int, float]]:
+    """(row, disagreement) for each row whose two maps are both cached (a ``workers.Worker``
+    generator; nothing is predicted)."""
+    for row in rows:
+        if job.cancelled:
+            return
+        a, b = cache_a.load_u8(cases[row].image), cache_b.load_u8(cases[row].image)
+        if a is not None and b is not None:
+            value = map_disagreement(a, threshold_a, b, threshold_b)
+            if value is not None:
+                yield row, value

@@ -33,6 +33,7 @@ class GuiSettings:
     sort_column: int = 0               # the case list's sort, restored at the next start
     sort_descending: bool = False
     compare: bool = False              # the ground-truth comparison (G), restored at the next start
+    recent_models: list[str] = field(default_factory=list)  # Model > Recent Models (opened or compared)
 
     @classmethod
     def load(cls, path: Path | None = None) -> GuiSettings:
@@ -56,7 +57,8 @@ class GuiSettings:
                    mask_colour=text("mask_colour") or "blue",
                    sort_column=_int(data.get("sort_column"), 0),
                    sort_descending=bool(data.get("sort_descending", False)),
-                   compare=bool(data.get("compare", False)))
+                   compare=bool(data.get("compare", False)),
+                   recent_models=[str(p) for p in data.get("recent_models", []) if isinstance(p, str)][:MAX_RECENT])
 
     def save(self, path: Path | None = None) -> None:
         path = path or settings_path()
@@ -66,7 +68,7 @@ class GuiSettings:
                 "finetune_keep_dermoscopy": self.finetune_keep_dermoscopy, "model": self.model,
                 "comparison_colours": self.comparison_colours, "mask_colour": self.mask_colour,
                 "sort_column": self.sort_column, "sort_descending": self.sort_descending,
-                "compare": self.compare}
+                "compare": self.compare, "recent_models": self.recent_models}
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_text(path, json.dumps(data, indent=1) + "\n")
@@ -77,6 +79,11 @@ class GuiSettings:
         """The model last chosen in the window, if its file still exists."""
         path = Path(self.model) if self.model else None
         return path if path is not None and path.is_file() else None
+
+    def add_recent_model(self, model: Path) -> None:
+        text = str(Path(model).resolve())
+        self.recent_models = [text] + [p for p in self.recent_models if p != text]
+        del self.recent_models[MAX_RECENT:]
 
     def add_recent(self, folder: Path) -> None:
         text = str(Path(folder).resolve())

@@ -47,6 +47,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--masks", metavar="DIR", help="folder of ground-truth masks, when not found automatically")
     add_model_arguments(parser)
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--ensemble-with", metavar="FILE",
+                        help="a second model: print the mean JSC of --model, of this one and of their ensemble "
+                        "(the mean of the two probability maps, cut at the mean of the two thresholds), and "
+                        "whether the ensemble scores higher than both")
     parser.set_defaults(func=run)
 
 
@@ -100,6 +104,8 @@ def _run(args: argparse.Namespace) -> int:
         print(f"dermaseg: skipped {error['path']}: {error['reason']}", file=sys.stderr)
     if not with_gt:
         raise UserError(f"none of the {len(cases)} image(s) has a ground-truth mask (use --masks DIR)")
+    if getattr(args, "ensemble_with", None):
+        return _run_ensemble(args, with_gt, json_path)
 
     predictor = load_predictor(args)
     print(f"model {predictor.info.label()} ({predictor.info.path}); {predictor.device_label}; "
@@ -173,6 +179,58 @@ def _run(args: argparse.Namespace) -> int:
             return 1
         print(f"results written to {json_path}")
     if not per_image:
+        fail("no image could be scored")
+        return 1
+    return 0
+
+
+def _run_ensemble(args: argparse.Namespace, cases: list[Any], json_path: Path | None) -> int:
+    """``--ensemble-with B``: JSC of A, of B and of their ensemble per image and on average."""
+    from dermaseg_app.app.ensemble import EnsembleRow, ensemble_threshold, evaluate_ensemble
+    from dermaseg_app.core.atomic import atomic_write_text
+
+    predictor_a = load_predictor(args)
+    predictor_b = load_predictor(argparse.Namespace(**{**vars(args), "model": args.ensemble_with,
+                                                       "threshold": None}))
+    t_ens = ensemble_threshold(predictor_a.threshold, predictor_b.threshold)
+    print(f"A: {predictor_a.info.label()} ({predictor_a.info.path}), threshold {predictor_a.threshold:g}")
+    print(f"B: {predictor_b.info.label()} ({predictor_b.info.path}), threshold {predictor_b.threshold:g}")
+    print(f"ensemble: the mean of the two probability maps at the image's size, threshold {t_ens:g}")
+    width = max(12, max(len(c.image.name) for c in cases))
+    print("JSC in %")
+    print(f"{'image':<{width}} {'A':>6} {'B':>6} {'ens':>6}")
+    per_image: list[dict[str, Any]] = []
+    errors: list[dict[str, str]] = []
+
+    def row(r: EnsembleRow) -> None:
+        per_image.append({"image": str(r.image), "jsc_a": r.jsc_a, "jsc_b": r.jsc_b, "jsc_ensemble": r.jsc_ensemble})
+        print(f"{r.image.name:<{width}} {_fmt(r.jsc_a)} {_fmt(r.jsc_b)} {_fmt(r.jsc_ensemble)}", flush=True)
+
+    def skip(path: Path, reason: str) -> None:
+        errors.append({"path": str(path), "reason": reason})
+        print(f"dermaseg: skipped {path}: {reason}", file=sys.stderr)
+
+    try:
+        result = evaluate_ensemble(cases, predictor_a, predictor_b, on_row=row, on_skip=skip)
+    except KeyboardInterrupt:
+        fail("interrupted")
+        return 130
+    print("-" * (width + 21))
+    print(f"{'mean':<{width}} {_fmt(result.jsc_a)} {_fmt(result.jsc_b)} {_fmt(result.jsc_ensemble)}")
+    print(result.describe(predictor_a.info.label(), predictor_b.info.label()))
+    if json_path is not None:
+        report = {"model": str(predictor_a.info.path), "ensemble_with": str(predictor_b.info.path),
+                  "threshold_a": predictor_a.threshold, "threshold_b": predictor_b.threshold,
+                  "threshold_ensemble": t_ens, "images": result.n,
+                  "mean": {"jsc_a": result.jsc_a, "jsc_b": result.jsc_b, "jsc_ensemble": result.jsc_ensemble},
+                  "ensemble_better": result.better, "per_image": per_image, "errors": errors}
+        try:
+            atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
+        except OSError as exc:
+            fail(f"cannot write {json_path}: {exc.strerror or exc}")
+            return 1
+        print(f"results written to {json_path}")
+    if result.n == 0:
         fail("no image could be scored")
         return 1
     return 0

@@ -46,6 +46,7 @@ __all__ = [
     "Scores",
     "agreement",
     "confusion",
+    "disagreement",
     "hd95",
     "score",
     "score_with_confusion",
@@ -267,6 +268,16 @@ def agreement(mask_a: np.ndarray, mask_b: np.ndarray) -> float:
     """Dice between two masks (1.0 when both are empty); e.g. model vs corrected mask."""
     c = confusion(mask_a, mask_b)
     return _ratio(2 * c.tp, 2 * c.tp + c.fp + c.fn)
+
+
+def disagreement(mask_a: np.ndarray, mask_b: np.ndarray) -> float:
+    """Share of lesion pixels where two masks differ: |A xor B| / |A or B|, in [0, 1]; 0.0 when
+    both are empty (nothing to disagree on). It is 1 - JSC(A, B); e.g. two models' masks.
+
+    Raises MaskSizeMismatch when the shapes differ."""
+    c = confusion(mask_a, mask_b)
+    union = c.tp + c.fp + c.fn
+    return 0.0 if union == 0 else (c.fp + c.fn) / union
 
 
 def threshold_u8(prob_u8: np.ndarray, threshold: float) -> np.ndarray:

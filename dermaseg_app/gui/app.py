@@ -2,7 +2,8 @@
 
 ``args``: ``paths`` (images or folders), ``model``, ``device``, ``masks``, ``screenshot`` (a PNG to
 save once the first image and its prediction -- and with ``compare`` the ground-truth colouring --
-are drawn, then exit) and ``compare``. torch is imported in the background after the window shows.
+are drawn, then exit), ``compare`` and ``compare_with`` (a second model to compare with). torch is
+imported in the background after the window shows.
 """
 
 from __future__ import annotations
@@ -62,6 +63,10 @@ class ScreenshotTaker(QObject):
         needs_scores = images is not None and images.gt is not None
         scored = self.window.metrics.values["jsc"].text() != "—"
         summarized = self.window.summary.worst.count() > 0 and not self.window.session.predicting()
+        second = self.window.session.second  # --compare-with: its contour and disagreement too
+        if second.active and not second.error and images is not None:
+            entry = self.window.session.entries[self.window.session.current]
+            summarized = summarized and images.second_prob is not None and entry.disagreement is not None
         if (not needs_scores or (scored and summarized)) or time.monotonic() > deadline:
             self._save(0, "")
         else:
@@ -154,6 +159,8 @@ def run_app(args: Any) -> int:
     _start_importing_torch()
     app = make_app()
     window = build_window(args)
+    if _arg(args, "compare_with"):
+        window.model_menu.compare_with(Path(_arg(args, "compare_with")))
     paths = [Path(p) for p in (_arg(args, "paths") or [])]
     missing = [p for p in paths if not p.exists()]
     shooter = None

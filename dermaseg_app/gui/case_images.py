@@ -56,6 +56,8 @@ class CaseImages:
         self.gt_problem = ""  # why a ground-truth file is not used (unreadable, other size)
         self.prob: np.ndarray | None = None  # HxW uint8 probability * 255, when predicted
         self.prob_preview: np.ndarray | None = None
+        self.second_prob: np.ndarray | None = None  # the compared (second) model's map, uint8
+        self.second_preview: np.ndarray | None = None
         self.extras: dict = {}
 
     @property
@@ -88,6 +90,16 @@ class CaseImages:
             raise ValueError(f"probability map {prob_u8.shape} does not match the image {self.shape}")
         self.prob = prob_u8
         self.prob_preview = downscale(prob_u8, max(self.preview.shape[:2]))
+
+    def set_second_prob(self, prob_u8: np.ndarray | None) -> None:
+        """The compared model's map (None: no comparison)."""
+        if prob_u8 is None:
+            self.second_prob = self.second_preview = None
+            return
+        if prob_u8.shape != self.shape:
+            raise ValueError(f"probability map {prob_u8.shape} does not match the image {self.shape}")
+        self.second_prob = prob_u8
+        self.second_preview = downscale(prob_u8, max(self.preview.shape[:2]))
 
 
 _POOL = ThreadPoolExecutor(max_workers=3, thread_name_prefix="dermaseg-decode")
@@ -170,11 +182,13 @@ def _reason(exc: BaseException) -> str:
 
 
 def load_rows(job: Any, rows: Sequence[int], cases: Sequence[Case], probs: dict[int, np.ndarray],
-              cache: PredictionCache | None) -> Iterator[tuple[int, CaseImages | None, str]]:
+              cache: PredictionCache | None, second_probs: dict[int, np.ndarray] | None = None,
+              second_cache: PredictionCache | None = None) -> Iterator[tuple[int, CaseImages | None, str]]:
     """Background decoding (a ``workers.Worker`` generator): (row, images, "") as soon as a row
     can be drawn, or (row, None, error) when it cannot be decoded (also when the full-resolution
     decode fails after the preview was shown). The probability map comes from ``probs`` (in
-    memory) or the prediction cache when there."""
+    memory) or the prediction cache when there; the compared model's likewise from
+    ``second_probs`` or ``second_cache``."""
     for row in rows:
         if job.cancelled:
             return
@@ -184,6 +198,11 @@ def load_rows(job: Any, rows: Sequence[int], cases: Sequence[Case], probs: dict[
             if prob is None and cache is not None:
                 prob = cache.load_u8(case.image)
             images = load_case_images(case, prob, wait_full=False)
+            second = (second_probs or {}).get(row)
+            if second is None and second_cache is not None:
+                second = second_cache.load_u8(case.image)
+            if second is not None and second.shape == images.shape:
+                images.set_second_prob(second)
             yield row, images, ""  # drawable now (preview); the full image follows
             images.wait_full()
         except Exception as exc:  # noqa: BLE001 - shown on the canvas and in the list

@@ -1,7 +1,7 @@
 """The cases of the opened folder as a Qt table model, with sorting and a status filter.
 
 ``CaseEntry`` is the record the window keeps per image (no pixels); ``CaseTableModel`` shows the
-entries; ``CaseFilterProxy`` sorts (name, status, JSC, DSC, uncertainty) and filters by status.
+entries; ``CaseFilterProxy`` sorts (name, status, JSC, DSC, uncertainty, disagreement) and filters by status.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class Column(IntEnum):
     JSC = 2
     DSC = 3
     UNCERTAINTY = 4
+    DISAGREEMENT = 5
 
 
 HEADERS = {
@@ -49,11 +50,15 @@ HEADERS = {
     Column.JSC: "JSC",
     Column.DSC: "DSC",
     Column.UNCERTAINTY: "Unsure",
+    Column.DISAGREEMENT: "Disagree",
 }
 HEADER_TIPS = {
     Column.JSC: "Jaccard index against the ground truth, at the model's threshold",
     Column.DSC: "Dice coefficient against the ground truth, at the model's threshold",
     Column.UNCERTAINTY: "Share of pixels along the predicted border with probability between 0.3 and 0.7",
+    Column.DISAGREEMENT: ("Disagreement with the compared model: the share of lesion pixels (of either model) "
+                          "where the two masks differ, each model at its own threshold; click to sort, "
+                          "highest first"),
 }
 
 
@@ -68,6 +73,7 @@ class CaseEntry:
     scores: Scores | None = None  # against the ground truth at the model's threshold
     confusion: Any = None
     uncertainty: float | None = None
+    disagreement: float | None = None  # share of lesion pixels where the compared model's mask differs
     seconds: float | None = None  # prediction time of this image (None when from the cache)
     thumbnail: QImage | None = None
     extras: dict = field(default_factory=dict)
@@ -168,6 +174,8 @@ class CaseTableModel(QAbstractTableModel):
                 return _fmt(e.scores.dsc) if e.scores else no_truth
             if col == Column.UNCERTAINTY:
                 return "" if e.uncertainty is None else f"{100 * e.uncertainty:.0f}%"
+            if col == Column.DISAGREEMENT:
+                return "" if e.disagreement is None else f"{100 * e.disagreement:.0f}%"
         if role == SORT_ROLE:
             missing = float("inf")
             if col == Column.NAME:
@@ -180,6 +188,8 @@ class CaseTableModel(QAbstractTableModel):
                 return e.scores.dsc if e.scores else missing
             if col == Column.UNCERTAINTY:
                 return -e.uncertainty if e.uncertainty is not None else missing  # most unsure first
+            if col == Column.DISAGREEMENT:
+                return -e.disagreement if e.disagreement is not None else missing  # most disputed first
         if role == Qt.ItemDataRole.DecorationRole and col == Column.NAME:
             return self._icon(row, e)
         if role == Qt.ItemDataRole.ForegroundRole:

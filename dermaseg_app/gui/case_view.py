@@ -93,10 +93,14 @@ class CaseView(QObject):
             has_gt, images.gt_problem or ("" if has_gt else "This image has no ground truth"))
         options = self.controls.options()
         self.options = options
-        rendered = render(images, options)
+        second = self.session.second
+        rendered = render(images, options, second.threshold)
         self._rendered = rendered
         self.canvas.set_overlay(rendered.overlay_preview, rendered.overlay_full)
         self.canvas.set_contours(rendered.contours)
+        empty = "" if rendered.second_contours else f"; no lesion at {second.threshold:.2f}"
+        self.canvas.set_second_contours(rendered.second_contours if second.active else None,
+                                        (self.session.model_label or "model", f"{second.label} (compared{empty})"))
         self._zoomed(self.canvas.zoom)
         self.canvas.show_legend(rendered.compared, heat=options.heatmap and images.prob is not None)
         self.canvas.show_message(self._message(images, entry))

@@ -5,7 +5,8 @@ a notifier, a dialogs object...) and places the widgets and actions the features
 Behaviour lives in the pieces: ``session.ReviewSession`` (cases, model, background work),
 ``case_view.CaseView`` (drawing the current case), ``actions.build_menus`` (menus and keys),
 ``editing.EditController`` (contour correction), ``measurements.MeasurementsController`` (the
-Measurements panel, the folder's scale, follow-up), ``training_tab.TrainingTab`` (fine-tuning).
+Measurements panel, the folder's scale, follow-up), ``training_tab.TrainingTab`` (fine-tuning),
+``model_menu.ModelMenu`` (choosing, comparing and combining models).
 No feature module imports this one.
 """
 
@@ -34,6 +35,7 @@ from dermaseg_app.gui.case_view import CaseView
 from dermaseg_app.gui.dialogs import Dialogs
 from dermaseg_app.gui.editing import EditController, EditingContext
 from dermaseg_app.gui.measurements import MeasurementsContext, MeasurementsController
+from dermaseg_app.gui.model_menu import ModelMenu, ModelMenuContext
 from dermaseg_app.gui.notifier import Notifier
 from dermaseg_app.gui.preferences import open_preferences, set_preferences
 from dermaseg_app.gui.session import ReviewSession
@@ -149,6 +151,11 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(self.review_dock, self.measurements_dock, Qt.Orientation.Vertical)
         self.addActions(list(self.measurements.actions.values()))
         self.menus.add_menu_before_view(self.measurements.build_menu(self.menuBar()))
+        # choosing the model, comparing it with a second one, their ensemble (issue 18)
+        self.model_menu = ModelMenu(ModelMenuContext(
+            self, self.settings, session, self.controls, self.case_list, self.notifier, self.use_model), self)
+        self.menus.host.menuBar().insertMenu(self.menus.view.menuAction(), self.model_menu.menu)
+        self.statusBar().addPermanentWidget(self.model_menu.status_label)
         self._connect_training()
         self.training.refresh()
         geometry = QSettings("DermaSeg", "DermaSeg").value("main_window/geometry")
@@ -295,15 +302,16 @@ class MainWindow(QMainWindow):
             self.review.show_project_problem(problem)
             self._row_changed(row)
 
-    def use_model(self, path: Path) -> None:
-        """Predict with ``path`` from now on; the choice is remembered for the next start."""
+    def use_model(self, path: Path, ensemble_with: Path | None = None) -> None:
+        """Predict with ``path`` from now on; the choice is remembered for the next start (with
+        ``ensemble_with``: the ensemble of the two, for this session; ``path`` is remembered)."""
         self.settings.model = str(Path(path).resolve())
         self.settings.save()
         self.notice.clear()
         self.model_label.setText("Model: loading…")
         self.model_label.setToolTip("")
         self.device_label.setText("Device: loading…")
-        self.session.use_model(path)
+        self.session.use_model(path, ensemble_with)
 
     # ------------------------------------------------------------------ colours
     def apply_colours(self) -> None:

@@ -50,3 +50,13 @@ def load_predictor(job, model_path: Path | None, device: str | None):
     # torch draws the masks meanwhile, and the next start uses the fastest runtime (ml.backends)
     predictor = Predictor(model_path, device, backend_defer=True)
     return predictor, f"{device_description(predictor.device)}, {predictor.backend_label}"
+
+
+def load_ensemble_predictor(job, path_a: Path, path_b: Path, device: str | None):
+    """(app.ensemble.EnsemblePredictor of the two models, its device line); a ``workers.Worker``
+    function."""
+    from dermaseg_app.app.ensemble import EnsemblePredictor
+
+    a, device_label = load_predictor(job, path_a, device)
+    b, _ = load_predictor(job, path_b, device)
+    return EnsemblePredictor(a, b), device_label

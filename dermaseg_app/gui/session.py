@@ -24,7 +24,8 @@ from dermaseg_app.gui.canvas.qimage import to_qimage
 from dermaseg_app.gui.case_images import CaseImages, load_rows
 from dermaseg_app.gui.case_model import CaseEntry, CaseTableModel
 from dermaseg_app.gui.lru import LRU
-from dermaseg_app.gui.model_slot import ModelSlot, ModelUnavailable, load_predictor
+from dermaseg_app.gui.model_slot import ModelSlot, ModelUnavailable, load_ensemble_predictor, load_predictor
+from dermaseg_app.gui.second_model import SecondModel
 from dermaseg_app.gui.thumbnails import Thumbnail, thumbnails
 from dermaseg_app.gui.workers import Worker, describe_error
 from dermaseg_app.ml.header import ModelHeader, ModelHeaderError, read_model_header
@@ -57,6 +58,7 @@ class ReviewSession(QObject):
                  cache_root: Path | None = None, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.model_path = Path(model_path) if model_path else None
+        self.ensemble_with: Path | None = None  # the primary model is the ensemble of model_path and this
         self.device = device
         self.cache_root = cache_root
         self.table = CaseTableModel(self)
@@ -88,6 +90,8 @@ class ReviewSession(QObject):
         self._summary_timer.setSingleShot(True)
         self._summary_timer.setInterval(250)
         self._summary_timer.timeout.connect(self.summary_changed)
+        self.second = SecondModel(self)  # the compared model (issue 18)
+        self.predictions_done.connect(lambda _cancelled: self.second.primary_done())
 
     # ------------------------------------------------------------------ workers
     def _current_folder(self, slot):
@@ -134,10 +138,21 @@ class ReviewSession(QObject):
                 reason = f"The model cannot be used: {exc}"
             self._model_unavailable(reason)
             return
+        if self.ensemble_with is not None:
+            from dermaseg_app.app.ensemble import EnsembleHeader
+
+            try:
+                self.header = EnsembleHeader(self.header, read_model_header(self.ensemble_with))
+            except ModelHeaderError as exc:
+                self._model_unavailable(f"The ensemble cannot be used: {exc}")
+                return
         self.threshold = self.header.threshold
         self.model_label = self.header.label
         self.cache = PredictionCache(self.header.cache_key(), root=self.cache_root)
-        worker = Worker(load_predictor, path, self.device)
+        if self.ensemble_with is not None:
+            worker = Worker(load_ensemble_predictor, path, self.ensemble_with, self.device)
+        else:
+            worker = Worker(load_predictor, path, self.device)
         worker.result.connect(self._model_loaded)
         worker.errored.connect(lambda exc: self._model_unavailable(f"The model cannot be loaded: {exc}"))
         self.workers.add(worker)
@@ -145,14 +160,16 @@ class ReviewSession(QObject):
         self._model_worker = worker.start_daemon("dermaseg-model-loader")
         self.model_header_read.emit(self.header.label)
 
-    def use_model(self, path: Path) -> None:
-        """Switch to another model file: its maps replace the old model's, which are forgotten
-        (the cache keeps both, keyed by model)."""
+    def use_model(self, path: Path, ensemble_with: Path | None = None) -> None:
+        """Switch to another model file (with ``ensemble_with``: to the ensemble of the two,
+        app.ensemble): its maps replace the old model's, which are forgotten (the cache keeps
+        both, keyed by model). Corrections are the editor's and stay (gui.editing)."""
         self.cancel_predictions()
         self._generation += 1  # drop what the old model's job still has queued
         self._predict_worker = None
         self._queue = None
         self.model_path = Path(path)
+        self.ensemble_with = Path(ensemble_with) if ensemble_with is not None else None
         self.model = ModelSlot()
         self.model_error = ""
         self.header = None
@@ -168,6 +185,7 @@ class ReviewSession(QObject):
         self.table.all_changed()  # not a reset: the list keeps its current image and selection
         self.model_switched.emit()
         self.start_model()
+        self.second.primary_switched()
         self._start_predictions()
         if self.current >= 0:
             self.images_ready.emit(self.current)  # redrawn without the old model's mask
@@ -229,6 +247,7 @@ class ReviewSession(QObject):
         self.start_model()
         self._start_thumbnails()
         self._start_predictions()  # before the window selects the first image (no on-demand job)
+        self.second.folder_opened()
         self.cases_opened.emit()
         self.summary_changed.emit()
         return len(cases)
@@ -283,6 +302,7 @@ class ReviewSession(QObject):
             self._queue.add(rows)  # a job is running (e.g. one image on demand): it takes them too
         else:
             self._start_predictions(rows)
+        self.second.start_predictions()  # its cached maps come back at once
         return len(rows)
 
     def _prediction_error(self, exc: BaseException) -> None:
@@ -304,6 +324,7 @@ class ReviewSession(QObject):
     def cancel_predictions(self) -> None:
         if self._predict_worker is not None and not self._predict_worker.is_done:
             self._predict_worker.cancel()
+        self.second.cancel()
 
     def _prediction(self, result: PredictionResult) -> None:
         if result.row >= len(self.entries):
@@ -353,6 +374,7 @@ class ReviewSession(QObject):
             self.order = list(order)
         if self._queue is not None and row >= 0:
             self._queue.set_focus(row, self.order)
+        self.second.focus(row, self.order)
         if row >= 0:
             self._request_images(row)
             entry = self.entries[row]
@@ -385,7 +407,9 @@ class ReviewSession(QObject):
             self._loader.cancel()
         self._loading = list(wanted)
         probs = {r: p for r in wanted if (p := self.probs.get(r)) is not None}
-        worker = Worker(load_rows, wanted, [e.case for e in self.entries], probs, self.cache)
+        second_probs = {r: p for r in wanted if (p := self.second.probs.get(r)) is not None}
+        worker = Worker(load_rows, wanted, [e.case for e in self.entries], probs, self.cache, second_probs,
+                        self.second.cache)
         worker.yielded.connect(self._current_folder(self._images_loaded))
         self._loader = self._start(worker, "Opening the image")
 
@@ -405,6 +429,14 @@ class ReviewSession(QObject):
         if images.prob is None and prob is not None:
             try:
                 images.set_prob(prob)
+            except ValueError:
+                pass
+        second = self.second.probs.get(row) if self.second.active else None
+        if not self.second.active:
+            images.set_second_prob(None)  # decoded for a comparison stopped since
+        elif images.second_prob is None and second is not None:
+            try:
+                images.set_second_prob(second)
             except ValueError:
                 pass
         self.images.put(row, images)

@@ -16,8 +16,8 @@ from PySide6.QtGui import QColor, QPainter, QPainterPath, QPen, QPolygonF, QWhee
 from PySide6.QtWidgets import QFrame, QGraphicsPathItem, QGraphicsScene, QGraphicsView, QLabel, QWidget
 
 from dermaseg_app.gui.canvas.layers import FullSource, LodImageItem
-from dermaseg_app.gui.canvas.legend import HeatLegend, LegendWidget
-from dermaseg_app.gui.canvas.overlay import CONTOUR_COLOUR, heat_palette
+from dermaseg_app.gui.canvas.legend import ContourLegend, HeatLegend, LegendWidget
+from dermaseg_app.gui.canvas.overlay import CONTOUR_COLOUR, SECOND_CONTOUR_COLOUR, heat_palette
 
 MIN_ZOOM = 0.02
 MAX_ZOOM = 32.0
@@ -78,7 +78,15 @@ class ImageCanvas(QGraphicsView):
         pen.setWidthF(2.0)
         pen.setCosmetic(True)  # the same width on screen at every zoom
         self.contour_item.setPen(pen)
-        for item in (self.image_item, self.overlay_item, self.contour_item):
+        self.second_contour_item = QGraphicsPathItem()  # the compared model's outline, dashed
+        self.second_contour_item.setZValue(2.5)
+        second_pen = QPen(QColor(*SECOND_CONTOUR_COLOUR))
+        second_pen.setWidthF(2.0)
+        second_pen.setCosmetic(True)
+        second_pen.setStyle(Qt.PenStyle.DashLine)
+        self.second_contour_item.setPen(second_pen)
+        self.second_contour_item.hide()
+        for item in (self.image_item, self.overlay_item, self.contour_item, self.second_contour_item):
             self._scene.addItem(item)
         self._fit_mode = True
         self._image_size = (0, 0)
@@ -89,6 +97,8 @@ class ImageCanvas(QGraphicsView):
         self.heat_legend = HeatLegend(heat_palette(1.0, 0)[:, :3], parent=self.viewport())
         self.heat_legend.move(10, 10)
         self.heat_legend.hide()
+        self.contour_legend = ContourLegend(parent=self.viewport())  # which outline is which model
+        self.contour_legend.hide()
         self.message = QLabel(self.viewport())
         self.message.setObjectName("canvasMessage")
         self.message.setWordWrap(True)
@@ -117,10 +127,30 @@ class ImageCanvas(QGraphicsView):
     def set_contours(self, contours: Sequence[np.ndarray]) -> None:
         self.contour_item.setPath(contours_to_path(contours))
 
+    def set_second_contours(self, contours: Sequence[np.ndarray] | None, labels: tuple[str, str] = ("", "")) -> None:
+        """The compared model's outline (dashed) and the legend naming both models; None hides them."""
+        if contours is None:
+            self.second_contour_item.setPath(QPainterPath())
+            self.second_contour_item.hide()
+            self.contour_legend.hide()
+            return
+        self.second_contour_item.setPath(contours_to_path(contours))
+        self.second_contour_item.show()
+        self.contour_legend.set_entries(labels, self.contour_item.pen().color(),
+                                        self.second_contour_item.pen().color())
+        self._place_contour_legend()
+        self.contour_legend.show()
+        self.contour_legend.raise_()
+
+    def _place_contour_legend(self) -> None:
+        vp = self.viewport().rect()
+        self.contour_legend.move(max(0, vp.width() - self.contour_legend.width() - 10), 10)
+
     def clear(self) -> None:
         self.image_item.clear()
         self.overlay_item.clear()
         self.contour_item.setPath(QPainterPath())
+        self.set_second_contours(None)
         self._image_size = (0, 0)
 
     def apply_colours(self) -> None:
@@ -214,3 +244,5 @@ class ImageCanvas(QGraphicsView):
             self.fit()
         if self.message.isVisible():
             self._place_message()
+        if self.contour_legend.isVisible():
+            self._place_contour_legend()

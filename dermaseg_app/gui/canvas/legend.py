@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor, QPainter
+from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from dermaseg_app.gui.canvas.overlay import COMPARISON_LEGEND, LegendEntry
@@ -86,3 +86,53 @@ class HeatLegend(QWidget):
         for x in range(w):
             p.setPen(self.colours[min(n - 1, x * n // w)])
             p.drawLine(x, 0, x, self.bar.height())
+
+
+class _LineSample(QWidget):
+    """A short sample of an outline's pen: solid or dashed."""
+
+    def __init__(self, dashed: bool, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.colour = QColor(255, 255, 255)
+        self.dashed = dashed
+        self.setFixedSize(28, 12)
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt API
+        p = QPainter(self)
+        pen = QPen(self.colour)
+        pen.setWidthF(2.0)
+        if self.dashed:
+            pen.setStyle(Qt.PenStyle.DashLine)
+        p.setPen(pen)
+        p.drawLine(1, self.height() // 2, self.width() - 1, self.height() // 2)
+
+
+class ContourLegend(QWidget):
+    """Which outline is which model: the primary's solid line, the compared model's dashed one."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("contourLegend")
+        self.setAttribute(Qt.WidgetAttribute.WA_StyledBackground, True)
+        self.setStyleSheet("#contourLegend { background: rgba(20, 20, 20, 215); border-radius: 6px; }"
+                           "#contourLegend QLabel { color: white; }")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 8, 10, 8)
+        layout.setSpacing(4)
+        layout.addWidget(QLabel("<b>Models</b>"))
+        self.samples = (_LineSample(False), _LineSample(True))
+        self.labels = (QLabel(), QLabel())
+        for sample, label in zip(self.samples, self.labels, strict=True):
+            row = QHBoxLayout()
+            row.setSpacing(8)
+            row.addWidget(sample)
+            row.addWidget(label)
+            row.addStretch(1)
+            layout.addLayout(row)
+
+    def set_entries(self, labels: tuple[str, str], primary: QColor, second: QColor) -> None:
+        for sample, label, text, colour in zip(self.samples, self.labels, labels, (primary, second), strict=True):
+            sample.colour = QColor(colour)
+            sample.update()
+            label.setText(text)
+        self.adjustSize()

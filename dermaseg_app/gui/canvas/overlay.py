@@ -23,6 +23,7 @@ FP_COLOUR: RGB = (255, 0, 0)  # red: marked but not lesion
 FN_COLOUR: RGB = (0, 255, 0)  # green: lesion missed
 FILL_COLOUR: RGB = (0, 140, 255)  # the prediction alone
 CONTOUR_COLOUR: RGB = (0, 229, 255)
+SECOND_CONTOUR_COLOUR: RGB = (255, 150, 40)  # the compared model's outline, dashed
 
 
 @dataclass(frozen=True)

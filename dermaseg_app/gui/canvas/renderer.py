@@ -30,6 +30,7 @@ class DisplayOptions:
     heatmap: bool = False
     compare: bool = False
     show_mask: bool = True
+    second: bool = True  # the compared model's contour, when a second model is compared
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Rendered:
     compared: bool  # the ground-truth colouring is drawn
     contours_full: Callable[[], list[np.ndarray]] | None = None  # exact outline, when ``contours``
     contour_scale: float = 1.0  # ... were traced at this fraction of full resolution
+    second_contours: list[np.ndarray] | None = None  # the compared model's outline (None: not drawn)
 
 
 def _overlay(prob: np.ndarray, gt: np.ndarray | None, options: DisplayOptions) -> IndexedOverlay:
@@ -66,7 +68,24 @@ def mask_contours(mask: np.ndarray, scale: float = 1.0) -> list[np.ndarray]:
 CONTOUR_FULL_RES_MAX_PIXELS = 4_000_000
 
 
-def render(images: CaseImages, options: DisplayOptions) -> Rendered:
+def second_contours(images: CaseImages, options: DisplayOptions, threshold: float) -> list[np.ndarray] | None:
+    """The compared model's outline at its own threshold (None when there is none to draw)."""
+    if not options.second or images.second_prob is None or images.second_preview is None:
+        return None
+    h, w = images.second_prob.shape
+    if h * w <= CONTOUR_FULL_RES_MAX_PIXELS:
+        return mask_contours(threshold_u8(images.second_prob, threshold))
+    pw = images.second_preview.shape[1]
+    return mask_contours(threshold_u8(images.second_preview, threshold), w / pw)
+
+
+def render(images: CaseImages, options: DisplayOptions, second_threshold: float = 0.5) -> Rendered:
+    rendered = _render(images, options)
+    rendered.second_contours = second_contours(images, options, second_threshold)
+    return rendered
+
+
+def _render(images: CaseImages, options: DisplayOptions) -> Rendered:
     if images.prob is None or images.prob_preview is None or not options.show_mask:
         return Rendered(None, None, [], False)
     compared = options.compare and images.gt is not None and not options.heatmap

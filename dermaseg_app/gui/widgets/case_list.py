@@ -62,8 +62,9 @@ class CaseListWidget(QWidget):
         header.setSectionResizeMode(Column.NAME, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(Column.STATUS, QHeaderView.ResizeMode.Stretch)
         header.setMinimumSectionSize(40)
-        for col in (Column.JSC, Column.DSC, Column.UNCERTAINTY):
+        for col in (Column.JSC, Column.DSC, Column.UNCERTAINTY, Column.DISAGREEMENT):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setColumnHidden(Column.DISAGREEMENT, True)  # shown while a second model is compared
         self.table.selectionModel().currentRowChanged.connect(self._current_changed)
         # after a sort the current image may have moved far away: keep it in view
         header.sortIndicatorChanged.connect(lambda *_: QTimer.singleShot(0, self._scroll_to_current))
@@ -130,6 +131,14 @@ class CaseListWidget(QWidget):
         index = self.table.currentIndex()
         if index.isValid():
             self.table.scrollTo(index, QAbstractItemView.ScrollHint.PositionAtCenter)
+
+    def show_disagreement(self, shown: bool) -> None:
+        """The Disagreement column, while a second model is compared: beside the status, so that
+        it is in view in a narrow list."""
+        header = self.table.horizontalHeader()
+        if shown and header.visualIndex(Column.DISAGREEMENT) != Column.JSC:
+            header.moveSection(header.visualIndex(Column.DISAGREEMENT), Column.JSC)
+        self.table.setColumnHidden(Column.DISAGREEMENT, not shown)
 
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         self.current_row_changed.emit(int(current.data(ROW_ROLE)) if current.isValid() else -1)

@@ -31,6 +31,10 @@ class DisplayControls(QWidget):
         self.heatmap = QCheckBox("Probability heat-map (H)")
         self.compare = QCheckBox("Compare with ground truth (G)")
         self.compare.setToolTip("True positives yellow, false positives red, false negatives green")
+        self.second = QCheckBox("Compared model's contour (J)")
+        self.second.setChecked(True)
+        self.second.setToolTip("Model > Compare With Model… draws a second model's outline, dashed")
+        self.second.setVisible(False)  # while a second model is compared
 
         form = QFormLayout(self)
         form.setContentsMargins(4, 4, 4, 4)
@@ -39,9 +43,10 @@ class DisplayControls(QWidget):
         form.addRow(self.show_mask)
         form.addRow(self.heatmap)
         form.addRow(self.compare)
+        form.addRow(self.second)
         for s in (self.opacity, self.threshold):
             s.valueChanged.connect(self._changed)
-        for c in (self.show_mask, self.heatmap, self.compare):
+        for c in (self.show_mask, self.heatmap, self.compare, self.second):
             c.toggled.connect(self._changed)
         self.threshold.sliderReleased.connect(lambda: self.threshold_released.emit(self.threshold.value() / 100))
         self._update_labels()
@@ -63,7 +68,12 @@ class DisplayControls(QWidget):
             heatmap=self.heatmap.isChecked(),
             compare=self.compare.isChecked() and self.compare.isEnabled(),
             show_mask=self.show_mask.isChecked(),
+            second=self.second.isChecked(),
         )
+
+    def set_second_available(self, available: bool) -> None:
+        """Show the compared model's switch while a second model is compared."""
+        self.second.setVisible(available)
 
     def set_threshold(self, value: float) -> None:
         self.threshold.setValue(int(round(value * 100)))
