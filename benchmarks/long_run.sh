@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The long CPU training run of issue 9, in resumable pieces (docs/training-notes.md, "The long run").
 #
-#   bash benchmarks/long_run.sh STAGE        # start or resume STAGE (a: 64 px, b: 128 px from a, c: b's best at a lower LR), niced, in the background
+#   bash benchmarks/long_run.sh STAGE        # start or resume STAGE (a: 64 px, b: 128 px from a, c: b's best at a lower LR,
+#                                            # d: the GAN at 128 px from c's best), niced, in the background
 #   bash benchmarks/long_run.sh STAGE --save # copy the run's last.pt to models/resume/ (to commit)
 #
 # A piece runs until the session ends or the stage's epochs are done. It resumes from
@@ -52,6 +53,20 @@ case "$stage" in
            --val "$isic/val" --input-size 128 --epochs 5 --supervised --lr 1e-4 --beta1 0.9 --lr-schedule cosine
            --ema 0.999 --name slsnet_isic2017 --version 0.3-cpu-128)
      compile=();;
+  # Stage d: the paper's conditional GAN at 128 px, stabilised as measured at 64 px (session 3:
+  # adversarial term x0.1, pixel BCE kept), from stage c's best (shipped as 0.3-cpu-interim, val
+  # JSC 0.772; stage c's curve was flat at 0.764-0.772 over its 5 epochs), Adam 2e-4 betas
+  # (0.5, 0.999) as the paper, a cosine over 12 epochs (session 5). --compile: on an AMX CPU the
+  # engine runs bf16 eagerly instead (cpu_speed.compiled_autocast).
+  d) init="${DERMASEG_STAGE_D_INIT:-runs/long-d/init-c-e1.safetensors}"
+     if [ ! -f "$init" ] && [ ! -f "$run/last.pt" ] && [ ! -f "$saved" ]; then
+       mkdir -p "$(dirname "$init")"
+       # the model shipped as 0.3-cpu-interim (commit 9da9742 and later, until 0.4 replaces it)
+       git show 9da9742:models/slsnet_isic2017.safetensors >"$init.tmp" && mv "$init.tmp" "$init"
+     fi
+     args=(--init "$init" --data "$isic/train" --mix runs/ham10000-split/train --mix-share 0.5
+           --val "$isic/val" --input-size 128 --epochs 12 --adv-weight 0.1 --gan-bce 1 --lr 2e-4 --beta1 0.5
+           --lr-schedule cosine --ema 0.999 --name slsnet_isic2017 --version 0.4-cpu-128-gan);;
   *) echo "unknown stage $stage" >&2; exit 2;;
 esac
 resume=()
