@@ -24,6 +24,19 @@ fi
 [ -d runs/ham10000-split/train ] || "$py" -m dermaseg_app.ml.splits /work/shared/data/ham10000 \
   --out runs/ham10000-split --groups HAM10000_metadata.csv --group-column lesion_id --image-column image_id --val 0.1
 mkdir -p "$run"
+# With the kernel's autogroup scheduling on (the default of many distributions), nice only ranks
+# processes within one session: another shell's jobs (tests, builds) then take an equal share of
+# the cores whatever their nice, which starved this run in sessions 3-4. Turned off when the
+# script may (root), said otherwise; DERMASEG_LONG_AUTOGROUP=keep leaves it alone.
+autogroup=/proc/sys/kernel/sched_autogroup_enabled
+if [ "$(cat "$autogroup" 2>/dev/null)" = 1 ] && [ "${DERMASEG_LONG_AUTOGROUP:-off}" != keep ]; then
+  if { echo 0 >"$autogroup"; } 2>/dev/null; then
+    echo "note: kernel autogroup scheduling turned off, so that nice ranks this run above other sessions' jobs"
+  else
+    echo "warning: kernel autogroup scheduling is on: nice does not rank this run above other sessions' jobs" \
+         "(as root: echo 0 > $autogroup)" >&2
+  fi
+fi
 isic=/work/shared/data/isic2017
 compile=(--compile)
 case "$stage" in
