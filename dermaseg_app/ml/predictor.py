@@ -5,10 +5,11 @@ squashed to the model's square input size (``preprocessing.preprocess``), run th
 and the probability map is resized back to the image's own size (bilinear) before thresholding,
 so a ``Prediction`` always matches the image pixel for pixel.
 
-``predict_files`` streams a list of files: decoding and preprocessing run in a small thread pool
-ahead of the network, through a bounded window of pending files, so memory stays bounded however
-many files there are. A file that cannot be read gives a ``FileResult`` with an error and the
-stream goes on; setting ``cancel`` stops it promptly.
+``predict_files`` streams a list of files (a large JPEG decoded reduced for the network,
+``Predictor._decode``; the prediction still at the image's own size): decoding and preprocessing
+run in a small thread pool ahead of the network, through a bounded window of pending files, so
+memory stays bounded however many files there are. A file that cannot be read gives a
+``FileResult`` with an error and the stream goes on; setting ``cancel`` stops it promptly.
 
 The network runs in torch or, on the CPU, in ONNX Runtime or OpenVINO (``ml.backends``: the
 ``backend`` argument, else the setting, else the fastest of torch and the runtimes installed,
