@@ -73,6 +73,7 @@ def test_opens_folder_predicts_first_image_and_scores(qtbot, random_model, folde
     assert entry.scores is not None and 0 <= entry.scores.jsc <= 1 and entry.uncertainty is not None
     assert w.session.table.index(0, Column.JSC).data() == f"{entry.scores.jsc:.3f}"
     assert "random-test 0.0.1" in w.model_label.text() and "CPU" in w.device_label.text()
+    assert s.model.predictor.backend_label in w.device_label.text()  # the status bar names the backend
     assert w.controls.threshold.value() == 45  # the slider starts at the model's threshold
     assert w.metrics.note.text() == "at threshold 0.45"
     assert w.metrics.values["jsc"].text() == f"{100 * entry.scores.jsc:.1f}%"

@@ -188,8 +188,15 @@ def test_predict_files_reports_a_corrupt_file_and_goes_on(predictor, samples_dir
 
 def test_predict_files_matches_predict(predictor, samples_dir, tmp_path):
     files = _files(samples_dir, tmp_path, 1)
+    png = tmp_path / "img.png"
+    cv2.imwrite(str(png), cv2.imread(str(files[0])))
+    (result,) = predictor.predict_files([png])  # a PNG is decoded whole: the very same input
+    np.testing.assert_allclose(result.prediction.prob, predictor.predict(read_image(png)).prob, atol=1e-6)
+    # a JPEG is decoded reduced for the network (tests/test_reduced_decode.py): nearly the same
     (result,) = predictor.predict_files(files)
-    np.testing.assert_allclose(result.prediction.prob, predictor.predict(read_image(files[0])).prob, atol=1e-6)
+    whole = predictor.predict(read_image(files[0]))
+    assert result.prediction.shape == whole.shape
+    assert np.abs(result.prediction.prob - whole.prob).max() < 0.05
 
 
 def test_cancel_stops_early(predictor, samples_dir, tmp_path):

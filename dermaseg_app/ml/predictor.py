@@ -5,10 +5,11 @@ squashed to the model's square input size (``preprocessing.preprocess``), run th
 and the probability map is resized back to the image's own size (bilinear) before thresholding,
 so a ``Prediction`` always matches the image pixel for pixel.
 
-``predict_files`` streams a list of files: decoding and preprocessing run in a small thread pool
-ahead of the network, through a bounded window of pending files, so memory stays bounded however
-many files there are. A file that cannot be read gives a ``FileResult`` with an error and the
-stream goes on; setting ``cancel`` stops it promptly.
+``predict_files`` streams a list of files (a large JPEG decoded reduced for the network,
+``Predictor._decode``; the prediction still at the image's own size): decoding and preprocessing
+run in a small thread pool ahead of the network, through a bounded window of pending files, so
+memory stays bounded however many files there are. A file that cannot be read gives a
+``FileResult`` with an error and the stream goes on; setting ``cancel`` stops it promptly.
 
 The network runs in torch or, on the CPU, in ONNX Runtime or OpenVINO (``ml.backends``: the
 ``backend`` argument, else the setting, else the fastest of torch and the runtimes installed,
@@ -39,6 +40,10 @@ from dermaseg_app.ml.preprocessing import as_rgb_uint8, preprocess
 from dermaseg_app.ml.weights import ModelInfo, WeightsError, load_model
 
 DEFAULT_BATCH_SIZE = 8
+# a JPEG is decoded for the network at 1/2, 1/4 or 1/8 of its size where that keeps at least this
+# many pixels per network input pixel a side: on the bundled full-resolution samples at 128 px the
+# masks then agree with those of the whole decode at JSC >= 0.996 (docs: benchmarks/README.md)
+REDUCED_DECODE_FACTOR = 4
 
 
 def _check_threshold(threshold: float) -> float:
@@ -158,6 +163,9 @@ class Predictor:
                 "no model file: no trained model is bundled with this installation yet; "
                 "train one (dermaseg train) or pass --model FILE",
             )
+        # OpenCV (decoding, resizing) within the same thread budget as the network: with its own
+        # default (every core) it competed with torch's threads, and with the decoding pool's
+        cv2.setNumThreads(max(1, torch.get_num_threads()))
         network, info = load_model(path, device=self.device)
         self.network: nn.Module = _inference_network(network)
         self.info: ModelInfo = info
@@ -262,14 +270,17 @@ class Predictor:
     # ------------------------------------------------------------ files, streamed
 
     def _decode(self, path: Path) -> _Decoded:
-        from dermaseg_app.core.imageio import read_image
+        """The network input of one file and the image's full (H, W): a large JPEG is decoded
+        reduced (core.imageio.read_image_reduced) to at least ``REDUCED_DECODE_FACTOR`` times
+        the input size a side, which the squash to the input size cannot tell from the whole."""
+        from dermaseg_app.core.imageio import read_image_reduced
 
         t0 = time.perf_counter()
-        rgb = read_image(path)
+        rgb, shape = read_image_reduced(path, REDUCED_DECODE_FACTOR * self.input_size)
         t1 = time.perf_counter()
         chw = preprocess(rgb, self.input_size)
         t2 = time.perf_counter()
-        return _Decoded((int(rgb.shape[0]), int(rgb.shape[1])), chw, t1 - t0, t2 - t1)
+        return _Decoded(shape, chw, t1 - t0, t2 - t1)
 
     def predict_files(
         self,
