@@ -335,3 +335,28 @@ def test_tta_follows_the_model_file_unless_given(tmp_path) -> None:
     mirrored = on.predict(x).prob[:, ::-1]
     np.testing.assert_allclose(p_on, mirrored, atol=1e-5)  # the flip mean is flip-equivariant
     assert not np.allclose(p_off, p_on, atol=1e-4)
+
+
+def test_runtimes_get_small_batches(model_path) -> None:
+    """An exported network holds a (B, N, N) attention matrix: the predictor feeds a runtime at
+    most RUNTIME_MAX_BATCH images per call, flips included, and keeps the order."""
+    from dermaseg_app.ml import predictor as pm
+
+    p = Predictor(model_path, device="cpu", backend="torch", tta=True)
+    sizes: list[int] = []
+
+    class Fake:
+        name = label = "fake"
+
+        def run(self, batch: np.ndarray) -> np.ndarray:
+            sizes.append(len(batch))
+            return p._torch_probabilities(batch)
+
+    rng = np.random.default_rng(0)
+    images = [(rng.random((40, 48, 3)) * 255).astype(np.uint8) for _ in range(3)]
+    expected = [r.prob for r in p.predict_batch(images)]
+    p.runtime = Fake()
+    got = [r.prob for r in p.predict_batch(images)]
+    assert sizes and max(sizes) <= pm.RUNTIME_MAX_BATCH and sum(sizes) == 12
+    for a, b in zip(got, expected, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)

@@ -114,6 +114,15 @@ def probability_to_size(prob_small: np.ndarray, shape: tuple[int, int]) -> np.nd
     return np.clip(prob, 0.0, 1.0, out=prob)
 
 
+# The exported network (ONNX Runtime, OpenVINO) computes SLSNet's position attention with the
+# portable formula, which holds a (B, N, N) matrix: at 128 px N = 4096, 64 MB per image per
+# attention. A batch of 8 took 2.7 GB and, with test-time flips (32 images), 9.4 GB
+# (`dermaseg evaluate` on 40 images); so runtimes get at most this many images per call: peak
+# 0.6 / 1.0 / 1.6 GB at 1 / 2 / 4 per call, the time per image the same within the noise (ONNX
+# Runtime and OpenVINO, 1 thread). Torch's fused attention kernel needs no such matrix.
+RUNTIME_MAX_BATCH = 2
+
+
 def flip_mean(batch: np.ndarray, run: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
     """Flip test-time augmentation: ``run`` (B, 3, s, s) -> (B, s, s) on the batch with its
     horizontal, vertical and double flips stacked (4B images, one call), each result flipped back,
@@ -215,7 +224,10 @@ class Predictor:
         runtime = self.runtime
         if runtime is not None:
             try:
-                return runtime.run(batch)
+                step = RUNTIME_MAX_BATCH
+                if len(batch) <= step:
+                    return runtime.run(batch)
+                return np.concatenate([runtime.run(batch[i:i + step]) for i in range(0, len(batch), step)])
             except Exception as exc:  # noqa: BLE001 - an optional runtime failing: torch takes over
                 with self._backend_lock:
                     if self.runtime is runtime:
