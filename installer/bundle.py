@@ -12,9 +12,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The shipped model: its weights file carries its config and card in the header; the .md beside
-# it is the human-readable card. models/resume/ (training resume states) is not shipped.
-MODEL_FILES = ["models/slsnet_isic2017.safetensors", "models/slsnet_isic2017.md"]
+# The shipped models (the default SLSNet and the 1.8 MB Mobile DeepLab to compare with): a weights
+# file carries its config and card in the header; the .md beside it is the human-readable card.
+# models/resume/ (training resume states) is not shipped.
+MODEL_FILES = ["models/slsnet_isic2017.safetensors", "models/slsnet_isic2017.md",
+               "models/mobile_deeplab_isic2017.safetensors", "models/mobile_deeplab_isic2017.md"]
 
 DATA: list[tuple[str, str]] = [
     ("resources/samples", "resources/samples"),   # the CC0 sample images the app opens first

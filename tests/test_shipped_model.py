@@ -1,4 +1,5 @@
-"""The bundled model (models/slsnet_isic2017.safetensors) draws sensible masks on the bundled samples.
+"""The bundled models (models/slsnet_isic2017.safetensors, the default, and the seed network
+models/mobile_deeplab_isic2017.safetensors) draw sensible masks on the bundled samples.
 
 The samples are CC0 images from the ISIC 2017 training set at full resolution; their ground truth
 is the challenge mask. The interim CPU-trained model must reach a mean JSC above 0.7 on them
@@ -16,25 +17,37 @@ from dermaseg_app import paths
 pytestmark = pytest.mark.slow
 
 MODEL = paths.default_model_path()
+SHIPPED = {  # file -> (name, architecture, largest file size)
+    MODEL: ("slsnet_isic2017", "slsnet", 20_000_000),
+    MODEL.parent / "mobile_deeplab_isic2017.safetensors": ("mobile_deeplab_isic2017", "mobile_deeplab", 3_000_000),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(SHIPPED), ids=lambda p: p.stem)
+def shipped(request):
+    path = request.param
+    if not path.exists():
+        pytest.fail(f"the bundled model {path} is missing")
+    from dermaseg_app.ml.predictor import Predictor
+
+    return path, Predictor(path, device="cpu")
 
 
 @pytest.fixture(scope="module")
-def predictor():
-    if not MODEL.exists():
-        pytest.fail(f"the bundled model {MODEL} is missing")
-    from dermaseg_app.ml.predictor import Predictor
-
-    return Predictor(device="cpu")
+def predictor(shipped):
+    return shipped[1]
 
 
-def test_model_file_describes_itself(predictor) -> None:
+def test_model_file_describes_itself(shipped) -> None:
+    path, predictor = shipped
     info = predictor.info
-    assert info.name == "slsnet_isic2017" and info.arch == "slsnet"
+    name, arch, size = SHIPPED[path]
+    assert info.name == name and info.arch == arch
     assert info.version and info.input_size % 8 == 0 and 0 < info.threshold < 1
     assert "isic2017" in info.trained_on
     assert info.metrics.get("jsc", 0) > 0.6  # its validation JSC on ISIC 2017 val
-    assert MODEL.with_suffix(".md").exists() and info.card_summary
-    assert MODEL.stat().st_size < 20_000_000
+    assert path.with_suffix(".md").exists() and info.card_summary
+    assert path.stat().st_size < size
 
 
 def test_sensible_masks_on_the_bundled_samples(predictor, samples_dir: Path, sample_gt_dir: Path) -> None:
