@@ -154,10 +154,12 @@ def test_finetune_keeps_the_base_models_threshold(data: dict[str, Path], tmp_pat
     from dermaseg_app.ml.weights import read_model_info
 
     base = tmp_path / "base.safetensors"
-    list(train(tiny_config(data, tmp_path / "a", epochs=1, max_steps_per_epoch=1, threshold=0.45, out=str(base))))
+    list(train(tiny_config(data, tmp_path / "a", epochs=1, max_steps_per_epoch=1, threshold=0.45, tta=True,
+                           out=str(base))))
     assert read_model_info(base).threshold == pytest.approx(0.45)
+    assert read_model_info(base).tta is True  # the published model carries the run's flips default
     cfg = t.finetune_config(base, [data["new"]], tmp_path / "ft.safetensors")
-    assert cfg.threshold == pytest.approx(0.45)
+    assert cfg.threshold == pytest.approx(0.45) and cfg.tta is True
 
 
 def test_adversarial_weight_scales_the_adversarial_term(data: dict[str, Path], tmp_path: Path) -> None:  # noqa: F811

@@ -73,6 +73,7 @@ class TrainConfig:
     compile: bool = False                              # torch.compile G's and D's forward passes
     compile_mode: str = "default"                      # torch.compile mode: default | reduce-overhead | max-autotune...
     threshold: float = 0.5
+    tta: bool = False                                  # the published model's test-time flips default
     # fine-tuning
     base_model: str | None = None
     input_size_from_base: bool = True                  # False: train the base model's weights at input_size
@@ -179,6 +180,7 @@ def finetune_config(
         replay_share=replay_share if replay else 0.0, epochs=epochs, freeze_encoder=freeze_encoder,
         adversarial=False, lr=2e-4, beta1=0.9, lr_schedule="cosine", ema_decay=0.99,
         model_name=info.name, model_version=f"{info.version}+ft", threshold=float(info.threshold),
+        tta=bool(info.tta),
     )
     for k, v in overrides.items():
         if not hasattr(cfg, k):

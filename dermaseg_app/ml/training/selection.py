@@ -131,7 +131,7 @@ class Publisher:
                                                                      if cfg.replay else ""))
         return ModelInfo(name=cfg.model_name, version=cfg.model_version, arch=cfg.arch,
                          config=dict(self.model_cfg), input_size=cfg.input_size, threshold=cfg.threshold,
-                         trained_on=trained_on, metrics=metrics)
+                         trained_on=trained_on, metrics=metrics, tta=cfg.tta)
 
     def _write(self, model: nn.Module, metrics: dict[str, Any], epoch: int, card: Any) -> Iterator[CheckpointSaved]:
         from dermaseg_app.ml.weights import save_model
