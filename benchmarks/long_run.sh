@@ -2,7 +2,7 @@
 # The long CPU training run of issue 9, in resumable pieces (docs/training-notes.md, "The long run").
 #
 #   bash benchmarks/long_run.sh STAGE        # start or resume STAGE (a: 64 px, b: 128 px from a, c: b's best at a lower LR,
-#                                            # d: the GAN at 128 px from c's best), niced, in the background
+#                                            # d: the GAN at 128 px from c's best, e: d without the GAN), niced, in the background
 #   bash benchmarks/long_run.sh STAGE --save # copy the run's last.pt to models/resume/ (to commit)
 #
 # A piece runs until the session ends or the stage's epochs are done. It resumes from
@@ -80,6 +80,17 @@ case "$stage" in
      args=(--init "$init" --data "$isic/train" --mix runs/ham10000-split/train --mix-share 0.5
            --val "$isic/val" --input-size 128 --epochs 12 --adv-weight 0.1 --gan-bce 1 --lr 2e-4 --beta1 0.5
            --lr-schedule cosine --ema 0.999 --name slsnet_isic2017 --version 0.4-cpu-128-gan);;
+  # Stage e: stage d's comparison without the GAN, side by side on the other core (session 5): the
+  # same start, data, schedule (cosine over 12 epochs from 2e-4) and EMA, supervised (pixel BCE +
+  # 0.1 L1 + 0.5 soft Jaccard) with Adam betas (0.9, 0.999) as stages a-c.
+  e) init="${DERMASEG_STAGE_E_INIT:-runs/long-e/init-c-e1.safetensors}"
+     if [ ! -f "$init" ] && [ ! -f "$run/last.pt" ] && [ ! -f "$saved" ]; then
+       mkdir -p "$(dirname "$init")"
+       git show 9da9742:models/slsnet_isic2017.safetensors >"$init.tmp" && mv "$init.tmp" "$init"
+     fi
+     args=(--init "$init" --data "$isic/train" --mix runs/ham10000-split/train --mix-share 0.5
+           --val "$isic/val" --input-size 128 --epochs 12 --supervised --lr 2e-4 --beta1 0.9
+           --lr-schedule cosine --ema 0.999 --name slsnet_isic2017 --version 0.4-cpu-128-sup);;
   *) echo "unknown stage $stage" >&2; exit 2;;
 esac
 resume=()
