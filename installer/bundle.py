@@ -53,8 +53,11 @@ EXCLUDES = [
 # (PyInstaller's torch hook keeps both, 44 MB of sources, for TorchScript's and torch.compile's
 # source reading, which the app does not use), except the modules that read their own source at
 # import: the config modules (torch.utils._config_module reads their comments), which
-# `import torch._dynamo` (torch.optim's first step, a custom op's first call) imports.
+# `import torch._dynamo` (torch.optim's first step, a custom op's first call) imports, and the
+# modules declaring TorchScript overloads (@_overload reads their bodies at import: without the
+# source every command warns "Unable to retrieve source for @torch.jit._overload function").
 TORCH_SOURCES_KEPT = [
+    "torch.nn.functional", "torch.functional", "torch.nn.modules.rnn",
     "torch._dynamo.config", "torch._export.config", "torch._functorch.config", "torch._inductor.config",
     "torch._inductor.config_comms", "torch.compiler.config", "torch.distributed.config",
     "torch.fx.experimental._config", "torch.utils._config_module", "torch.utils.serialization.config",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import configparser
 import ctypes
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -197,6 +198,7 @@ print("ok")
 """
     result = _run_as_frozen(code)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-3000:]
+    assert "Unable to retrieve source" not in result.stderr, result.stderr[-3000:]  # a source torch reads is kept
 
 
 @pytest.mark.slow
@@ -217,9 +219,19 @@ print("rc", rc)
     assert out.is_file()
 
 
+def _declares_torchscript_overloads(text: str) -> bool:
+    """Whether a torch module declares TorchScript overloads (@torch.jit._overload, _overload_method),
+    which read the declarations' source when the module is imported."""
+    if re.search(r"^\s*@torch\.(?:_jit_internal|jit)\._overload(?:_method)?\s*$", text, re.M):
+        return True
+    imported = re.search(r"from torch\._jit_internal import \(?[^)]*?\b_overload(?: as (\w+))?\b", text)
+    return bool(imported) and bool(re.search(rf"^\s*@{imported.group(1) or '_overload'}\s*$", text, re.M))
+
+
 def test_every_torch_module_that_reads_its_own_source_keeps_it():
-    """torch's config modules read their source at import (torch.utils._config_module); a torch
-    upgrade that adds one must add it to bundle.TORCH_SOURCES_KEPT."""
+    """torch's config modules read their source at import (torch.utils._config_module), and so
+    do TorchScript's @_overload declarations (torch.nn.functional); a torch upgrade that adds one
+    must add it to bundle.TORCH_SOURCES_KEPT."""
     import torch
 
     base = Path(torch.__file__).parent
@@ -228,7 +240,10 @@ def test_every_torch_module_that_reads_its_own_source_keeps_it():
         rel = py.relative_to(base.parent).with_suffix("")
         if "testing" in rel.parts or "test" in rel.parts:
             continue
-        if "install_config_module(sys.modules[__name__])" in py.read_text(errors="replace"):
+        text = py.read_text(errors="replace")
+        if "install_config_module(sys.modules[__name__])" in text:
+            readers.add(".".join(rel.parts))
+        elif _declares_torchscript_overloads(text) and rel.parts[-1] != "_jit_internal":
             readers.add(".".join(rel.parts))
     missing = readers - set(bundle.TORCH_SOURCES_KEPT)
     assert not missing, f"add to bundle.TORCH_SOURCES_KEPT: {sorted(missing)}"
