@@ -39,6 +39,30 @@ EXCLUDES = [
     "PySide6.QtSvg", "PySide6.QtSvgWidgets",  # QtOpenGL stays: pyqtgraph imports it
     "pyqtgraph.opengl", "pyqtgraph.examples", "pyqtgraph.jupyter",
     "openvino", "onnxruntime", "onnx", "onnxscript",  # optional runtimes: see installer/README.md
+    # torch's hook collects every torch submodule, and with them what torch.compile's code
+    # generation, torch.distributed.checkpoint and torch.onnx's new exporter import: nothing the
+    # app runs imports these (the window, predict, info and a fine-tune step, tested with them
+    # blocked). The app never imports scipy or scikit-image (its measurements use OpenCV).
+    "scipy", "skimage", "networkx", "jinja2", "markupsafe", "pygments", "rich", "fsspec", "ml_dtypes",
+    "onnx_ir", "google.protobuf",
+    # Pillow's AVIF, WebP, font, colour-management and Tk modules (and their libavif, libwebp,
+    # freetype, harfbuzz, lcms2): the app reads JPEG, PNG, BMP and TIFF only (core.imageio)
+    "PIL._avif", "PIL.AvifImagePlugin", "PIL._webp", "PIL.WebPImagePlugin", "PIL._imagingft", "PIL.ImageFont",
+    "PIL._imagingcms", "PIL.ImageCms", "PIL._imagingtk", "PIL.ImageTk", "PIL.ImageQt",
+]
+
+# torch's Python code travels compiled only (in the PYZ archive), not also as .py files beside it
+# (PyInstaller's torch hook keeps both, 44 MB of sources, for TorchScript's and torch.compile's
+# source reading, which the app does not use), except the modules that read their own source at
+# import: the config modules (torch.utils._config_module reads their comments), which
+# `import torch._dynamo` (torch.optim's first step, a custom op's first call) imports, and the
+# modules declaring TorchScript overloads (@_overload reads their bodies at import: without the
+# source every command warns "Unable to retrieve source for @torch.jit._overload function").
+TORCH_SOURCES_KEPT = [
+    "torch.nn.functional", "torch.functional", "torch.nn.modules.rnn",
+    "torch._dynamo.config", "torch._export.config", "torch._functorch.config", "torch._inductor.config",
+    "torch._inductor.config_comms", "torch.compiler.config", "torch.distributed.config",
+    "torch.fx.experimental._config", "torch.utils._config_module", "torch.utils.serialization.config",
 ]
 
 # Shared libraries left out of the CPU build (file-name prefixes): CUDA, and Qt modules nothing
@@ -54,7 +78,20 @@ BINARY_EXCLUDE_PREFIXES = [
 # the app: torch's C++ test programs and headers, PySide6's binding-generator files, Qt's QML.
 DROPPED_PATHS = ["torch/test/", "torch/include/", "torch/share/cmake/", "torch/testing/_internal/data/",
                  "PySide6/include/", "PySide6/typesystems/", "PySide6/glue/", "PySide6/Qt/qml/",
-                 "PySide6/Qt/translations/qtwebengine"]
+                 # Qt's own translations: the app installs no QTranslator (its texts are English)
+                 "PySide6/Qt/translations/",
+                 # torch's test libraries (TorchScript and AOTInductor test backends)
+                 "torch/lib/libtorchbind_test.so", "torch/lib/libjitbackend_test.so",
+                 "torch/lib/libbackend_with_compiler.so", "torch/lib/libaoti_custom_ops.so",
+                 "torch/fx/passes/tests/"]
+
+# Shared libraries whose static symbol table (.symtab/.strtab: names for debuggers, never read by
+# the loader) is dropped by installer/elf_trim.py, which keeps every mapped byte as it is and
+# leaves a file alone where it cannot (all of libtorch_cpu's 85 MB, libpython's 17, ...). Every
+# binary is trimmed except these (prefixes): auditwheel's grafted libraries (numpy.libs holds the
+# OpenBLAS that strip broke once; elf_trim would refuse them anyway, but they are not even read).
+TRIM_SYMBOLS = True
+NOT_TRIMMED = ["numpy.libs/", "scipy.libs/", "opencv_python_headless.libs/", "pillow.libs/", "shapely.libs/"]
 
 # Qt plugins kept (folder/name prefixes under PySide6/Qt/plugins); everything else is dropped.
 QT_PLUGINS_KEPT = ["platforms/libqxcb", "platforms/libqoffscreen", "platforms/libqwayland",
