@@ -499,3 +499,31 @@ def test_the_model_chosen_in_the_window_is_used_at_the_next_start(qtbot, random_
     use_bundled.trigger()
     assert GuiSettings.load().remembered_model() == paths.default_model_path().resolve()
     _close(gone)
+
+
+def test_the_status_bar_follows_a_runtime_that_fails_mid_session(qtbot, random_model, folder) -> None:
+    """A runtime (ONNX Runtime, OpenVINO) that fails while predicting hands over to torch
+    (ml.predictor): the status bar then names torch and the window says why."""
+    w = _window(qtbot, random_model)
+    _open_and_wait_prediction(qtbot, w, folder)
+    s = w.session
+    qtbot.waitUntil(lambda: all(e.predicted for e in s.entries), timeout=WAIT_MS)
+    predictor = s.model.predictor
+
+    class Broken:
+        name, label = "onnxruntime", "ONNX Runtime 0.0 (test)"
+
+        def run(self, batch):
+            raise RuntimeError("the runtime broke")
+
+    predictor.runtime = Broken()
+    s.device_label = f"CPU, {Broken.label}"  # as shown while the runtime ran
+    w.device_label.setText(f"Device: {s.device_label}")
+    notices: list[str] = []
+    s.notice.connect(lambda text, error: notices.append(text))
+    predictor.predict(np.zeros((40, 40, 3), np.uint8))  # a worker's call: the runtime fails, torch takes over
+    s._follow_backend()  # what each prediction result arriving in the window runs
+    assert "torch" in w.device_label.text()
+    assert predictor.runtime is None and "ONNX Runtime" not in w.device_label.text()
+    assert any("failed" in n and "torch runs the model" in n for n in notices)
+    _close(w)

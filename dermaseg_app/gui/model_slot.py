@@ -52,6 +52,17 @@ def load_predictor(job, model_path: Path | None, device: str | None):
     return predictor, f"{device_description(predictor.device)}, {predictor.backend_label}"
 
 
+def status_line(predictor, shown: str) -> str:
+    """The status bar's "device, backend" for ``predictor`` now: ``shown`` with its backend part
+    replaced when the backend changed since (a runtime that failed mid-session hands over to
+    torch, ml.predictor), else ``shown``. A predictor without a backend (an ensemble) keeps it."""
+    label = getattr(predictor, "backend_label", None)
+    if not isinstance(label, str) or label in shown:
+        return shown
+    device = shown.split(", ", 1)[0]
+    return f"{device}, {label}"
+
+
 def load_ensemble_predictor(job, path_a: Path, path_b: Path, device: str | None):
     """(app.ensemble.EnsemblePredictor of the two models, its device line); a ``workers.Worker``
     function."""

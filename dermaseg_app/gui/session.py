@@ -24,7 +24,13 @@ from dermaseg_app.gui.canvas.qimage import to_qimage
 from dermaseg_app.gui.case_images import CaseImages, load_rows
 from dermaseg_app.gui.case_model import CaseEntry, CaseTableModel
 from dermaseg_app.gui.lru import LRU
-from dermaseg_app.gui.model_slot import ModelSlot, ModelUnavailable, load_ensemble_predictor, load_predictor
+from dermaseg_app.gui.model_slot import (
+    ModelSlot,
+    ModelUnavailable,
+    load_ensemble_predictor,
+    load_predictor,
+    status_line,
+)
 from dermaseg_app.gui.second_model import SecondModel
 from dermaseg_app.gui.thumbnails import Thumbnail, thumbnails
 from dermaseg_app.gui.workers import Worker, describe_error
@@ -351,6 +357,20 @@ class ReviewSession(QObject):
         self.table.entry_changed(result.row)
         if result.final and result.row == self.current and entry.scores is not None:
             self.entry_scored.emit(result.row)
+        self._follow_backend()
+
+    def _follow_backend(self) -> None:
+        """Say so when the backend changed during the predictions (a runtime failed: torch took over)."""
+        predictor = self.model.predictor
+        if predictor is None or not self.device_label:
+            return
+        line = status_line(predictor, self.device_label)
+        if line != self.device_label:
+            self.device_label = line
+            notice = getattr(predictor, "device_notice", None)
+            if notice:
+                self.notice.emit(notice, False)
+            self.model_ready.emit(self.model_label, line)
 
     def _map_arrived(self, row: int, prob: np.ndarray, seconds: float | None) -> None:
         entry = self.entries[row]
