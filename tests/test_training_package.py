@@ -16,7 +16,7 @@ from dermaseg_app.ml import training as t
 from dermaseg_app.ml.training import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMITTED_CHECKPOINT = ROOT / "models" / "resume" / "c.pt"
+COMMITTED_CHECKPOINTS = sorted((ROOT / "models" / "resume").glob("*.pt"))
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 
 
@@ -138,12 +138,14 @@ def test_format_event_lines() -> None:
     assert t.format_event(done) == "finished in 1:02:05: no validation; model None"
 
 
-@pytest.mark.skipif(not COMMITTED_CHECKPOINT.exists(), reason="models/resume/c.pt is not in this checkout")
-def test_a_checkpoint_of_the_single_module_engine_resumes() -> None:
-    """models/resume/c.pt (a last.pt of the engine before it became a package) loads into the run
-    state, the networks, the EMA and the optimizers, and writes back the same state (read only)."""
-    ckpt = t.load_checkpoint(COMMITTED_CHECKPOINT)
-    cfg = t.run_config(TrainConfig(resume=str(COMMITTED_CHECKPOINT), run_dir="elsewhere"), ckpt)
+@pytest.mark.skipif(not COMMITTED_CHECKPOINTS, reason="no models/resume/*.pt in this checkout")
+@pytest.mark.parametrize("committed", COMMITTED_CHECKPOINTS, ids=lambda p: p.name)
+def test_a_committed_resume_state_resumes(committed: Path) -> None:
+    """A committed resume state (models/resume/*.pt: the long run's last.pt; until session 5 c.pt,
+    written by the engine before it became a package, passed this too) loads into the run state,
+    the networks, the EMA and the optimizers, and writes back the same state (read only)."""
+    ckpt = t.load_checkpoint(committed)
+    cfg = t.run_config(TrainConfig(resume=str(committed), run_dir="elsewhere"), ckpt)
     assert cfg.epochs == ckpt["config"]["epochs"] and cfg.run_dir == "elsewhere"
     if not Path(ckpt["config"]["base_model"] or "").exists():  # built from the checkpoint's config
         assert cfg.base_model is None and cfg.model_config == ckpt["model_config"]
