@@ -15,7 +15,6 @@ truth, or whose mask differs in size from the image (never stretched), are liste
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -29,6 +28,7 @@ from dermaseg_app.commands.predict import (
     find_input_cases,
     load_predictor,
     run_reporting_user_errors,
+    write_json_report,
 )
 
 SUMMARY_KEYS = ("acc", "dsc", "jsc", "sen", "spe", "jsc_th")
@@ -84,7 +84,6 @@ def _check_json_target(path: Path) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dermaseg_app.core.atomic import atomic_write_text
     from dermaseg_app.core.imageio import ImageReadError, read_mask
     from dermaseg_app.core.metrics import score_with_confusion, summarize
 
@@ -172,12 +171,8 @@ def _run(args: argparse.Namespace) -> int:
             "per_image": per_image,
             "errors": errors,
         }
-        try:
-            atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
-        except OSError as exc:
-            fail(f"cannot write {json_path}: {exc.strerror or exc}")
+        if not write_json_report(json_path, report):
             return 1
-        print(f"results written to {json_path}")
     if not per_image:
         fail("no image could be scored")
         return 1
@@ -187,7 +182,6 @@ def _run(args: argparse.Namespace) -> int:
 def _run_ensemble(args: argparse.Namespace, cases: list[Any], json_path: Path | None) -> int:
     """``--ensemble-with B``: JSC of A, of B and of their ensemble per image and on average."""
     from dermaseg_app.app.ensemble import EnsembleRow, ensemble_threshold, evaluate_ensemble
-    from dermaseg_app.core.atomic import atomic_write_text
 
     predictor_a = load_predictor(args)
     predictor_b = load_predictor(argparse.Namespace(**{**vars(args), "model": args.ensemble_with,
@@ -224,12 +218,8 @@ def _run_ensemble(args: argparse.Namespace, cases: list[Any], json_path: Path | 
                   "threshold_ensemble": t_ens, "images": result.n,
                   "mean": {"jsc_a": result.jsc_a, "jsc_b": result.jsc_b, "jsc_ensemble": result.jsc_ensemble},
                   "ensemble_better": result.better, "per_image": per_image, "errors": errors}
-        try:
-            atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
-        except OSError as exc:
-            fail(f"cannot write {json_path}: {exc.strerror or exc}")
+        if not write_json_report(json_path, report):
             return 1
-        print(f"results written to {json_path}")
     if result.n == 0:
         fail("no image could be scored")
         return 1

@@ -28,7 +28,6 @@ A research aid, not a diagnosis.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from dermaseg_app.commands.predict import (
     find_input_cases,
     load_predictor,
     run_reporting_user_errors,
+    write_json_report,
 )
 
 NOTE = "A research aid, not a diagnosis: measurements from a mask, not a clinical assessment."
@@ -102,7 +102,6 @@ def _check_json_target(path: Path) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from dermaseg_app.core.atomic import atomic_write_text
     from dermaseg_app.core.imageio import ImageReadError, read_image, read_mask
     from dermaseg_app.core.measure import Calibration, calibration_from_file, measure
 
@@ -180,12 +179,8 @@ def _run(args: argparse.Namespace) -> int:
     print(NOTE)
     if json_path is not None:
         report = {"images": [entries[i] for i in sorted(entries)], "errors": errors, "note": NOTE}
-        try:
-            atomic_write_text(json_path, json.dumps(report, indent=2) + "\n")
-        except OSError as exc:
-            fail(f"cannot write {json_path}: {exc.strerror or exc}")
+        if not write_json_report(json_path, report, "measurements"):
             return 1
-        print(f"measurements written to {json_path}")
     if not entries:
         fail("no image could be measured")
         return 1

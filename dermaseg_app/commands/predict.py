@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import os
 import sys
 import tempfile
@@ -47,6 +48,20 @@ class UserError(Exception):
 
 def fail(message: str) -> None:
     print(f"dermaseg: error: {message}", file=sys.stderr)
+
+
+def write_json_report(path: Path, report: Any, what: str = "results") -> bool:
+    """Write ``report`` as indented JSON to ``path`` atomically and say so; False (after the
+    error line) when it cannot be written."""
+    from dermaseg_app.core.atomic import atomic_write_text
+
+    try:
+        atomic_write_text(path, json.dumps(report, indent=2) + "\n")
+    except OSError as exc:
+        fail(f"cannot write {path}: {exc.strerror or exc}")
+        return False
+    print(f"{what} written to {path}")
+    return True
 
 
 def run_reporting_user_errors(body: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
