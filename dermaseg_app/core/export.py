@@ -316,6 +316,60 @@ def _write_manifest(path: Path, rows: list[dict]) -> None:
 
 
 # -- the export ------------------------------------------------------------------------------
+@dataclass
+class _Chosen:
+    """The mask an image is exported with, where it came from, and what was stored."""
+
+    mask: np.ndarray | None = None
+    source: str = ""  # "correction", "model" or "" (no mask)
+    model_name: str | None = None
+    model_version: str | None = None
+    threshold: float | None = None  # the model's, for a mask the model made now
+    correction: np.ndarray | None = None
+    prediction: np.ndarray | None = None
+    unreadable: bool = False  # a stored correction that cannot be read
+
+
+def _choose_mask(store: CorrectionStore, image: Path, key: str, model: ModelMasks | None, excluded: bool,
+                 summary: ExportSummary, errors: list[str]) -> _Chosen:
+    """The saved correction, else the model's mask (none for an excluded image, and never the
+    model's in place of a correction that cannot be read); problems go to ``errors``, the counts
+    to ``summary``."""
+    chosen = _Chosen()
+    try:
+        chosen.correction = store.load_correction(image)
+    except StoreError as exc:  # something is stored as the correction but cannot be read:
+        chosen.unreadable = True  # never replaced by the model's mask without a word
+        errors.append(str(exc))
+    try:
+        chosen.prediction = store.load_prediction(image)
+    except StoreError as exc:
+        errors.append(str(exc))
+    if excluded:
+        summary.excluded += 1
+    elif chosen.unreadable:
+        summary.unreadable_corrections.append(key)
+    elif chosen.correction is not None:
+        chosen.mask, chosen.source = chosen.correction, "correction"
+        pinfo = store.prediction_info(image)
+        cinfo = store.info(image)
+        chosen.model_name = (cinfo.model_name if cinfo else None) or (pinfo.model_name if pinfo else None)
+        chosen.model_version = (cinfo.model_version if cinfo else None) or (pinfo.model_version if pinfo else None)
+        summary.corrected += 1
+    elif model is None:
+        errors.append("no saved correction and no model to predict the mask")
+    else:
+        try:
+            chosen.mask = model.mask(image)
+        except Exception as exc:  # noqa: BLE001 - one image's failure must not stop the export
+            errors.append(f"the model's mask cannot be made: {getattr(exc, 'reason', None) or exc}")
+        else:
+            chosen.source, chosen.model_name, chosen.model_version = "model", model.name, model.version
+            chosen.threshold = model.threshold
+            summary.from_model += 1
+    return chosen
+
+
 def export_project(project: Project, out_dir: Path | str, *, coco_rle: bool = False,
                    masks_dir: Path | str | None = None, skip_excluded: bool = False,
                    with_hd95: bool = True, model: ModelMasks | None = None,
@@ -359,45 +413,13 @@ def export_project(project: Project, out_dir: Path | str, *, coco_rle: bool = Fa
         row.update(image=key, stem=stem, status=record.status.value, note=record.note,
                    updated=record.updated or "")
         summary.images += 1
-        errors = []
-        correction = prediction = None
-        unreadable = False
-        try:
-            correction = store.load_correction(image)
-        except StoreError as exc:  # something is stored as the correction but cannot be read:
-            unreadable = True      # never replaced by the model's mask without a word
-            errors.append(str(exc))
-        try:
-            prediction = store.load_prediction(image)
-        except StoreError as exc:
-            errors.append(str(exc))
-        mask, source, model_name, model_version, threshold = None, "", None, None, None
-        if excluded:
-            summary.excluded += 1
-        elif unreadable:
-            summary.unreadable_corrections.append(key)
-        elif correction is not None:
-            mask, source = correction, "correction"
-            pinfo = store.prediction_info(image)
-            cinfo = store.info(image)
-            model_name = (cinfo.model_name if cinfo else None) or (pinfo.model_name if pinfo else None)
-            model_version = (cinfo.model_version if cinfo else None) or (pinfo.model_version if pinfo else None)
-            summary.corrected += 1
-        elif model is None:
-            errors.append("no saved correction and no model to predict the mask")
-        else:
-            try:
-                mask = model.mask(image)
-            except Exception as exc:  # noqa: BLE001 - one image's failure must not stop the export
-                errors.append(f"the model's mask cannot be made: {getattr(exc, 'reason', None) or exc}")
-            else:
-                source, model_name, model_version = "model", model.name, model.version
-                threshold = model.threshold
-                summary.from_model += 1
-        row.update(corrected="yes" if correction is not None else ("unreadable" if unreadable else "no"),
+        errors: list[str] = []
+        chosen = _choose_mask(store, image, key, model, excluded, summary, errors)
+        mask, source, correction, prediction = chosen.mask, chosen.source, chosen.correction, chosen.prediction
+        row.update(corrected="yes" if correction is not None else ("unreadable" if chosen.unreadable else "no"),
                    mask_source=source,
-                   model_name=model_name or "", model_version=model_version or "",
-                   threshold="" if threshold is None else f"{threshold:g}")
+                   model_name=chosen.model_name or "", model_version=chosen.model_version or "",
+                   threshold="" if chosen.threshold is None else f"{chosen.threshold:g}")
         gt_path = find_ground_truth(image, masks_dir)
         if mask is not None:
             summary.masks += 1
