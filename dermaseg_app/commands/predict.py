@@ -382,6 +382,21 @@ def _run(args: argparse.Namespace) -> int:
         shut_down(world)
 
 
+def _reusable_rows(args: argparse.Namespace, mine: list[Path], planned: dict[str, tuple[Path, Path]],
+                   out: Path) -> dict[str, dict[str, Any]]:
+    """--skip-existing: the previous run's rows of these images whose mask (and probability map,
+    with --save-prob) is still where this run would write it, by image path; {} without the option."""
+    previous = read_previous_rows(out) if getattr(args, "skip_existing", False) else {}
+    reused: dict[str, dict[str, Any]] = {}
+    for image in mine:
+        row = previous.get(str(image))
+        mask_path, prob_path = planned[str(image)]
+        if (row is not None and not row.get("error") and row.get("mask") == str(mask_path)
+                and mask_path.is_file() and (not args.save_prob or prob_path.is_file())):
+            reused[str(image)] = row
+    return reused
+
+
 def _predict(args: argparse.Namespace, world: Any, images: list[Path], planned: dict[str, tuple[Path, Path]],
              out: Path) -> int:
     """One process's predictions (all images, or under torchrun this rank's share)."""
@@ -392,14 +407,7 @@ def _predict(args: argparse.Namespace, world: Any, images: list[Path], planned: 
     from dermaseg_app.ml.distributed import barrier, rank_device, shard
 
     mine = shard(images, world)
-    previous = read_previous_rows(out) if getattr(args, "skip_existing", False) else {}
-    reused: dict[str, dict[str, Any]] = {}
-    for image in mine:
-        row = previous.get(str(image))
-        mask_path, prob_path = planned[str(image)]
-        if (row is not None and not row.get("error") and row.get("mask") == str(mask_path)
-                and mask_path.is_file() and (not args.save_prob or prob_path.is_file())):
-            reused[str(image)] = row
+    reused = _reusable_rows(args, mine, planned, out)
     todo = [image for image in mine if str(image) not in reused]
     if world.distributed:
         args.device = rank_device(args.device, world)
